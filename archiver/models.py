@@ -1,0 +1,203 @@
+"""Database tables. The WARC files are the source of truth for captures; ``captures`` is
+their index and can be rebuilt from them at any time (``archiver reindex``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from archiver.clock import utcnow
+
+
+# Constraint names must be stable for Alembic's batch mode on SQLite.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class SourceKind(StrEnum):
+    """How a source's posts are read."""
+
+    FEED = "feed"
+    SITEMAP = "sitemap"
+    PAGE = "page"
+    WXR = "wxr"
+    FOLDER = "folder"
+
+
+class LinkState(StrEnum):
+    """What the author is told about a link."""
+
+    PENDING = "pending"   # never checked
+    ALIVE = "alive"
+    FAILING = "failing"   # failed, but not often or long enough to be called dead
+    DEAD = "dead"
+    UNKNOWN = "unknown"   # blocked or rate limited: needs a human to look
+
+
+class CaptureOutcome(StrEnum):
+    """How the last capture attempt of a link ended."""
+
+    ARCHIVED = "archived"
+    FAILED = "failed"
+
+
+class Source(Base):
+    """Somewhere posts come from: a feed, sitemap, page, WordPress export or folder."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    location: Mapped[str] = mapped_column(Text, unique=True)
+    title: Mapped[str | None] = mapped_column(Text)
+    added_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_read_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    posts: Mapped[list[Post]] = relationship(back_populates="source")
+
+
+class Post(Base):
+    """A blog post whose outbound references we keep."""
+
+    __tablename__ = "posts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"),
+                                           index=True)
+    url: Mapped[str] = mapped_column(Text, unique=True)
+    title: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    discovered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    source: Mapped[Source] = relationship(back_populates="posts")
+    citations: Mapped[list[Citation]] = relationship(back_populates="post",
+                                                     cascade="all, delete-orphan")
+
+
+class Link(Base):
+    """One outbound URL (canonical form), however many posts cite it."""
+
+    __tablename__ = "links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text, unique=True)
+    url_key: Mapped[str] = mapped_column(Text, index=True)  # SURT key, as in the capture index
+    host: Mapped[str] = mapped_column(String(255), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    state: Mapped[str] = mapped_column(String(16), default=LinkState.PENDING, index=True)
+    last_verdict: Mapped[str | None] = mapped_column(String(32))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    final_url: Mapped[str | None] = mapped_column(Text)
+    last_checked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_failure_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_alive_at: Mapped[datetime | None] = mapped_column(DateTime)
+    drift: Mapped[float | None] = mapped_column(Float)
+
+    next_check_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    check_lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    check_lease_owner: Mapped[str | None] = mapped_column(String(64))
+
+    next_capture_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    capture_lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    capture_lease_owner: Mapped[str | None] = mapped_column(String(64))
+    last_capture_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_capture_outcome: Mapped[str | None] = mapped_column(String(16))
+    last_capture_error: Mapped[str | None] = mapped_column(Text)
+
+    citations: Mapped[list[Citation]] = relationship(back_populates="link")
+    checks: Mapped[list[Check]] = relationship(back_populates="link",
+                                               order_by="Check.checked_at.desc()")
+
+
+class Citation(Base):
+    """A post citing a link: where, how it was spelled, and with what words."""
+
+    __tablename__ = "citations"
+    __table_args__ = (UniqueConstraint("post_id", "link_id", "href",
+                                       name="uq_citations_post_link_href"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), index=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"), index=True)
+    href: Mapped[str] = mapped_column(Text)  # as written in the post, for display
+    element: Mapped[str] = mapped_column(String(16))  # a, iframe, video, ...
+    anchor_text: Mapped[str | None] = mapped_column(Text)
+    context: Mapped[str | None] = mapped_column(Text)
+
+    post: Mapped[Post] = relationship(back_populates="citations")
+    link: Mapped[Link] = relationship(back_populates="citations")
+
+
+class Check(Base):
+    """One health check of a link: its verdict and the evidence for it."""
+
+    __tablename__ = "checks"
+    __table_args__ = (Index("ix_checks_link_time", "link_id", "checked_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"))
+    checked_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    verdict: Mapped[str] = mapped_column(String(32))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    final_url: Mapped[str | None] = mapped_column(Text)
+    elapsed_ms: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    link: Mapped[Link] = relationship(back_populates="checks")
+
+
+class Capture(Base):
+    """Index row of one WARC response, revisit or resource record: where its bytes live."""
+
+    __tablename__ = "captures"
+    __table_args__ = (
+        Index("ix_captures_key_time", "url_key", "captured_at"),
+        UniqueConstraint("warc_file", "offset", name="uq_captures_file_offset"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    url_key: Mapped[str] = mapped_column(Text)
+    captured_at: Mapped[datetime] = mapped_column(DateTime)
+    record_type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[int | None] = mapped_column(Integer)
+    mime: Mapped[str | None] = mapped_column(String(255))
+    payload_digest: Mapped[str | None] = mapped_column(String(128), index=True)
+    warc_file: Mapped[str] = mapped_column(Text)  # name relative to the WARC folder
+    offset: Mapped[int] = mapped_column(BigInteger)
+    length: Mapped[int] = mapped_column(BigInteger)
+    record_id: Mapped[str] = mapped_column(String(80))
+    truncated: Mapped[str | None] = mapped_column(String(16))

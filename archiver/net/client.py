@@ -1,0 +1,421 @@
+"""HttpClient: timeouts, a whole-request deadline, body cap, redirect limit, politeness and the
+private-network guard, for every outbound request.
+
+The guard runs inside the connection: the client resolves the host itself, refuses any address
+that is not public (unless ``fetch.allow_private_networks``), and connects to exactly the address
+it checked, so a DNS answer that changes between check and connect (rebinding) cannot slip by.
+Every redirect hop makes a new connection check.  Bodies are kept as received on the wire, with
+their Content-Encoding (de-chunked), because WARC records keep them that way.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NameResolutionError,
+    NewConnectionError,
+)
+from urllib3.poolmanager import PoolManager
+
+from archiver.clock import utcnow
+from archiver.net.guard import forbidden_reason
+from archiver.net.politeness import HostLimiter
+from archiver.settings import Settings
+from archiver.urls import FETCHABLE_SCHEMES, host_of
+from archiver.verdicts import Verdict
+
+READ_CHUNK = 64 * 1024
+ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+class ForbiddenAddressError(NewConnectionError):
+    """The destination resolved to an address the guard refuses."""
+
+
+class FetchError(Exception):
+    """A request that produced no usable response; ``verdict`` says what kind of failure."""
+
+    def __init__(self, verdict: Verdict, message: str,
+                 exchanges: list[Exchange] | None = None, elapsed: float = 0.0) -> None:
+        super().__init__(message)
+        self.verdict = verdict
+        self.message = message
+        self.exchanges = exchanges or []
+        self.elapsed = elapsed
+
+
+@dataclass
+class Exchange:
+    """One request and its response, as they crossed the wire."""
+
+    url: str
+    method: str
+    request_head: bytes
+    status: int
+    reason: str
+    http_version: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    started_at: datetime
+    elapsed: float
+    peer_ip: str | None = None
+    truncated: str | None = None  # "length" or "time" when the body was cut
+
+    def header(self, name: str) -> str | None:
+        """First value of a response header, case-insensitively."""
+        lowered = name.lower()
+        return next((value for key, value in self.headers if key.lower() == lowered), None)
+
+    @property
+    def location(self) -> str | None:
+        """Absolute redirect target, when this is a redirect."""
+        target = self.header("Location")
+        if self.status in REDIRECT_STATUSES and target:
+            return urljoin(self.url, target.strip())
+        return None
+
+    @property
+    def content_type(self) -> str:
+        """Media type without parameters, lower case ('' when absent)."""
+        value = self.header("Content-Type") or ""
+        return value.split(";", 1)[0].strip().lower()
+
+
+@dataclass
+class FetchResult:
+    """A fetched URL with every hop of its redirect chain; ``final`` is the last response."""
+
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    @property
+    def final(self) -> Exchange:
+        """The last response of the chain."""
+        return self.exchanges[-1]
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds spent on the whole chain."""
+        return sum(exchange.elapsed for exchange in self.exchanges)
+
+
+class _Deadline(threading.local):
+    """Per-thread deadline of the request in hand; sockets register so they can be cut."""
+
+    expires_at: float | None = None
+    timer: threading.Timer | None = None
+    sockets: list[socket.socket]
+
+    def __init__(self) -> None:
+        self.sockets = []
+
+    def arm(self, seconds: float) -> None:
+        self.expires_at = time.monotonic() + seconds
+        self.sockets = []
+        sockets = self.sockets
+        self.timer = threading.Timer(seconds, _shut_all, args=(sockets,))
+        self.timer.daemon = True
+        self.timer.start()
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = None
+        self.expires_at = None
+        self.sockets = []
+
+    def remaining(self, default: float) -> float:
+        if self.expires_at is None:
+            return default
+        return max(0.001, min(default, self.expires_at - time.monotonic()))
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and time.monotonic() >= self.expires_at
+
+
+def _shut_all(sockets: list[socket.socket]) -> None:
+    for sock in list(sockets):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+_DEADLINE = _Deadline()
+
+
+class _GuardedConnectionMixin:
+    """Resolves, checks and connects to one checked address; remembers the peer address."""
+
+    allow_private: bool = False
+    peer_ip: str | None = None
+    host: str
+    port: int
+    timeout: Any
+    socket_options: Any
+    sock: socket.socket | None
+
+    def _new_conn(self) -> socket.socket:
+        host = self.host.strip("[]")
+        try:
+            infos = socket.getaddrinfo(host, self.port, 0, socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
+        except UnicodeError as exc:
+            raise NewConnectionError(self, f"bad host name {self.host!r}") from exc  # type: ignore[arg-type]
+        refused: list[str] = []
+        last_error: OSError | None = None
+        for family, socktype, proto, _name, sockaddr in infos:
+            address = str(sockaddr[0])
+            reason = None if self.allow_private else forbidden_reason(address)
+            if reason:
+                refused.append(reason)
+                continue
+            sock = socket.socket(family, socktype, proto)
+            try:
+                for option in self.socket_options or ():
+                    sock.setsockopt(*option)
+                sock.settimeout(_DEADLINE.remaining(_timeout_seconds(self.timeout)))
+                _DEADLINE.sockets.append(sock)
+                sock.connect(sockaddr)
+            except TimeoutError as exc:
+                sock.close()
+                raise ConnectTimeoutError(self, f"connect to {self.host} timed out") from exc  # type: ignore[arg-type]
+            except OSError as exc:
+                sock.close()
+                last_error = exc
+                continue
+            self.peer_ip = str(sock.getpeername()[0])
+            return sock
+        if refused and last_error is None:
+            raise ForbiddenAddressError(self, "refused to connect: " + "; ".join(refused))  # type: ignore[arg-type]
+        raise NewConnectionError(self, f"failed to connect: {last_error}") from last_error  # type: ignore[arg-type]
+
+    def getresponse(self) -> Any:
+        if self.sock is not None and self.sock not in _DEADLINE.sockets:
+            _DEADLINE.sockets.append(self.sock)
+        response = super().getresponse()  # type: ignore[misc]
+        response.peer_ip = self.peer_ip
+        return response
+
+
+def _timeout_seconds(timeout: Any) -> float:
+    return float(timeout) if isinstance(timeout, int | float) else 30.0
+
+
+def _pool_classes(allow_private: bool) -> dict[str, type[HTTPConnectionPool]]:
+    http_conn = type("GuardedHTTPConnection", (_GuardedConnectionMixin, HTTPConnection),
+                     {"allow_private": allow_private})
+    https_conn = type("GuardedHTTPSConnection", (_GuardedConnectionMixin, HTTPSConnection),
+                      {"allow_private": allow_private})
+    http_pool = type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn})
+    https_pool = type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})
+    return {"http": http_pool, "https": https_pool}
+
+
+class _GuardedAdapter(HTTPAdapter):
+    def __init__(self, allow_private: bool, pool_size: int) -> None:
+        self._classes = _pool_classes(allow_private)
+        super().__init__(pool_connections=64, pool_maxsize=pool_size, max_retries=0)
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False,
+                         **pool_kwargs: Any) -> None:
+        self.poolmanager = PoolManager(num_pools=connections, maxsize=maxsize, block=block,
+                                       **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._classes
+
+
+def _classify(exc: BaseException) -> Verdict:
+    """Sort a transport exception into a verdict by walking its causes."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    kinds: list[BaseException] = []
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        kinds.append(current)
+        for nested in (current.__cause__, current.__context__, getattr(current, "reason", None),
+                       *[arg for arg in getattr(current, "args", ()) if
+                         isinstance(arg, BaseException)]):
+            if isinstance(nested, BaseException):
+                stack.append(nested)
+    checks: list[tuple[tuple[type[BaseException], ...], Verdict]] = [
+        ((ForbiddenAddressError,), Verdict.FORBIDDEN_ADDRESS),
+        ((NameResolutionError, socket.gaierror), Verdict.DNS_ERROR),
+        ((requests.exceptions.SSLError,), Verdict.TLS_ERROR),
+        ((ConnectionRefusedError,), Verdict.CONNECTION_REFUSED),
+        # urllib3 makes NewConnectionError a ConnectTimeoutError; it is not a timeout.
+        ((NewConnectionError,), Verdict.CONNECTION_ERROR),
+        ((requests.exceptions.Timeout, ConnectTimeoutError, TimeoutError), Verdict.TIMEOUT),
+        ((requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+          requests.exceptions.InvalidSchema), Verdict.INVALID_URL),
+    ]
+    for types, verdict in checks:
+        if any(isinstance(kind, types) for kind in kinds):
+            return verdict
+    import ssl
+    if any(isinstance(kind, ssl.SSLError) for kind in kinds):
+        return Verdict.TLS_ERROR
+    return Verdict.CONNECTION_ERROR
+
+
+class HttpClient:
+    """The outbound HTTP client of one run; thread-safe, shares one politeness limiter."""
+
+    def __init__(self, settings: Settings, limiter: HostLimiter | None = None) -> None:
+        self.user_agent: str = settings["fetch.user_agent"]
+        self.timeout: float = settings["fetch.timeout"]
+        self.max_body_bytes: int = settings["fetch.max_body_bytes"]
+        self.max_redirects: int = settings["fetch.max_redirects"]
+        self.allow_private: bool = settings["fetch.allow_private_networks"]
+        self.limiter = limiter or HostLimiter(settings["fetch.per_host_concurrency"],
+                                              settings["fetch.per_host_delay"])
+        self.session = requests.Session()
+        self.session.trust_env = False  # a proxy from the environment would bypass the guard
+        adapter = _GuardedAdapter(self.allow_private, max(10, settings["fetch.concurrency"] * 2))
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self.session.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def fetch(self, url: str, method: str = "GET", *, follow_redirects: bool = True,
+              max_body_bytes: int | None = None,
+              headers: dict[str, str] | None = None) -> FetchResult:
+        """Fetch ``url``, following redirects; raise :class:`FetchError` when nothing came back.
+
+        A redirect chain that ends in a loop or runs too long raises too, carrying the hops
+        received so far in ``exchanges``.
+        """
+        result = FetchResult()
+        seen = {url}
+        current = url
+        started = time.monotonic()
+        while True:
+            exchange = self._one(current, method, max_body_bytes, headers, result)
+            result.exchanges.append(exchange)
+            target = exchange.location
+            if not follow_redirects or target is None:
+                return result
+            if target in seen:
+                raise FetchError(Verdict.REDIRECT_LOOP, f"redirect loop back to {target}",
+                                 result.exchanges, time.monotonic() - started)
+            if len(result.exchanges) > self.max_redirects:
+                raise FetchError(Verdict.TOO_MANY_REDIRECTS,
+                                 f"more than {self.max_redirects} redirects",
+                                 result.exchanges, time.monotonic() - started)
+            seen.add(target)
+            current = target
+            if exchange.status == 303 and method != "HEAD":
+                method = "GET"
+
+    def _one(self, url: str, method: str, max_body_bytes: int | None,
+             extra_headers: dict[str, str] | None, result: FetchResult) -> Exchange:
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in FETCHABLE_SCHEMES:
+            raise FetchError(Verdict.UNSUPPORTED_SCHEME, f"cannot fetch {parts.scheme!r} URLs",
+                             result.exchanges)
+        if not parts.hostname:
+            raise FetchError(Verdict.INVALID_URL, f"no host in {url!r}", result.exchanges)
+        cap = self.max_body_bytes if max_body_bytes is None else max_body_bytes
+        request_headers = {
+            "User-Agent": self.user_agent,
+            "Accept": ACCEPT,
+            "Accept-Encoding": "gzip, deflate",
+            **(extra_headers or {}),
+        }
+        started_at = utcnow()
+        started = time.monotonic()
+        with self.limiter.slot(host_of(url)):
+            _DEADLINE.arm(self.timeout)
+            try:
+                return self._exchange(url, method, request_headers, cap, started_at, started)
+            except FetchError:
+                raise
+            except (requests.RequestException, HTTPError, OSError, ValueError) as exc:
+                verdict = Verdict.TIMEOUT if _DEADLINE.expired else _classify(exc)
+                raise FetchError(verdict, _describe(exc), result.exchanges,
+                                 time.monotonic() - started) from exc
+            finally:
+                _DEADLINE.disarm()
+
+    def _exchange(self, url: str, method: str, request_headers: dict[str, str], cap: int,
+                  started_at: datetime, started: float) -> Exchange:
+        remaining = _DEADLINE.remaining(self.timeout)
+        response = self.session.request(method, url, headers=request_headers, stream=True,
+                                        allow_redirects=False, timeout=(remaining, remaining))
+        try:
+            raw = response.raw
+            chunks: list[bytes] = []
+            size = 0
+            truncated: str | None = None
+            if method != "HEAD":
+                while True:
+                    if _DEADLINE.expired:
+                        truncated = "time"
+                        break
+                    try:
+                        chunk = raw.read1(READ_CHUNK, decode_content=False)
+                    except (HTTPError, OSError):
+                        if not _DEADLINE.expired:
+                            raise
+                        truncated = "time"  # the deadline cut the socket mid-body
+                        break
+                    if not chunk:
+                        break
+                    if size + len(chunk) > cap:
+                        chunks.append(chunk[: cap - size])
+                        size = cap
+                        truncated = "length"
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+            version = {10: "HTTP/1.0", 11: "HTTP/1.1", 20: "HTTP/2"}.get(raw.version, "HTTP/1.1")
+            return Exchange(
+                url=url, method=method,
+                request_head=_request_head(response.request, url),
+                status=response.status_code, reason=raw.reason or "",
+                http_version=version, headers=list(raw.headers.items()),
+                body=b"".join(chunks), started_at=started_at,
+                elapsed=time.monotonic() - started,
+                peer_ip=getattr(raw, "peer_ip", None), truncated=truncated,
+            )
+        finally:
+            response.close()
+
+
+def _request_head(prepared: requests.PreparedRequest, url: str) -> bytes:
+    """The request line and headers as sent (http.client adds Host itself)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    lines = [f"{prepared.method} {prepared.path_url} HTTP/1.1", f"Host: {netloc}"]
+    lines += [f"{name}: {value}" for name, value in prepared.headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 500 else text[:497] + "..."

@@ -1,0 +1,339 @@
+"""The one settings registry: every setting's name, type, default, help and secrecy.
+
+Values are read from a TOML file, then from ``ARCHIVER_<SECTION>__<KEY>`` environment
+variables, then from explicit overrides (CLI flags); later sources win.  Everything else
+in the code base receives a :class:`Settings` object and never reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archiver.errors import ConfigError
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    None: 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30,
+}
+
+
+def parse_duration(value: Any) -> float:
+    """Parse ``0s``, ``90m``, ``3d``, ``1.5h`` or a bare number of seconds into seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration, not a boolean")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION_RE.match(str(value))
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 90m, 3d)")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def parse_size(value: Any) -> int:
+    """Parse ``512kb``, ``50MiB`` or a bare number of bytes."""
+    if isinstance(value, bool):
+        raise ValueError("a size, not a boolean")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE_RE.match(str(value))
+        if not match:
+            raise ValueError(f"not a size: {value!r} (use e.g. 10MB, 512KiB)")
+        unit = match.group(2).lower() if match.group(2) else None
+        size = int(match.group(1)) * _SIZE_UNITS[unit]
+    if size < 0:
+        raise ValueError("a size cannot be negative")
+    return size
+
+
+def parse_bool(value: Any) -> bool:
+    """Parse a boolean from TOML or from an environment string."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def parse_int(value: Any) -> int:
+    """Parse an integer (booleans refused)."""
+    if isinstance(value, bool):
+        raise ValueError("an integer, not a boolean")
+    return int(value)
+
+
+def parse_str(value: Any) -> str:
+    """Accept a string as is."""
+    if not isinstance(value, str):
+        raise ValueError(f"a string, not {type(value).__name__}")
+    return value
+
+
+def positive(value: Any) -> None:
+    """Validator: the value must be greater than zero."""
+    if value <= 0:
+        raise ValueError("must be greater than zero")
+
+
+def non_negative(value: Any) -> None:
+    """Validator: the value must be zero or more."""
+    if value < 0:
+        raise ValueError("must not be negative")
+
+
+def one_of(*choices: str) -> Callable[[Any], None]:
+    """Validator factory: the value must be one of ``choices``."""
+
+    def check(value: Any) -> None:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+
+    return check
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One entry of the registry."""
+
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    secret: bool = False
+    validate: Callable[[Any], None] | None = None
+    type_name: str = "str"
+
+
+def _s(name: str, kind: str, default: Any, help: str, **extra: Any) -> Setting:
+    parsers: dict[str, Callable[[Any], Any]] = {
+        "str": parse_str, "int": parse_int, "bool": parse_bool,
+        "duration": parse_duration, "size": parse_size,
+    }
+    return Setting(name=name, parse=parsers[kind], default=default, help=help, type_name=kind,
+                   **extra)
+
+
+REGISTRY: tuple[Setting, ...] = (
+    _s("data_dir", "str", "./data",
+       "Folder holding the database, the WARC files and the secret key."),
+    _s("database_url", "str", "",
+       "SQLAlchemy database URL. Empty means SQLite at <data_dir>/archiver.sqlite3.",
+       secret=True),
+    _s("secret_key", "str", "",
+       "Key that signs web sessions. Empty means the one `archiver init` wrote to "
+       "<data_dir>/secret.key; the web app refuses to start without either.", secret=True),
+    _s("log_level", "str", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR.",
+       validate=one_of("DEBUG", "INFO", "WARNING", "ERROR")),
+    _s("fetch.user_agent", "str",
+       "link-archiver/0.1 (+https://github.com/link-archiver; reference archiving)",
+       "User-Agent sent with every outbound request."),
+    _s("fetch.timeout", "duration", "30s",
+       "Deadline for one whole request (connect, headers and body), not per read.",
+       validate=positive),
+    _s("fetch.max_body_bytes", "size", "50MB",
+       "Largest response body kept; longer bodies are cut and marked truncated.",
+       validate=positive),
+    _s("fetch.max_redirects", "int", 10, "Redirects followed before giving up.",
+       validate=non_negative),
+    _s("fetch.allow_private_networks", "bool", False,
+       "Allow fetching loopback, private, link-local and other non-public addresses. "
+       "Leave off unless every source is trusted."),
+    _s("fetch.concurrency", "int", 8, "Requests in flight at once across all hosts.",
+       validate=positive),
+    _s("fetch.per_host_concurrency", "int", 2, "Requests in flight at once to one host.",
+       validate=positive),
+    _s("fetch.per_host_delay", "duration", "1s",
+       "Least time between the starts of two requests to the same host."),
+    _s("health.dead_after_failures", "int", 3,
+       "Consecutive failed checks before a link is called dead.", validate=positive),
+    _s("health.failure_spacing", "duration", "3d",
+       "Least time the failures must span before a link is called dead; also the "
+       "recheck interval of a failing link."),
+    _s("health.recheck_alive", "duration", "7d", "How often a live link is checked again."),
+    _s("health.recheck_dead", "duration", "30d",
+       "How often a dead link is checked again (dead links do come back)."),
+    _s("health.retries", "int", 2,
+       "Extra attempts, within one check, after a transient failure (timeout, 5xx, reset).",
+       validate=non_negative),
+    _s("health.retry_backoff", "duration", "2s",
+       "Wait before the first retry within a check; doubles with each further retry."),
+    _s("health.batch_size", "int", 200, "Links one check run claims at most.",
+       validate=positive),
+    _s("capture.recapture_interval", "duration", "30d",
+       "How often an archived link is captured again (every capture is kept)."),
+    _s("capture.retry_interval", "duration", "6h",
+       "When to try again after a capture attempt that got nothing."),
+    _s("capture.batch_size", "int", 100, "Links one capture run claims at most.",
+       validate=positive),
+    _s("capture.lease", "duration", "30m",
+       "How long a claim on a link lasts before other runs may take the work over."),
+    _s("warc.dir", "str", "", "Folder of the WARC files. Empty means <data_dir>/warcs."),
+    _s("warc.prefix", "str", "archive", "File name prefix of new WARC files."),
+    _s("warc.max_file_bytes", "size", "1GB", "Size at which a new WARC file is begun.",
+       validate=positive),
+    _s("scheduler.discover_interval", "duration", "1h",
+       "How often the scheduler reads every source for new posts.", validate=positive),
+    _s("scheduler.tick_interval", "duration", "5m",
+       "How often the scheduler captures and checks the links that are due.",
+       validate=positive),
+    _s("web.host", "str", "127.0.0.1", "Address the web UI listens on."),
+    _s("web.port", "int", 8000, "Port the web UI listens on.", validate=non_negative),
+    _s("web.page_size", "int", 50, "Rows per page in the web UI's tables.", validate=positive),
+)
+
+_BY_NAME = {setting.name: setting for setting in REGISTRY}
+ENV_PREFIX = "ARCHIVER_"
+
+
+def env_var_name(name: str) -> str:
+    """Environment variable that sets ``name``: ``fetch.timeout`` -> ``ARCHIVER_FETCH__TIMEOUT``."""
+    return ENV_PREFIX + name.replace(".", "__").upper()
+
+
+class Settings(Mapping[str, Any]):
+    """Effective, validated settings; read like a mapping: ``settings["fetch.timeout"]``."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = dict(values)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def replace(self, **overrides: Any) -> Settings:
+        """Copy with overrides given by setting name with ``__`` for dots."""
+        values = dict(self._values)
+        for key, raw in overrides.items():
+            name = key.replace("__", ".")
+            values[name] = _coerce(name, raw)
+        return Settings(values)
+
+    @property
+    def data_dir(self) -> Path:
+        """The data folder as an absolute path."""
+        return Path(self["data_dir"]).expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        """Database URL, defaulting to a SQLite file in the data folder."""
+        url: str = self["database_url"]
+        return url or f"sqlite:///{self.data_dir / 'archiver.sqlite3'}"
+
+    @property
+    def warc_dir(self) -> Path:
+        """Folder of the WARC files."""
+        configured: str = self["warc.dir"]
+        return Path(configured).expanduser().resolve() if configured else self.data_dir / "warcs"
+
+    def redacted(self) -> dict[str, Any]:
+        """Every setting, secrets replaced by a marker when set."""
+        return {
+            name: ("<redacted>" if _BY_NAME[name].secret and value else value)
+            for name, value in self._values.items()
+        }
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    setting = _BY_NAME.get(name)
+    if setting is None:
+        raise ConfigError(f"unknown setting {name!r}")
+    try:
+        value = setting.parse(raw)
+        if setting.validate:
+            setting.validate(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}: {exc}") from exc
+    return value
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build settings from defaults, a TOML file, the environment and overrides, in that order."""
+    environ = os.environ if env is None else env
+    values = {setting.name: _coerce(setting.name, setting.default) for setting in REGISTRY}
+    if config_file is None and environ.get("ARCHIVER_CONFIG"):
+        config_file = environ["ARCHIVER_CONFIG"]
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        for name, raw in _flatten(table).items():
+            values[name] = _coerce(name, raw)
+    for setting in REGISTRY:
+        var = env_var_name(setting.name)
+        if var in environ:
+            values[setting.name] = _coerce(setting.name, environ[var])
+    for name, raw in (overrides or {}).items():
+        if raw is not None:
+            values[name] = _coerce(name, raw)
+    return Settings(values)
+
+
+def describe(setting: Setting) -> str:
+    """One setting as commented TOML, for the example config file."""
+    default = setting.default
+    literal = (
+        ("true" if default else "false") if isinstance(default, bool)
+        else str(default) if isinstance(default, int)
+        else '"' + str(default).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    )
+    key = setting.name.rsplit(".", 1)[-1]
+    return f"# {setting.help} ({setting.type_name}; env {env_var_name(setting.name)})\n" \
+           f"# {key} = {literal}\n"
+
+
+def example_config() -> str:
+    """The example settings file: every setting, its help and its default, commented out."""
+    lines = [
+        "# link-archiver settings. Every setting, its help and its default.",
+        "# Uncomment to change. Durations: 0s, 90m, 3d. Sizes: 512KB, 50MB, 1GiB.",
+        "# Environment variables override this file; CLI flags override both.",
+        "",
+    ]
+    section = ""
+    for setting in REGISTRY:
+        current = setting.name.rsplit(".", 1)[0] if "." in setting.name else ""
+        if current != section:
+            section = current
+            lines.append(f"[{section}]")
+        lines.append(describe(setting))
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""URL canonicalisation, done once and here only.
+
+``canonicalize`` gives a link its identity (RFC 3986 normalisation via ``url-normalize``:
+scheme and host case, IDNA, default ports, dot segments, percent-encoding; the fragment is
+dropped because it never reaches the server).  ``url_key`` gives the SURT key that the
+capture index sorts and looks up by, the same key pywb and the Wayback Machine use.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin, urlsplit
+
+import surt
+from url_normalize import url_normalize
+
+MAX_URL_LENGTH = 8192
+FETCHABLE_SCHEMES = frozenset({"http", "https"})
+SKIPPED_SCHEMES = frozenset({"mailto", "javascript", "tel", "data", "sms", "about", "blob",
+                             "file", "callto", "geo", "urn", "news", "irc"})
+
+
+class InvalidURL(ValueError):
+    """The text is not a URL we can fetch; ``verdict`` says which kind of failure."""
+
+    def __init__(self, message: str, verdict: str = "invalid_url") -> None:
+        super().__init__(message)
+        self.verdict = verdict
+
+
+def canonicalize(url: str) -> str:
+    """Normalise an absolute http(s) URL into the form that identifies a link.
+
+    Raises :class:`InvalidURL` for anything that is not a fetchable absolute URL.
+    """
+    text = url.strip()
+    if not text:
+        raise InvalidURL("empty URL")
+    if len(text) > MAX_URL_LENGTH:
+        raise InvalidURL(f"URL longer than {MAX_URL_LENGTH} characters")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        raise InvalidURL("URL contains control characters")
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:
+        raise InvalidURL(f"unparsable URL: {exc}") from exc
+    scheme = parts.scheme.lower()
+    if not scheme:
+        raise InvalidURL("URL is not absolute")
+    if scheme not in FETCHABLE_SCHEMES:
+        raise InvalidURL(f"scheme {scheme!r} is not fetched", verdict="unsupported_scheme")
+    try:
+        hostname = parts.hostname
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError as exc:
+        raise InvalidURL(f"bad host or port: {exc}") from exc
+    if not hostname:
+        raise InvalidURL("URL has no host")
+    try:
+        normalised = url_normalize(text.split("#", 1)[0])
+    except (ValueError, UnicodeError) as exc:
+        raise InvalidURL(f"cannot normalise URL: {exc}") from exc
+    if not normalised:
+        raise InvalidURL("cannot normalise URL")
+    return str(normalised)
+
+
+def resolve(reference: str, base: str) -> str:
+    """Resolve a (possibly relative) reference against a base URL, as a browser would."""
+    return urljoin(base, reference.strip())
+
+
+def url_key(url: str) -> str:
+    """SURT key of a URL (``com,example)/path?query``), the index's lookup key."""
+    try:
+        return str(surt.surt(url))
+    except Exception:  # noqa: BLE001 - surt raises assorted errors on odd input
+        return url.lower()
+
+
+def host_of(url: str) -> str:
+    """The authority that politeness limits apply to: lower-case host plus explicit port."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{host}:{port}" if port else host
+
+
+def site_of(url: str) -> str:
+    """Host without a leading ``www.``, used to tell same-site links from outbound ones."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host.removeprefix("www.")
+
+
+def scheme_of(reference: str) -> str:
+    """Lower-case scheme of a reference, or '' when it has none."""
+    try:
+        return urlsplit(reference.strip()).scheme.lower()
+    except ValueError:
+        return ""

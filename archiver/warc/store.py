@@ -1,0 +1,205 @@
+"""The WARC store: a folder of ``<prefix>-<timestamp>-<serial>.warc.gz`` files.
+
+Writing: each record is its own gzip member; the records of one exchange are appended in one
+write, flushed and fsynced before their locations are returned, so an index row committed
+after ``write_exchange`` always points at bytes that are on disk.  Files roll over by size;
+names are created exclusively, so processes sharing the folder never write the same file.
+
+Reading: a record is read back by (file, offset, length) alone; files are walked record by
+record to rebuild the index.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from warcio.archiveiterator import ArchiveIterator
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from archiver import __version__
+from archiver.clock import utcnow
+from archiver.errors import StorageError
+from archiver.net.client import Exchange
+from archiver.warc.records import RecordLocation, location_from_record
+
+WARC_VERSION = "WARC/1.1"
+SOFTWARE = f"link-archiver/{__version__} (warcio)"
+# Hop-by-hop framing that no longer describes the stored (de-chunked) body.
+_FRAMING_HEADERS = frozenset({"transfer-encoding"})
+
+
+def warc_date(moment: datetime) -> str:
+    """WARC 1.1 date with microseconds for a naive UTC datetime."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _record_bytes(build: Any) -> tuple[bytes, Any]:
+    """Serialise one record as a gzip member; return its bytes and its WARC headers."""
+    buffer = io.BytesIO()
+    writer = WARCWriter(buffer, gzip=True, warc_version=WARC_VERSION)
+    record = build(writer)
+    writer.write_record(record)
+    return buffer.getvalue(), record.rec_headers
+
+
+class WarcStore:
+    """Appends records to rotating WARC files in one folder; safe to share between threads."""
+
+    def __init__(self, directory: Path, prefix: str = "archive",
+                 max_file_bytes: int = 10**9) -> None:
+        self.directory = directory
+        self.prefix = prefix
+        self.max_file_bytes = max_file_bytes
+        self._lock = threading.Lock()
+        self._file: BinaryIO | None = None
+        self._name: str | None = None
+        self._serial = 0
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _open_new_file(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stamp = utcnow().strftime("%Y%m%d%H%M%S%f")
+        while True:
+            self._serial += 1
+            name = f"{self.prefix}-{stamp}-{self._serial:05d}.warc.gz"
+            try:
+                handle = open(self.directory / name, "xb")  # noqa: SIM115 - kept open across writes
+            except FileExistsError:
+                continue
+            break
+        self._file, self._name = handle, name
+        info = {
+            "software": SOFTWARE,
+            "format": "WARC File Format 1.1",
+            "conformsTo": "https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/",
+            "hostname": socket.gethostname(),
+            "isPartOf": self.prefix,
+        }
+        data, _ = _record_bytes(lambda w: w.create_warcinfo_record(name, info))
+        self._append(data)
+
+    def _append(self, data: bytes) -> int:
+        assert self._file is not None
+        offset = self._file.seek(0, os.SEEK_END)
+        self._file.write(data)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        return offset
+
+    def write_exchange(self, exchange: Exchange) -> RecordLocation:
+        """Write a response and its request record; return the response record's location."""
+        date = warc_date(exchange.started_at)
+        common: dict[str, str] = {"WARC-Date": date}
+        if exchange.peer_ip:
+            common["WARC-IP-Address"] = exchange.peer_ip
+        response_headers = dict(common)
+        if exchange.truncated:
+            response_headers["WARC-Truncated"] = exchange.truncated
+        http_headers = StatusAndHeaders(
+            f"{exchange.status} {exchange.reason}".strip(),
+            [(k, v) for k, v in exchange.headers if k.lower() not in _FRAMING_HEADERS],
+            protocol=exchange.http_version,
+        )
+
+        def build_response(writer: WARCWriter) -> Any:
+            return writer.create_warc_record(
+                exchange.url, "response", payload=io.BytesIO(exchange.body),
+                length=len(exchange.body), http_headers=http_headers,
+                warc_headers_dict=response_headers)
+
+        response_bytes, response_warc_headers = _record_bytes(build_response)
+        response_id = response_warc_headers.get_header("WARC-Record-ID")
+
+        def build_request(writer: WARCWriter) -> Any:
+            return writer.create_warc_record(
+                exchange.url, "request", payload=io.BytesIO(exchange.request_head),
+                length=len(exchange.request_head),
+                warc_headers_dict={**common, "WARC-Concurrent-To": response_id})
+
+        request_bytes, _ = _record_bytes(build_request)
+        with self._lock:
+            if self._file is None or self._file.tell() >= self.max_file_bytes:
+                self._close_current()
+                self._open_new_file()
+            assert self._name is not None
+            offset = self._append(response_bytes + request_bytes)
+            name = self._name
+        content_type = exchange.content_type or None
+        return RecordLocation(
+            warc_file=name, offset=offset, length=len(response_bytes), record_type="response",
+            record_id=response_id, url=exchange.url, captured_at=exchange.started_at,
+            status=exchange.status, mime=content_type,
+            payload_digest=response_warc_headers.get_header("WARC-Payload-Digest"),
+            truncated=exchange.truncated,
+        )
+
+    def _close_current(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file = None
+        self._name = None
+
+    def close(self) -> None:
+        """Close the file being written."""
+        with self._lock:
+            self._close_current()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def path_of(self, warc_file: str) -> Path:
+        """Absolute path of a WARC file name, refusing anything outside the folder."""
+        root = self.directory.resolve()
+        path = (root / warc_file).resolve()
+        if path.parent != root or not path.name.endswith((".warc.gz", ".warc")):
+            raise StorageError(f"not a WARC file of this store: {warc_file!r}")
+        return path
+
+    def read_record_bytes(self, warc_file: str, offset: int, length: int) -> bytes:
+        """The raw (gzipped) bytes of one record."""
+        try:
+            with open(self.path_of(warc_file), "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(length)
+        except OSError as exc:
+            raise StorageError(f"cannot read {warc_file}@{offset}: {exc}") from exc
+        if len(data) != length:
+            raise StorageError(f"{warc_file}@{offset}: record is cut short")
+        return data
+
+    def files(self) -> list[str]:
+        """Names of every WARC file in the folder, oldest name first."""
+        if not self.directory.exists():
+            return []
+        return sorted(p.name for p in self.directory.iterdir()
+                      if p.is_file() and p.name.endswith((".warc.gz", ".warc")))
+
+    def iter_locations(self, warc_file: str) -> Iterator[RecordLocation]:
+        """Index facts of every indexable record of one file, read from the file alone."""
+        with open(self.path_of(warc_file), "rb") as handle:
+            iterator = ArchiveIterator(handle)
+            for record in iterator:
+                offset = iterator.get_record_offset()
+                record.content_stream().read()  # consume so the length is known
+                length = iterator.get_record_length()
+                location = location_from_record(record, warc_file, offset, length)
+                if location is not None:
+                    yield location
+
+
+def open_record(data: bytes) -> Any:
+    """Parse one record from its raw bytes (as read by ``read_record_bytes``)."""
+    iterator = ArchiveIterator(io.BytesIO(data))
+    try:
+        return next(iter(iterator))
+    except StopIteration as exc:
+        raise StorageError("no WARC record at that location") from exc
+
