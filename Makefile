@@ -1,0 +1,44 @@
+# Two entry points for a fresh machine with Python 3.11+: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+INTEROP_VENV ?= .venv-interop
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint unit interop-tools config clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed" or 0)'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# Tools other archives are read and written with, in their own environment (pywb pins its own
+# dependencies); the interoperability tests run them as separate programs.
+$(INTEROP_VENV)/bin/wayback:
+	$(PYTHON) -m venv $(INTEROP_VENV)
+	$(INTEROP_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(INTEROP_VENV)/bin/python -m pip install --quiet 'pywb>=2.8'
+
+interop-tools: $(INTEROP_VENV)/bin/wayback
+
+demo: $(STAMP)
+	$(BIN)/archiver demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check archiver web tests bench
+	$(BIN)/mypy
+
+unit: $(STAMP) interop-tools
+	ARCHIVER_INTEROP_BIN=$(abspath $(INTEROP_VENV)/bin) $(BIN)/pytest -q
+
+test: lint unit
+
+config: $(STAMP)
+	$(BIN)/python -c 'from archiver.settings import example_config; print(example_config(), end="")' > config/archiver.example.toml
+
+clean:
+	rm -rf $(VENV) $(INTEROP_VENV) .pytest_cache .mypy_cache .ruff_cache

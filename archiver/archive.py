@@ -1,0 +1,69 @@
+"""The archive of one process: settings, database and WARC store, opened once and passed on."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from archiver.db import Database
+from archiver.net.client import HttpClient
+from archiver.settings import Settings
+from archiver.warc.store import WarcStore
+
+
+@dataclass
+class Archive:
+    """Everything a job needs; jobs receive it together with row IDs, never with rows."""
+
+    settings: Settings
+    db: Database
+    store: WarcStore
+    _client: HttpClient | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, settings: Settings, *, require_schema: bool = True) -> Archive:
+        """Open the database and the WARC store described by ``settings``."""
+        db = Database(settings)
+        if require_schema:
+            db.require_current()
+        store = WarcStore(settings.warc_dir, settings["warc.prefix"], settings["warc.max_file_bytes"])
+        return cls(settings=settings, db=db, store=store)
+
+    def client(self) -> HttpClient:
+        """The HTTP client shared by this process's runs (one politeness limiter for all)."""
+        if self._client is None:
+            self._client = HttpClient(self.settings)
+        return self._client
+
+    def close(self) -> None:
+        """Close the WARC file, the HTTP pool and the database pool."""
+        self.store.close()
+        if self._client is not None:
+            self._client.close()
+        self.db.dispose()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+SECRET_KEY_FILE = "secret.key"
+
+
+def initialise(settings: Settings) -> Path:
+    """Create the data folder, the WARC folder, a secret key and the database schema."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.warc_dir.mkdir(parents=True, exist_ok=True)
+    key_file = settings.data_dir / SECRET_KEY_FILE
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(48), encoding="utf-8")
+        key_file.chmod(0o600)
+    database = Database(settings)
+    try:
+        database.migrate()
+    finally:
+        database.dispose()
+    return settings.data_dir

@@ -1,0 +1,229 @@
+"""The ``archiver`` command: thin wrappers over the library functions."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+import click
+
+from archiver import __version__
+from archiver.archive import Archive, initialise
+from archiver.errors import ArchiverError
+from archiver.models import LinkState
+from archiver.settings import Settings, load_settings
+
+class Context:
+    """What every command receives: the settings and output preferences."""
+
+    def __init__(self, settings: Settings, quiet: bool) -> None:
+        self.settings = settings
+        self.quiet = quiet
+
+    def open(self) -> Archive:
+        """Open the archive, failing clearly when ``archiver init`` was not run."""
+        return Archive.open(self.settings)
+
+    def say(self, message: str) -> None:
+        """Print a human message (to stderr, so stdout stays clean for data)."""
+        if not self.quiet:
+            click.echo(message, err=True)
+
+    def progress(self, label: str) -> Callable[[int, int], None] | None:
+        """A progress printer for terminals: done, rate and time left."""
+        if self.quiet or not sys.stderr.isatty():
+            return None
+        started = time.monotonic()
+
+        def show(done: int, total: int) -> None:
+            elapsed = time.monotonic() - started
+            rate = done / elapsed if elapsed > 0 else 0.0
+            left = (total - done) / rate if rate > 0 else 0.0
+            end = "\n" if done >= total else ""
+            click.echo(f"\r{label}: {done}/{total}  {rate:.1f}/s  {left:.0f}s left   ",
+                       err=True, nl=False)
+            if end:
+                click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
+
+        return show
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def run_safely(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn ArchiverErrors into a clear message and their exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ArchiverError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+@click.group()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              envvar="ARCHIVER_CONFIG", help="TOML settings file (env ARCHIVER_CONFIG).")
+@click.option("--data-dir", help="Override the data_dir setting.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only data and errors.")
+@click.version_option(__version__, prog_name="archiver")
+@click.pass_context
+@run_safely
+def cli(ctx: click.Context, config_file: str | None, data_dir: str | None, quiet: bool) -> None:
+    """Keep the references a blog cites: discover links, archive them in WARC, watch them rot."""
+    settings = load_settings(config_file, overrides={"data_dir": data_dir})
+    logging.basicConfig(level=logging.WARNING if quiet else settings["log_level"],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = Context(settings, quiet)
+
+
+@cli.command()
+@pass_context
+@run_safely
+def init(ctx: Context) -> None:
+    """Create the data folder and the database (runs migrations; safe to repeat)."""
+    path = initialise(ctx.settings)
+    ctx.say(f"initialised {path}")
+
+
+@cli.command()
+@click.argument("source")
+@pass_context
+@run_safely
+def add(ctx: Context, source: str) -> None:
+    """Register a feed, sitemap, post URL, WordPress export file or folder of posts."""
+    from archiver.discover import add_source
+
+    with ctx.open() as archive:
+        added = add_source(archive, source)
+    ctx.say(f"added {added.kind} source #{added.id}: {added.location}")
+
+
+@cli.command(name="discover")
+@pass_context
+@run_safely
+def discover_command(ctx: Context) -> None:
+    """Read every source, store new or changed posts and extract their links."""
+    from archiver.discover import discover
+
+    with ctx.open() as archive:
+        summary = discover(archive, ctx.progress("discover"))
+    for error in summary.errors:
+        click.echo(f"error: {error}", err=True)
+    ctx.say(summary.line())
+    if summary.errors:
+        sys.exit(1)
+
+
+def _work(ctx: Context, kind: str, everything: bool) -> None:
+    from archiver.jobs import WorkKind, run_due
+
+    with ctx.open() as archive:
+        summary = run_due(archive, WorkKind(kind), everything=everything,
+                          progress=ctx.progress(kind))
+    ctx.say(summary.line())
+    if summary.outcomes.get("error"):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--all", "everything", is_flag=True, help="Capture every link now.")
+@pass_context
+@run_safely
+def capture(ctx: Context, everything: bool) -> None:
+    """Snapshot the links that are due (new links at once) into WARC."""
+    _work(ctx, "capture", everything)
+
+
+@cli.command()
+@click.option("--all", "everything", is_flag=True, help="Check every link now.")
+@pass_context
+@run_safely
+def check(ctx: Context, everything: bool) -> None:
+    """Check the health of the links that are due."""
+    _work(ctx, "check", everything)
+
+
+@cli.command()
+@click.pass_context
+@run_safely
+def run(click_ctx: click.Context) -> None:
+    """Discover, capture and check once: what each scheduler tick does."""
+    click_ctx.invoke(discover_command)
+    _work(click_ctx.obj, "capture", False)
+    _work(click_ctx.obj, "check", False)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@click.option("--state", type=click.Choice([s.value for s in LinkState]))
+@click.option("--domain", help="Only links to this domain (and its subdomains).")
+@click.option("--post", "post_id", type=int, help="Only links cited by this post ID.")
+@pass_context
+@run_safely
+def report(ctx: Context, fmt: str, state: str | None, domain: str | None,
+           post_id: int | None) -> None:
+    """Print link health as a table, JSON or CSV."""
+    from archiver.report import link_rows, links_query, render
+
+    with ctx.open() as archive, archive.db.session() as session:
+        links = list(session.scalars(links_query(state, domain, post_id)))
+        rows = link_rows(session, links)
+    click.echo(render(rows, fmt))
+
+
+@cli.command()
+@pass_context
+@run_safely
+def reindex(ctx: Context) -> None:
+    """Rebuild the capture index from the WARC files alone."""
+    from archiver.warc.indexer import reindex as rebuild
+
+    with ctx.open() as archive:
+        count = rebuild(archive)
+    ctx.say(f"reindex: {count} records indexed")
+
+
+@cli.command(name="config")
+@pass_context
+def config_command(ctx: Context) -> None:
+    """Print the effective settings (secrets redacted) as JSON."""
+    click.echo(json.dumps(ctx.settings.redacted(), indent=2, sort_keys=True))
+
+
+@cli.command()
+@pass_context
+@run_safely
+def scheduler(ctx: Context) -> None:
+    """The scheduler alone: discover, capture and check on their intervals."""
+    from archiver.scheduler import build_scheduler
+
+    with ctx.open() as archive:
+        ctx.say("scheduler running; Ctrl-C to stop")
+        try:
+            build_scheduler(archive, blocking=True).start()
+        except (KeyboardInterrupt, SystemExit):
+            pass
+
+
+def _load_plugins() -> None:
+    """Add commands contributed by other packages (the web UI adds serve, web and demo)."""
+    for entry in entry_points(group="archiver.commands"):
+        command = entry.load()
+        cli.add_command(command)
+
+
+def main() -> None:
+    """Console entry point."""
+    _load_plugins()
+    cli(prog_name="archiver")

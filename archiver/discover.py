@@ -1,0 +1,140 @@
+"""Read every source, store new or changed posts, and record the links they cite."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from archiver.archive import Archive
+from archiver.clock import utcnow
+from archiver.errors import ArchiverError
+from archiver.extract import ExtractedLink, extract_links
+from archiver.health import apply_verdict
+from archiver.models import Citation, Link, Post, Source, SourceKind
+from archiver.settings import Settings
+from archiver.sources import PostData, detect_kind, read_posts
+from archiver.urls import host_of, url_key
+from archiver.verdicts import Verdict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DiscoverSummary:
+    """What one discovery run found."""
+
+    sources: int = 0
+    posts_new: int = 0
+    posts_changed: int = 0
+    links_new: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """One-line human summary."""
+        text = (f"discover: {self.sources} sources, {self.posts_new} new posts, "
+                f"{self.posts_changed} changed, {self.links_new} new links")
+        return text + (f", {len(self.errors)} sources failed" if self.errors else "")
+
+
+def add_source(archive: Archive, location: str) -> Source:
+    """Detect the kind of ``location`` and register it; an unknown kind raises SourceError."""
+    kind = detect_kind(location, archive.client())
+    with archive.db.session() as session:
+        existing = session.scalar(select(Source).where(Source.location == location))
+        if existing is not None:
+            return existing
+        source = Source(kind=kind, location=location)
+        session.add(source)
+    return source
+
+
+def _link_for(session: Session, found: ExtractedLink, settings: Settings) -> tuple[Link, bool]:
+    """The Link row for an extracted reference, created when new (safe against a racing run)."""
+    url = found.url or found.href
+    link = session.scalar(select(Link).where(Link.url == url))
+    if link is not None:
+        return link, False
+    now = utcnow()
+    link = Link(url=url, url_key=url_key(url), host=host_of(url) if found.url else "",
+                created_at=now)
+    if found.url is not None:
+        link.next_check_at = now
+        link.next_capture_at = now
+    try:
+        with session.begin_nested():
+            session.add(link)
+    except IntegrityError:
+        existing = session.scalar(select(Link).where(Link.url == url))
+        assert existing is not None
+        return existing, False
+    if found.verdict is not None:
+        apply_verdict(link, Verdict(found.verdict), now, settings)
+        link.next_capture_at = None
+    return link, True
+
+
+def store_post(archive: Archive, session: Session, source: Source, data: PostData,
+               summary: DiscoverSummary) -> None:
+    """Insert or update one post and replace its citations when its content changed."""
+    digest = hashlib.sha256(data.html.encode("utf-8", "replace")).hexdigest()
+    post = session.scalar(select(Post).where(Post.url == data.url))
+    if post is not None and post.content_hash == digest:
+        return
+    if post is None:
+        post = Post(source_id=source.id, url=data.url, content_hash=digest)
+        session.add(post)
+        summary.posts_new += 1
+    else:
+        summary.posts_changed += 1
+        post.content_hash = digest
+        post.updated_at = utcnow()
+        post.citations.clear()
+        session.flush()
+    post.title = data.title
+    post.published_at = data.published_at
+    seen: set[tuple[int, str]] = set()
+    for found in extract_links(data.html, data.url):
+        link, created = _link_for(session, found, archive.settings)
+        summary.links_new += int(created)
+        key = (link.id, found.href)
+        if key in seen:
+            continue
+        seen.add(key)
+        post.citations.append(Citation(link=link, href=found.href, element=found.element,
+                                        anchor_text=found.anchor_text, context=found.context))
+
+
+def discover(archive: Archive, progress: Callable[[int, int], None] | None = None) -> DiscoverSummary:
+    """Read every source once; one failing source is reported and does not stop the others."""
+    summary = DiscoverSummary()
+    with archive.db.session() as session:
+        source_ids = list(session.scalars(select(Source.id).order_by(Source.id)))
+    for done, source_id in enumerate(source_ids, start=1):
+        summary.sources += 1
+        with archive.db.session() as session:
+            source = session.get(Source, source_id)
+            if source is None:
+                continue
+            try:
+                for data in read_posts(SourceKind(source.kind), source.location,
+                                       archive.client()):
+                    store_post(archive, session, source, data, summary)
+                    session.commit()  # each post kept as soon as it is read
+                source.last_error = None
+            except ArchiverError as exc:
+                session.rollback()
+                source = session.get(Source, source_id)
+                assert source is not None
+                source.last_error = str(exc)
+                summary.errors.append(f"{source.location}: {exc}")
+                log.warning("cannot read source %s: %s", source.location, exc)
+            source.last_read_at = utcnow()
+        if progress:
+            progress(done, len(source_ids))
+    return summary

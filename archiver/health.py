@@ -1,0 +1,65 @@
+"""From a check's verdict to the link's state and its next check time.
+
+A link is ``dead`` only after ``health.dead_after_failures`` consecutive failures spanning at
+least ``health.failure_spacing`` (IABot's rule); before that it is ``failing``.  Blocked and
+rate-limited answers never count towards death: they make the state ``unknown``.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+from archiver.models import Link, LinkState
+from archiver.settings import Settings
+from archiver.verdicts import Verdict
+
+SUCCESS_VERDICTS = frozenset({Verdict.OK, Verdict.REDIRECT})
+REVIEW_VERDICTS = frozenset({Verdict.BLOCKED, Verdict.RATE_LIMITED, Verdict.FORBIDDEN_ADDRESS,
+                             Verdict.UNSUPPORTED_SCHEME})
+# Failures that no recheck can change: the URL itself is broken.
+PERMANENT_VERDICTS = frozenset({Verdict.INVALID_URL})
+TRANSIENT_VERDICTS = frozenset({Verdict.TIMEOUT, Verdict.SERVER_ERROR,
+                                Verdict.CONNECTION_ERROR})
+JITTER_FRACTION = 0.1
+
+
+def with_jitter(now: datetime, seconds: float, rng: random.Random | None = None) -> datetime:
+    """``now + seconds``, spread by up to 10% so rechecks of one batch do not bunch up."""
+    spread = seconds * JITTER_FRACTION
+    offset = (rng or random).uniform(-spread, spread) if spread else 0.0
+    return now + timedelta(seconds=max(0.0, seconds + offset))
+
+
+def apply_verdict(link: Link, verdict: Verdict, checked_at: datetime, settings: Settings) -> None:
+    """Update the link's counters, state and next check time after a check."""
+    link.last_verdict = verdict
+    link.last_checked_at = checked_at
+    if verdict in SUCCESS_VERDICTS:
+        link.state = LinkState.ALIVE
+        link.consecutive_failures = 0
+        link.first_failure_at = None
+        link.last_alive_at = checked_at
+        link.next_check_at = with_jitter(checked_at, settings["health.recheck_alive"])
+        return
+    if verdict in REVIEW_VERDICTS:
+        link.state = LinkState.UNKNOWN
+        link.next_check_at = with_jitter(checked_at, settings["health.failure_spacing"])
+        return
+    if verdict in PERMANENT_VERDICTS:
+        link.state = LinkState.DEAD
+        link.consecutive_failures = (link.consecutive_failures or 0) + 1
+        link.first_failure_at = link.first_failure_at or checked_at
+        link.next_check_at = None
+        return
+    link.consecutive_failures = (link.consecutive_failures or 0) + 1
+    if link.first_failure_at is None:
+        link.first_failure_at = checked_at
+    span = (checked_at - link.first_failure_at).total_seconds()
+    if (link.consecutive_failures >= settings["health.dead_after_failures"]
+            and span >= settings["health.failure_spacing"]):
+        link.state = LinkState.DEAD
+        link.next_check_at = with_jitter(checked_at, settings["health.recheck_dead"])
+    else:
+        link.state = LinkState.FAILING
+        link.next_check_at = with_jitter(checked_at, settings["health.failure_spacing"])

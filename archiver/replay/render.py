@@ -1,0 +1,113 @@
+"""Turn an indexed capture into the response a reader gets: status, safe headers, rewritten body.
+
+Archived headers are not trusted: only a few that describe the body are passed on; every
+other one is kept for the curious as ``X-Archive-Orig-<name>``; cookies, security policies and
+framing headers of the original site are dropped; lengths are recomputed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from archiver.clock import warc_timestamp
+from archiver.errors import StorageError
+from archiver.models import Capture
+from archiver.replay.rewrite import UrlRewriter, rewrite_css, rewrite_html
+from archiver.warc.store import WarcStore, open_record
+
+PASSED_HEADERS = frozenset({"content-type", "content-language", "last-modified"})
+DROPPED_HEADERS = frozenset({
+    "set-cookie", "set-cookie2", "content-security-policy",
+    "content-security-policy-report-only", "strict-transport-security", "public-key-pins",
+    "x-frame-options", "access-control-allow-origin", "access-control-allow-credentials",
+    "report-to", "nel", "alt-svc", "clear-site-data", "refresh", "link",
+})
+FRAMING_HEADERS = frozenset({"transfer-encoding", "content-encoding", "content-length",
+                             "connection", "keep-alive"})
+SANDBOX_CSP = "sandbox"
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_\-:.]+)""", re.I)
+
+
+@dataclass
+class ArchivedResponse:
+    """What replay sends for one capture."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+def _payload_record(session: Session, store: WarcStore, capture: Capture) -> tuple[Any, Any]:
+    """(record whose headers describe the response, record holding the payload)."""
+    record = open_record(store.read_record_bytes(capture.warc_file, capture.offset,
+                                                 capture.length))
+    if capture.record_type != "revisit":
+        return record, record
+    original = session.scalars(
+        select(Capture).where(Capture.payload_digest == capture.payload_digest,
+                              Capture.record_type == "response")
+        .order_by(Capture.captured_at).limit(1)).first()
+    if original is None:
+        raise StorageError(f"revisit {capture.record_id} refers to a payload not in the index")
+    payload = open_record(store.read_record_bytes(original.warc_file, original.offset,
+                                                  original.length))
+    return record, payload
+
+
+def charset_of(content_type: str, body: bytes) -> str:
+    """Charset from the Content-Type header, else a <meta> tag, else UTF-8."""
+    match = re.search(r"charset=([\w\-:.]+)", content_type, re.I)
+    if match:
+        return match.group(1).strip("\"'")
+    meta = _META_CHARSET.search(body[:4096])
+    return meta.group(1).decode("ascii") if meta else "utf-8"
+
+
+def _decode(body: bytes, charset: str) -> tuple[str, str]:
+    for candidate in (charset, "utf-8", "cp1252"):
+        try:
+            return body.decode(candidate), candidate
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return body.decode("latin-1"), "latin-1"
+
+
+def render_capture(session: Session, store: WarcStore, capture: Capture,
+                   prefix: str = "/web/") -> ArchivedResponse:
+    """The reader's response for ``capture``, with HTML and CSS rewritten into the archive."""
+    head_record, payload_record = _payload_record(session, store, capture)
+    http_headers = head_record.http_headers or payload_record.http_headers
+    status = int(http_headers.get_statuscode() or 200) if http_headers else 200
+    body = payload_record.content_stream().read()
+    rewriter = UrlRewriter(base_url=capture.url, timestamp=warc_timestamp(capture.captured_at),
+                           prefix=prefix)
+    headers: list[tuple[str, str]] = []
+    content_type = ""
+    for name, value in (http_headers.headers if http_headers else []):
+        lowered = name.lower()
+        if lowered == "content-type":
+            content_type = value
+        if lowered == "location":
+            headers.append(("Location", rewriter.rewrite(value.strip())))
+        elif lowered in PASSED_HEADERS:
+            headers.append((name, value))
+        elif lowered not in DROPPED_HEADERS and lowered not in FRAMING_HEADERS:
+            headers.append((f"X-Archive-Orig-{name}", value))
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media in {"text/html", "application/xhtml+xml"} or (not media and body[:1] == b"<"):
+        text, charset = _decode(body, charset_of(content_type, body))
+        body = rewrite_html(text, rewriter).encode(charset, "xmlcharrefreplace")
+    elif media == "text/css":
+        text, charset = _decode(body, charset_of(content_type, b""))
+        body = rewrite_css(text, rewriter).encode(charset, "xmlcharrefreplace")
+    headers += [
+        ("Content-Security-Policy", SANDBOX_CSP),
+        ("Memento-Datetime", capture.captured_at.strftime("%a, %d %b %Y %H:%M:%S GMT")),
+        ("Content-Length", str(len(body))),
+    ]
+    return ArchivedResponse(status=status, headers=headers, body=body)

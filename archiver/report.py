@@ -1,0 +1,98 @@
+"""Link health rows for the author: the same data behind ``archiver report`` and the web UI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from archiver.models import Citation, Link, Post
+from archiver.replay.lookup import capture_counts, latest_good_captures, replay_path
+
+REPORT_FIELDS = ("url", "state", "verdict", "http_status", "final_url", "checked_at",
+                 "failures", "first_failure_at", "last_alive_at", "drift", "captures",
+                 "archived_url", "posts")
+
+
+def links_query(state: str | None = None, domain: str | None = None,
+                post_id: int | None = None) -> Select[tuple[Link]]:
+    """Links filtered by state, host (domain or subdomain) and citing post."""
+    query = select(Link).order_by(Link.id)
+    if state:
+        query = query.where(Link.state == state)
+    if domain:
+        bare = domain.lower().removeprefix("www.")
+        query = query.where((Link.host == bare) | (Link.host == f"www.{bare}")
+                            | Link.host.like(f"%.{bare}"))
+    if post_id is not None:
+        query = query.where(Link.id.in_(select(Citation.link_id)
+                                        .where(Citation.post_id == post_id)))
+    return query
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() + "Z" if value is not None else None
+
+
+def link_rows(session: Session, links: list[Link]) -> list[dict[str, Any]]:
+    """Report rows (see REPORT_FIELDS) for the given links, in their order."""
+    keys = [link.url_key for link in links]
+    latest = latest_good_captures(session, keys)
+    counts = capture_counts(session, keys)
+    posts: dict[int, list[str]] = defaultdict(list)
+    if links:
+        rows = session.execute(
+            select(Citation.link_id, Post.url).join(Post, Post.id == Citation.post_id)
+            .where(Citation.link_id.in_([link.id for link in links]))
+            .distinct().order_by(Post.url)).all()
+        for link_id, post_url in rows:
+            posts[link_id].append(post_url)
+    result = []
+    for link in links:
+        moment = latest.get(link.url_key)
+        result.append({
+            "id": link.id,
+            "url": link.url,
+            "state": link.state,
+            "verdict": link.last_verdict,
+            "http_status": link.http_status,
+            "final_url": link.final_url,
+            "checked_at": _iso(link.last_checked_at),
+            "failures": link.consecutive_failures,
+            "first_failure_at": _iso(link.first_failure_at),
+            "last_alive_at": _iso(link.last_alive_at),
+            "drift": link.drift,
+            "captures": counts.get(link.url_key, 0),
+            "archived_url": replay_path(moment, link.url) if moment else None,
+            "posts": posts.get(link.id, []),
+        })
+    return result
+
+
+def render(rows: list[dict[str, Any]], fmt: str) -> str:
+    """Rows as JSON, CSV or a plain table."""
+    if fmt == "json":
+        return json.dumps(rows, indent=2, ensure_ascii=False)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=["id", *REPORT_FIELDS], lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "posts": " ".join(row["posts"])})
+        return buffer.getvalue()
+    return render_table(rows)
+
+
+def render_table(rows: list[dict[str, Any]]) -> str:
+    """A compact text table: state, verdict, status, captures, URL."""
+    header = f"{'STATE':<8} {'VERDICT':<18} {'HTTP':>4} {'CAPS':>4}  URL"
+    lines = [header]
+    for row in rows:
+        lines.append(f"{row['state']:<8} {row['verdict'] or '-':<18} "
+                     f"{row['http_status'] or '-':>4} {row['captures']:>4}  {row['url']}")
+    return "\n".join(lines)

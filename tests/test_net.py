@@ -1,0 +1,221 @@
+"""The outbound HTTP module against real loopback servers: guard, deadline, caps, redirects."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from werkzeug.wrappers import Request, Response
+
+from archiver.demo.fixtureweb import Site
+from archiver.net.client import FetchError, HttpClient
+from archiver.net.guard import forbidden_reason
+from archiver.verdicts import Verdict
+from tests.conftest import make_settings
+
+# Every spelling must be refused before a single byte is sent (no server needed).
+FORBIDDEN_URLS = [
+    "http://127.0.0.1/",
+    "http://localhost/",
+    "http://2130706433/",            # decimal
+    "http://0x7f.0.0.1/",            # hex
+    "http://0177.0.0.1/",            # octal
+    "http://127.1/",                 # short form
+    "http://0x7f000001/",            # hex, one number
+    "http://0.0.0.0/",
+    "http://[::]/",
+    "http://[::1]/",
+    "http://[::ffff:127.0.0.1]/",    # IPv4-mapped IPv6
+    "http://[::ffff:a9fe:a9fe]/",    # mapped metadata address
+    "http://169.254.169.254/latest/meta-data/",
+    "http://10.0.0.1/",
+    "http://192.168.1.1/",
+    "http://172.16.0.1/",
+    "http://100.64.0.1/",            # CGNAT
+    "http://224.0.0.1/",             # multicast
+    "http://240.0.0.1/",             # reserved
+    "http://[fe80::1]/",             # link-local IPv6
+    "http://[fc00::1]/",             # unique local IPv6
+]
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> HttpClient:
+    return HttpClient(make_settings(tmp_path, fetch__allow_private_networks=False))
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> HttpClient:
+    return HttpClient(make_settings(tmp_path, fetch__timeout="2s",
+                                    fetch__max_body_bytes="1000"))
+
+
+@pytest.mark.parametrize("url", FORBIDDEN_URLS)
+def test_private_destinations_are_refused(guarded: HttpClient, url: str) -> None:
+    with pytest.raises(FetchError) as caught:
+        guarded.fetch(url)
+    assert caught.value.verdict is Verdict.FORBIDDEN_ADDRESS, caught.value.message
+
+
+def test_guard_refuses_a_real_loopback_server_without_touching_it(
+        guarded: HttpClient, site: Site) -> None:
+    site.page("/", "secret")
+    with pytest.raises(FetchError) as caught:
+        guarded.fetch(site.url("/"))
+    assert caught.value.verdict is Verdict.FORBIDDEN_ADDRESS
+    assert site.hits == {}
+
+
+@pytest.mark.parametrize(("address", "public"), [
+    ("93.184.215.14", True), ("2606:4700::1111", True), ("8.8.8.8", True),
+    ("127.0.0.1", False), ("100.100.100.100", False), ("::ffff:10.1.1.1", False),
+    ("2002:7f00:1::", False),  # 6to4 wrapping loopback
+])
+def test_forbidden_reason(address: str, public: bool) -> None:
+    assert (forbidden_reason(address) is None) is public
+
+
+def test_response_is_kept_as_received(client: HttpClient, site: Site) -> None:
+    compressed = gzip.compress(b"<p>hello</p>")
+    site.page("/gz", compressed, headers={"Content-Encoding": "gzip"})
+    result = client.fetch(site.url("/gz"))
+    assert result.final.status == 200
+    assert result.final.body == compressed  # Content-Encoding kept, not decoded
+    assert result.final.header("content-encoding") == "gzip"
+    assert result.final.peer_ip == "127.0.0.1"
+    assert result.final.request_head.startswith(b"GET /gz HTTP/1.1\r\nHost: 127.0.0.1:")
+
+
+def test_chunked_and_plain_bodies_are_the_same_bytes(client: HttpClient, site: Site) -> None:
+    site.route("/chunked", lambda _r: Response(iter([b"abc", b"def"]), mimetype="text/plain"))
+    site.page("/plain", b"abcdef", content_type="text/plain")
+    chunked = client.fetch(site.url("/chunked")).final
+    plain = client.fetch(site.url("/plain")).final
+    assert chunked.header("transfer-encoding") == "chunked"
+    assert chunked.body == plain.body == b"abcdef"
+
+
+def test_body_cap_truncates_and_marks(client: HttpClient, site: Site) -> None:
+    site.page("/big", b"x" * 5000, content_type="text/plain")
+    final = client.fetch(site.url("/big")).final
+    assert len(final.body) == 1000
+    assert final.truncated == "length"
+
+
+def test_deadline_is_for_the_whole_request(client: HttpClient, site: Site) -> None:
+    def drip(_request: Request) -> Response:
+        def body():  # type: ignore[no-untyped-def]
+            for _ in range(20):
+                time.sleep(0.25)
+                yield b"."
+        return Response(body(), mimetype="text/plain")
+
+    site.route("/drip", drip)
+    started = time.monotonic()
+    final = client.fetch(site.url("/drip")).final
+    assert time.monotonic() - started < 3.5  # 2 s deadline, not 20 x 0.25 s of reads
+    assert final.truncated == "time"
+    assert 0 < len(final.body) < 20
+
+
+def test_headers_that_never_come_are_a_timeout(client: HttpClient) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    try:
+        with pytest.raises(FetchError) as caught:
+            client.fetch(f"http://127.0.0.1:{listener.getsockname()[1]}/")
+        assert caught.value.verdict is Verdict.TIMEOUT
+    finally:
+        listener.close()
+
+
+def test_redirect_chain_is_recorded(client: HttpClient, site: Site) -> None:
+    site.redirect("/old", "/middle", 301)
+    site.redirect("/middle", "/new", 302)
+    site.page("/new", "here")
+    result = client.fetch(site.url("/old"))
+    assert [e.status for e in result.exchanges] == [301, 302, 200]
+    assert result.final.url == site.url("/new")
+
+
+def test_redirect_loop(client: HttpClient, site: Site) -> None:
+    site.redirect("/a", "/b")
+    site.redirect("/b", "/a")
+    with pytest.raises(FetchError) as caught:
+        client.fetch(site.url("/a"))
+    assert caught.value.verdict is Verdict.REDIRECT_LOOP
+    assert len(caught.value.exchanges) == 2
+
+
+def test_too_many_redirects(tmp_path: Path, site: Site) -> None:
+    limited = HttpClient(make_settings(tmp_path, fetch__max_redirects=3))
+    for n in range(10):
+        site.redirect(f"/r{n}", f"/r{n + 1}")
+    with pytest.raises(FetchError) as caught:
+        limited.fetch(site.url("/r0"))
+    assert caught.value.verdict is Verdict.TOO_MANY_REDIRECTS
+
+
+def test_connection_refused(client: HttpClient) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with pytest.raises(FetchError) as caught:
+        client.fetch(f"http://127.0.0.1:{port}/")
+    assert caught.value.verdict is Verdict.CONNECTION_REFUSED
+
+
+def test_unresolvable_host(client: HttpClient) -> None:
+    with pytest.raises(FetchError) as caught:
+        client.fetch("http://no-such-host.invalid/")
+    assert caught.value.verdict is Verdict.DNS_ERROR
+
+
+@pytest.mark.parametrize(("url", "verdict"), [
+    ("ftp://example.com/file", Verdict.UNSUPPORTED_SCHEME),
+    ("http:///nohost", Verdict.INVALID_URL),
+])
+def test_unfetchable_urls(client: HttpClient, url: str, verdict: Verdict) -> None:
+    with pytest.raises(FetchError) as caught:
+        client.fetch(url)
+    assert caught.value.verdict is verdict
+
+
+def test_per_host_concurrency_holds(tmp_path: Path, site: Site) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    import threading
+
+    active = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def slow(_request: Request) -> Response:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.1)
+        with lock:
+            active -= 1
+        return Response("ok")
+
+    site.route("/slow", slow)
+    polite = HttpClient(make_settings(tmp_path, fetch__per_host_concurrency=2))
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: polite.fetch(site.url("/slow")), range(8)))
+    assert peak == 2
+
+
+def test_per_host_delay_spaces_request_starts(tmp_path: Path, site: Site) -> None:
+    starts: list[float] = []
+    site.route("/", lambda _r: (starts.append(time.monotonic()), Response("ok"))[1])
+    polite = HttpClient(make_settings(tmp_path, fetch__per_host_delay="0.2s"))
+    for _ in range(3):
+        polite.fetch(site.url("/"))
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert all(gap >= 0.18 for gap in gaps), gaps

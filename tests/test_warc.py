@@ -1,0 +1,101 @@
+"""WARC writing and reading: warcio's checker, offsets, rotation, digests, reindex input."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from werkzeug.wrappers import Response
+
+from archiver.demo.fixtureweb import Site
+from archiver.net.client import HttpClient
+from archiver.warc.store import WarcStore, open_record
+from tests.conftest import make_settings
+
+NAME = re.compile(r"^archive-\d{20}-\d{5}\.warc\.gz$")
+
+
+def warcio_check(*paths: Path) -> subprocess.CompletedProcess[str]:
+    """Run warcio's own checker (block and payload digests of every record)."""
+    return subprocess.run([sys.executable, "-m", "warcio.cli", "check", "-v", *map(str, paths)],
+                          capture_output=True, text=True, check=False)
+
+
+def test_records_pass_warcio_check_and_read_back(tmp_path: Path, site: Site) -> None:
+    site.page("/page", "<html><body>archived</body></html>")
+    site.route("/chunked", lambda _r: Response(iter([b"one ", b"two"]), mimetype="text/plain"))
+    client = HttpClient(make_settings(tmp_path))
+    store = WarcStore(tmp_path / "warcs")
+    written = [store.write_exchange(client.fetch(site.url(p)).final) for p in ("/page", "/chunked")]
+    store.close()
+
+    files = store.files()
+    assert len(files) == 1 and NAME.match(files[0])
+    result = warcio_check(store.path_of(files[0]))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "digest pass" in result.stdout
+
+    for location, body in zip(written, [b"<html><body>archived</body></html>", b"one two"],
+                              strict=True):
+        record = open_record(store.read_record_bytes(location.warc_file, location.offset,
+                                                     location.length))
+        assert record.rec_type == "response"
+        assert record.rec_headers.get_header("WARC-Target-URI") == location.url
+        assert record.rec_headers.get_header("WARC-IP-Address") == "127.0.0.1"
+        assert record.rec_headers.get_header("WARC-Payload-Digest") == location.payload_digest
+        assert record.http_headers.get_header("Transfer-Encoding") is None
+        assert record.content_stream().read() == body
+
+    # The file alone gives back exactly what the writer reported.
+    assert list(store.iter_locations(files[0])) == written
+
+
+def test_request_records_point_to_their_response(tmp_path: Path, site: Site) -> None:
+    from warcio.archiveiterator import ArchiveIterator
+
+    site.page("/", "x")
+    store = WarcStore(tmp_path / "warcs")
+    store.write_exchange(HttpClient(make_settings(tmp_path)).fetch(site.url("/")).final)
+    store.close()
+    with open(store.path_of(store.files()[0]), "rb") as handle:
+        records = [(r.rec_type, r.rec_headers) for r in ArchiveIterator(handle)]
+    assert [kind for kind, _ in records] == ["warcinfo", "response", "request"]
+    assert records[0][1].protocol == "WARC/1.1"
+    response_id = records[1][1].get_header("WARC-Record-ID")
+    assert records[2][1].get_header("WARC-Concurrent-To") == response_id
+
+
+def test_chunked_and_plain_give_the_same_payload_digest(tmp_path: Path, site: Site) -> None:
+    site.route("/chunked", lambda _r: Response(iter([b"same", b" bytes"]), mimetype="text/plain"))
+    site.page("/plain", b"same bytes", content_type="text/plain")
+    client = HttpClient(make_settings(tmp_path))
+    store = WarcStore(tmp_path / "warcs")
+    chunked = store.write_exchange(client.fetch(site.url("/chunked")).final)
+    plain = store.write_exchange(client.fetch(site.url("/plain")).final)
+    assert chunked.payload_digest == plain.payload_digest
+
+
+def test_files_roll_over_by_size(tmp_path: Path, site: Site) -> None:
+    site.page("/", os.urandom(2000), content_type="application/octet-stream")  # incompressible
+    client = HttpClient(make_settings(tmp_path))
+    store = WarcStore(tmp_path / "warcs", max_file_bytes=1500)
+    for _ in range(3):
+        store.write_exchange(client.fetch(site.url("/")).final)
+    store.close()
+    assert len(store.files()) == 3
+    assert all(NAME.match(name) for name in store.files())
+    assert warcio_check(*(store.path_of(n) for n in store.files())).returncode == 0
+
+
+def test_truncated_bodies_are_marked(tmp_path: Path, site: Site) -> None:
+    site.page("/big", b"z" * 4000, content_type="text/plain")
+    client = HttpClient(make_settings(tmp_path, fetch__max_body_bytes="1000"))
+    store = WarcStore(tmp_path / "warcs")
+    location = store.write_exchange(client.fetch(site.url("/big")).final)
+    record = open_record(store.read_record_bytes(location.warc_file, location.offset,
+                                                 location.length))
+    assert record.rec_headers.get_header("WARC-Truncated") == "length"
+    assert location.truncated == "length"

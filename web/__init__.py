@@ -1,0 +1,72 @@
+"""The Flask web UI: dashboard, posts, links, JSON API and replay of archived copies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from archiver.archive import SECRET_KEY_FILE, Archive
+from archiver.errors import ConfigError
+from archiver.settings import Settings
+
+UI_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                               "frame-ancestors 'self'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "SAMEORIGIN",
+}
+
+
+def load_secret_key(settings: Settings) -> str:
+    """The session signing key from settings or the data folder; refuse to run without one."""
+    configured: str = settings["secret_key"]
+    if configured:
+        return configured
+    key_file = Path(settings.data_dir) / SECRET_KEY_FILE
+    if key_file.exists():
+        key = key_file.read_text(encoding="utf-8").strip()
+        if key:
+            return key
+    raise ConfigError("no secret key: set secret_key (env ARCHIVER_SECRET_KEY) or run "
+                      "`archiver init`, which writes one to the data folder")
+
+
+def create_app(settings: Settings, archive: Archive | None = None) -> Flask:
+    """Build the web app for ``settings``; ``archive`` is opened from them when not given."""
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=load_secret_key(settings),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        JSON_SORT_KEYS=False,
+    )
+    app.url_map.merge_slashes = False  # keep the "//" of archived URLs in /web/ paths
+    app.url_map.strict_slashes = False
+    app.extensions["archive"] = archive or Archive.open(settings)
+    app.extensions["settings"] = settings
+
+    from web.views import api, pages, replay
+
+    app.register_blueprint(pages.blueprint)
+    app.register_blueprint(api.blueprint)
+    app.register_blueprint(replay.blueprint)
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        if not request.path.startswith("/web/"):
+            for name, value in UI_SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Any:
+        status = error.code or 500
+        if request.path.startswith("/api/"):
+            return jsonify({"error": {"status": status, "message": error.description}}), status
+        return render_template("error.html", status=status, message=error.description), status
+
+    return app

@@ -1,0 +1,94 @@
+"""HTML pages for the author: dashboard, posts, links."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request
+from sqlalchemy import func, select
+
+from archiver.models import Capture, Citation, Link, LinkState, Post
+from archiver.replay.lookup import replay_path
+from archiver.report import link_rows, links_query
+from web.views import archive, paginate
+
+blueprint = Blueprint("pages", __name__)
+
+
+@blueprint.get("/")
+def dashboard() -> str:
+    """Counts of links by state, and totals."""
+    with archive().db.session() as session:
+        counts = dict(session.execute(select(Link.state, func.count(Link.id))
+                                      .group_by(Link.state)).all())
+        totals = {
+            "posts": session.scalar(select(func.count(Post.id))) or 0,
+            "links": sum(counts.values()),
+            "captures": session.scalar(select(func.count(Capture.id))) or 0,
+        }
+    states = [(state.value, counts.get(state.value, 0)) for state in LinkState]
+    return render_template("dashboard.html", states=states, totals=totals)
+
+
+@blueprint.get("/posts")
+def posts() -> str:
+    """Every post, newest first, with its reference counts."""
+    with archive().db.session() as session:
+        page = paginate(session, select(Post).order_by(Post.published_at.desc().nulls_last(),
+                                                       Post.id.desc()))
+        ids = [post.id for post in page.items]
+        stats = {
+            post_id: (total, broken or 0)
+            for post_id, total, broken in session.execute(
+                select(Citation.post_id, func.count(func.distinct(Citation.link_id)),
+                       func.count(func.distinct(Link.id)).filter(
+                           Link.state.in_([LinkState.DEAD, LinkState.FAILING])))
+                .join(Link, Link.id == Citation.link_id)
+                .where(Citation.post_id.in_(ids)).group_by(Citation.post_id)).all()
+        }
+    return render_template("posts.html", page=page, stats=stats)
+
+
+@blueprint.get("/posts/<int:post_id>")
+def post(post_id: int) -> str:
+    """A post and its references: state, verdict and archived copy of each."""
+    with archive().db.session() as session:
+        found = session.get(Post, post_id)
+        if found is None:
+            abort(404, "no such post")
+        citations = list(session.scalars(select(Citation).where(Citation.post_id == post_id)
+                                         .order_by(Citation.id)))
+        links = [citation.link for citation in citations]
+        rows = {row["id"]: row for row in link_rows(session, links)}
+        items = [(citation, rows[citation.link_id]) for citation in citations]
+    return render_template("post.html", post=found, items=items)
+
+
+@blueprint.get("/links")
+def links() -> str:
+    """All links, filterable by state and domain, paginated."""
+    state = request.args.get("state") or None
+    domain = request.args.get("domain") or None
+    if state and state not in {s.value for s in LinkState}:
+        abort(400, f"unknown state {state!r}")
+    with archive().db.session() as session:
+        page = paginate(session, links_query(state, domain))
+        rows = link_rows(session, page.items)
+    return render_template("links.html", page=page, rows=rows, state=state, domain=domain,
+                           states=[s.value for s in LinkState])
+
+
+@blueprint.get("/links/<int:link_id>")
+def link(link_id: int) -> str:
+    """A link: its state, the posts citing it, its checks and its captures."""
+    with archive().db.session() as session:
+        found = session.get(Link, link_id)
+        if found is None:
+            abort(404, "no such link")
+        row = link_rows(session, [found])[0]
+        checks = list(found.checks[:100])
+        captures = list(session.scalars(select(Capture).where(Capture.url_key == found.url_key)
+                                        .order_by(Capture.captured_at.desc()).limit(200)))
+        citing = list(session.execute(select(Post, Citation)
+                                      .join(Citation, Citation.post_id == Post.id)
+                                      .where(Citation.link_id == link_id)).all())
+    return render_template("link.html", link=found, row=row, checks=checks, captures=captures,
+                           citing=citing, replay_path=replay_path)
