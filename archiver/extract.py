@@ -1,0 +1,288 @@
+"""Outbound references of a post: links and embeds, with the words around them.
+
+One parse per post, one CSS query for every kind of reference, and each block's text walked
+once however many links it holds, so a large import stays cheap.  Nothing here raises on bad
+input: a reference that is not a usable URL comes back with ``url=None`` and a verdict.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from archiver.urls import (
+    FETCHABLE_SCHEMES,
+    SKIPPED_SCHEMES,
+    InvalidURL,
+    canonicalize,
+    resolve,
+    scheme_of,
+    site_of,
+)
+
+CONTEXT_CHARS = 300
+_WINDOW = 2 * CONTEXT_CHARS  # raw characters looked at on each side of a link
+
+# Element -> attribute holding the reference.  ``source`` only counts inside video/audio
+# (inside <picture> it carries a srcset, which is a page requisite, not a reference).
+_SELECTOR = ", ".join((
+    "a[href]", "iframe[src]", "video[src]", "audio[src]", "video source[src]",
+    "audio source[src]", "embed[src]", "object[data]", "base[href]",
+))
+_ATTRIBUTE = {"a": "href", "iframe": "src", "video": "src", "audio": "src", "source": "src",
+              "embed": "src", "object": "data"}
+
+# Blocks whose text is a link's context; the nearest one around the link is used.
+_BLOCKS = frozenset({
+    "p", "li", "td", "th", "dd", "dt", "blockquote", "figcaption", "caption", "pre",
+    "h1", "h2", "h3", "h4", "h5", "h6", "div", "section", "article", "aside", "main",
+    "header", "footer", "figure", "details", "summary", "nav", "address", "body",
+})
+# Elements that separate words even when no whitespace surrounds them in the source.
+_BREAKS = _BLOCKS | {"br", "hr", "ul", "ol", "dl", "table", "tr", "img", "iframe", "video",
+                     "audio", "embed", "object"}
+_SILENT = frozenset({"script", "style", "template", "noscript"})
+
+_SPACE_RE = re.compile(r"\s+")
+_SENTENCE_END_RE = re.compile(r"[.!?\u2026](?=[\s\"'\u201d\u2019)\]]*\s)")
+_START, _END = "\ue000", "\ue001"  # private-use marks around the link while collapsing
+
+
+@dataclass(frozen=True)
+class ExtractedLink:
+    """One outbound reference of a post, as written and as canonical URL."""
+
+    href: str
+    url: str | None
+    verdict: str | None
+    element: str
+    anchor_text: str | None
+    context: str | None
+
+
+@dataclass
+class _BlockText:
+    """A block's raw text and where each link's text starts and ends in it."""
+
+    text: str
+    spans: dict[int, tuple[int, int]]
+
+
+def extract_links(html: str, page_url: str, site_url: str | None = None) -> list[ExtractedLink]:
+    """Outbound references of a post in document order, deduplicated by (url or href, element)."""
+    tree = _parse(html)
+    if tree is None:
+        return []
+    nodes = tree.css(_SELECTOR)
+    base = page_url
+    for node in nodes:
+        if node.tag == "base":
+            base = _base_url(node.attributes.get("href") or "", page_url)
+            break
+    own_site = _site(site_url or page_url)
+    blocks: dict[int, _BlockText] = {}
+    seen: set[tuple[str, str]] = set()
+    links: list[ExtractedLink] = []
+    for node in nodes:
+        element = node.tag or ""
+        attribute = _ATTRIBUTE.get(element)
+        if attribute is None:
+            continue
+        href = (node.attributes.get(attribute) or "").strip()
+        target = _target(href, base, own_site)
+        if target is None:
+            continue
+        url, verdict = target
+        key = (url or href, element)
+        if key in seen:
+            continue
+        seen.add(key)
+        links.append(ExtractedLink(
+            href=href, url=url, verdict=verdict, element=element,
+            anchor_text=_anchor_text(node), context=_context(node, blocks),
+        ))
+    return links
+
+
+def _parse(html: str) -> LexborHTMLParser | None:
+    try:
+        return LexborHTMLParser(html)
+    except UnicodeEncodeError:
+        # Lone surrogates cannot go to the UTF-8 parser; replace them and parse again.
+        return LexborHTMLParser(html.encode("utf-8", "replace").decode("utf-8"))
+    except (TypeError, ValueError):
+        return None
+
+
+def _site(url: str) -> str:
+    try:
+        return site_of(url)
+    except ValueError:
+        return ""
+
+
+def _base_url(href: str, page_url: str) -> str:
+    href = href.strip()
+    if not href:
+        return page_url
+    try:
+        base = resolve(href, page_url)
+    except ValueError:
+        return page_url
+    return base if scheme_of(base) in FETCHABLE_SCHEMES else page_url
+
+
+def _target(href: str, base: str, own_site: str) -> tuple[str | None, str | None] | None:
+    """(canonical URL, verdict) of a reference, or None when it is not an outbound one."""
+    if not href or href.startswith("#"):
+        return None
+    if scheme_of(href) in SKIPPED_SCHEMES:
+        return None
+    if href.startswith("//") and scheme_of(base) not in FETCHABLE_SCHEMES:
+        base = "https:"  # a protocol-relative link in a local file still means the web
+    try:
+        absolute = resolve(href, base)
+        # Same-site links are most of a blog's links: drop them before the costly normalising.
+        if own_site and site_of(absolute) == own_site:
+            return None
+    except ValueError:
+        return None, "invalid_url"
+    if scheme_of(absolute) in SKIPPED_SCHEMES:
+        return None  # e.g. a relative link inside a post read from a local file
+    return _canonical(absolute, own_site)
+
+
+@lru_cache(maxsize=65536)
+def _canonical(absolute: str, own_site: str) -> tuple[str | None, str | None] | None:
+    try:
+        url = canonicalize(absolute)
+    except InvalidURL as exc:
+        return None, exc.verdict
+    if own_site and site_of(url) == own_site:
+        return None
+    return url, None
+
+
+def _collapse(text: str) -> str:
+    return _SPACE_RE.sub(" ", text).strip()
+
+
+def _anchor_text(node: LexborNode) -> str | None:
+    attributes = node.attributes
+    if node.tag == "a":
+        text = _collapse(node.text(deep=True))
+        if not text:
+            image = node.css_first("img[alt]")
+            text = _collapse(image.attributes.get("alt") or "") if image is not None else ""
+        if not text:
+            text = _collapse(attributes.get("title") or "")
+        return text or None
+    for name in ("title", "alt", "aria-label"):
+        text = _collapse(attributes.get(name) or "")
+        if text:
+            return text
+    if node.tag == "source" and node.parent is not None:
+        text = _collapse(node.parent.attributes.get("title") or "")
+        return text or None
+    return None
+
+
+def _block_of(node: LexborNode) -> LexborNode | None:
+    current = node.parent
+    while current is not None:
+        if current.tag in _BLOCKS:
+            return current
+        if current.tag in ("html", "-document") or current.is_document_node:
+            break
+        current = current.parent
+    return node.parent
+
+
+def _walk_block(block: LexborNode) -> _BlockText:
+    """The block's text, in one walk, with the span of every reference inside it."""
+    pieces: list[str] = []
+    length = 0
+    spans: dict[int, tuple[int, int]] = {}
+    opened: dict[int, int] = {}
+    # A reference's text ends where the walk reaches the first node after its subtree.
+    closes_at: dict[int, list[int]] = {}
+    for child in block.traverse(include_text=True):
+        for link_id in closes_at.pop(child.mem_id, ()):
+            spans[link_id] = (opened.pop(link_id), length)
+        if child.is_text_node:
+            parent = child.parent
+            if parent is not None and parent.tag in _SILENT:
+                continue
+            text = child.text_content or ""
+            pieces.append(text)
+            length += len(text)
+        elif child.is_element_node:
+            tag = child.tag or ""
+            if tag in _ATTRIBUTE:
+                opened[child.mem_id] = length
+                following = _following(child, block)
+                if following is not None:
+                    closes_at.setdefault(following.mem_id, []).append(child.mem_id)
+            if tag in _BREAKS and child.mem_id != block.mem_id:
+                pieces.append(" ")
+                length += 1
+    for link_id, start in opened.items():
+        spans[link_id] = (start, length)
+    return _BlockText("".join(pieces), spans)
+
+
+def _following(node: LexborNode, block: LexborNode) -> LexborNode | None:
+    """The first node after ``node``'s subtree inside ``block``, in document order."""
+    current: LexborNode | None = node
+    while current is not None and current.mem_id != block.mem_id:
+        sibling = current.next
+        if sibling is not None:
+            return sibling
+        current = current.parent
+    return None
+
+
+def _context(node: LexborNode, blocks: dict[int, _BlockText]) -> str | None:
+    block = _block_of(node)
+    if block is None:
+        return None
+    walked = blocks.get(block.mem_id)
+    if walked is None:
+        walked = _walk_block(block)
+        blocks[block.mem_id] = walked
+    span = walked.spans.get(node.mem_id)
+    if span is None:
+        return None
+    start, end = span
+    text = walked.text
+    left = text[max(0, start - _WINDOW):start]
+    middle = text[start:end]
+    right = text[end:end + _WINDOW]
+    marked = _SPACE_RE.sub(" ", f"{left}{_START}{middle}{_END}{right}")
+    begin, finish = marked.index(_START), marked.index(_END)
+    # The sentence starts after the last sentence end before the link, ends at the first after.
+    ends_before = [match.end() for match in _SENTENCE_END_RE.finditer(marked, 0, begin)]
+    sentence_start = ends_before[-1] if ends_before else 0
+    after = _SENTENCE_END_RE.search(marked, finish)
+    sentence_end = after.end() if after else len(marked)
+    sentence = marked[sentence_start:sentence_end]
+    if len(sentence) > CONTEXT_CHARS:
+        sentence = _clip(sentence, begin - sentence_start, finish - sentence_start)
+    return _collapse(sentence.replace(_START, "").replace(_END, "")) or None
+
+
+def _clip(sentence: str, begin: int, finish: int) -> str:
+    """Cut a long sentence to CONTEXT_CHARS around the link, marking the cuts with '…'."""
+    spare = max(0, CONTEXT_CHARS - (finish - begin))
+    lo = max(0, begin - spare // 2)
+    hi = min(len(sentence), lo + CONTEXT_CHARS)
+    lo = max(0, hi - CONTEXT_CHARS)
+    clipped = sentence[lo:hi]
+    if lo > 0:
+        clipped = "\u2026" + clipped.lstrip()
+    if hi < len(sentence):
+        clipped = clipped.rstrip() + "\u2026"
+    return clipped

@@ -1,0 +1,218 @@
+"""What every source reader shares: the post record, fetching, XML safety and dates."""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import re
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
+from xml.etree.ElementTree import Element, ParseError
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as defused_fromstring
+
+from archiver.errors import SourceError
+from archiver.net.client import FetchError, HttpClient
+from archiver.urls import canonicalize
+
+log = logging.getLogger(__name__)
+
+GZIP_MAGIC = b"\x1f\x8b"
+_CHARSET_RE = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
+_META_CHARSET_RE = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
+_NAME_RE = re.compile(r"[A-Za-z_][\w.:-]*")
+
+
+@dataclass(frozen=True)
+class PostData:
+    """One post read from a source, before its links are extracted."""
+
+    url: str
+    title: str | None
+    published_at: datetime | None  # naive UTC
+    html: str
+
+
+@dataclass(frozen=True)
+class Document:
+    """A fetched resource: final URL, media type and body with its Content-Encoding undone."""
+
+    url: str
+    content_type: str
+    content_type_header: str
+    body: bytes
+
+    @property
+    def charset(self) -> str | None:
+        """Charset named by the Content-Type header, if any."""
+        match = _CHARSET_RE.search(self.content_type_header)
+        return match.group(1) if match else None
+
+
+def fetch_document(client: HttpClient, url: str) -> Document:
+    """Fetch ``url`` and return its decoded body; any failure is a :class:`SourceError`."""
+    try:
+        result = client.fetch(url)
+    except FetchError as exc:
+        raise SourceError(f"cannot read {url}: {exc.verdict} ({exc.message})") from exc
+    final = result.final
+    if not 200 <= final.status < 300:
+        raise SourceError(f"cannot read {url}: HTTP {final.status} {final.reason}".rstrip())
+    if final.truncated:
+        log.warning("%s: body cut short (%s limit); reading what arrived", url, final.truncated)
+    body = undo_content_encoding(final.body, final.header("Content-Encoding") or "",
+                                 client.max_body_bytes, url)
+    if body.startswith(GZIP_MAGIC):  # e.g. sitemap.xml.gz served as a plain file
+        body = _inflate(body, 16 + zlib.MAX_WBITS, client.max_body_bytes, url)
+    return Document(url=final.url, content_type=final.content_type,
+                    content_type_header=final.header("Content-Type") or "", body=body)
+
+
+def undo_content_encoding(body: bytes, encoding: str, limit: int, url: str) -> bytes:
+    """Undo gzip/deflate Content-Encoding (the client keeps bodies as sent on the wire)."""
+    for coding in reversed([part.strip().lower() for part in encoding.split(",")]):
+        if coding in ("", "identity"):
+            continue
+        if coding in ("gzip", "x-gzip"):
+            body = _inflate(body, 16 + zlib.MAX_WBITS, limit, url)
+        elif coding == "deflate":
+            try:
+                body = _inflate(body, zlib.MAX_WBITS, limit, url)
+            except SourceError:
+                body = _inflate(body, -zlib.MAX_WBITS, limit, url)  # raw deflate, no header
+        else:
+            raise SourceError(f"cannot read {url}: unsupported Content-Encoding {coding!r}")
+    return body
+
+
+def _inflate(data: bytes, wbits: int, limit: int, url: str) -> bytes:
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise SourceError(f"cannot read {url}: bad compressed body ({exc})") from exc
+    if len(out) > limit:
+        raise SourceError(f"cannot read {url}: body larger than {limit} bytes once decompressed")
+    return out
+
+
+def decode_text(body: bytes, charset: str | None = None) -> str:
+    """Decode a text body: BOM, then the declared charset, then <meta charset>, then UTF-8."""
+    for bom, name in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+                      (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if body.startswith(bom):
+            return body[len(bom):].decode(name, errors="replace")
+    candidates: list[str | None] = [charset]
+    match = _META_CHARSET_RE.search(body[:2048])
+    if match:
+        candidates.append(match.group(1).decode("ascii", "replace"))
+    for candidate in candidates:
+        if not candidate:
+            continue
+        try:
+            return body.decode(candidate, errors="replace")
+        except LookupError:
+            continue
+    return body.decode("utf-8", errors="replace")
+
+
+def parse_xml(data: bytes, what: str) -> Element:
+    """Parse untrusted XML, refusing DTDs and entity declarations; errors are SourceErrors."""
+    try:
+        root: Element = defused_fromstring(data, forbid_dtd=True)
+    except DefusedXmlException as exc:
+        raise SourceError(f"{what}: refused XML with a DTD or entity declarations "
+                          f"({type(exc).__name__})") from exc
+    except ParseError as exc:
+        raise SourceError(f"{what}: malformed XML ({exc})") from exc
+    return root
+
+
+def local_name(tag: object) -> str:
+    """``{namespace}name`` or ``prefix:name`` -> ``name``."""
+    text = tag if isinstance(tag, str) else ""
+    return text.rsplit("}", 1)[-1].rsplit(":", 1)[-1]
+
+
+def namespace_of(tag: str) -> str:
+    """``{namespace}name`` -> ``namespace`` ('' when there is none)."""
+    return tag[1:].split("}", 1)[0] if tag.startswith("{") else ""
+
+
+def sniff_root(body: bytes) -> str | None:
+    """Qualified name of the first element of an XML/HTML body, skipping the prolog."""
+    head = decode_text(body[:16384])
+    position = 0
+    size = len(head)
+    while position < size:
+        while position < size and head[position].isspace():
+            position += 1
+        if head.startswith("<?", position):
+            end = head.find("?>", position)
+            position = size if end < 0 else end + 2
+        elif head.startswith("<!--", position):
+            end = head.find("-->", position)
+            position = size if end < 0 else end + 3
+        elif head.startswith("<!", position):
+            position = _after_declaration(head, position)
+        elif head.startswith("<", position):
+            match = _NAME_RE.match(head, position + 1)
+            return match.group(0) if match else None
+        else:
+            return None
+    return None
+
+
+def _after_declaration(head: str, position: int) -> int:
+    """Index after a ``<!DOCTYPE ...>``, internal subset ``[...]`` included."""
+    close = head.find(">", position)
+    bracket = head.find("[", position)
+    if 0 <= bracket < close or (bracket >= 0 and close < 0):
+        end = head.find("]", bracket)
+        close = head.find(">", end) if end >= 0 else -1
+    return len(head) if close < 0 else close + 1
+
+
+def canonical_or_raw(url: str) -> str:
+    """The canonical form of a post URL, or the URL as given when it has none."""
+    try:
+        return canonicalize(url)
+    except ValueError:  # InvalidURL, or the normaliser choking on something odd
+        return url.strip()
+
+
+def to_utc(value: object) -> datetime | None:
+    """A date from any source (datetime, date, ISO 8601 or RFC 2822 text) as naive UTC."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        parsed = _parse_date_text(value.strip())
+        if parsed is None:
+            return None
+        moment = parsed
+    else:
+        return None
+    if moment.tzinfo is not None:
+        try:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        except (OverflowError, ValueError):
+            return None
+    return moment
+
+
+def _parse_date_text(text: str) -> datetime | None:
+    if not text or text.startswith("0000"):
+        return None  # WordPress writes 0000-00-00 00:00:00 for "no date"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None

@@ -1,0 +1,109 @@
+"""RSS, Atom and RDF feeds, parsed by feedparser from bytes we fetched ourselves."""
+
+from __future__ import annotations
+
+import html as html_lib
+import io
+import logging
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import feedparser
+from selectolax.lexbor import LexborHTMLParser
+
+from archiver.errors import SourceError
+from archiver.net.client import HttpClient
+from archiver.sources.common import PostData, canonical_or_raw, fetch_document
+from archiver.urls import FETCHABLE_SCHEMES, scheme_of
+
+log = logging.getLogger(__name__)
+
+FEED_TYPES = frozenset({"application/rss+xml", "application/atom+xml", "application/rdf+xml",
+                        "application/feed+xml", "application/x-rss+xml"})
+FEED_ROOTS = frozenset({"rss", "feed", "rdf"})
+_PROLOG_END_RE = re.compile(rb"<[A-Za-z_]")
+
+
+def read_feed(client: HttpClient, url: str) -> Iterator[PostData]:
+    """Fetch a feed and yield its entries as posts."""
+    document = fetch_document(client, url)
+    yield from parse_feed(document.body, document.url, document.content_type_header)
+
+
+def parse_feed(data: bytes, url: str, content_type: str = "") -> list[PostData]:
+    """Entries of a feed document; a document that is no feed at all is a SourceError."""
+    prolog_end = _PROLOG_END_RE.search(data)
+    if b"<!ENTITY" in data[:prolog_end.start() if prolog_end else len(data)]:
+        raise SourceError(f"{url}: refused a feed that declares XML entities")
+    headers = {"content-location": url}
+    if content_type:
+        headers["content-type"] = content_type
+    # A BytesIO, never a str: feedparser treats a str as a URL or file name and opens it.
+    parsed: Any = feedparser.parse(io.BytesIO(data), response_headers=headers,
+                                   resolve_relative_uris=False, sanitize_html=False)
+    posts = []
+    for entry in parsed.get("entries") or []:
+        post = _post(entry, url)
+        if post is not None:
+            posts.append(post)
+    # A broken document can still yield a half-entry; without a usable post it is no feed.
+    if not posts and (parsed.get("bozo") or not parsed.get("version")):
+        problem = parsed.get("bozo_exception") or "not an RSS, Atom or RDF feed"
+        raise SourceError(f"{url}: cannot read the feed: {problem}")
+    return posts
+
+
+def _post(entry: Any, feed_url: str) -> PostData | None:
+    link = str(entry.get("link") or "").strip()
+    if not link:
+        identifier = str(entry.get("id") or "").strip()
+        link = identifier if scheme_of(identifier) in FETCHABLE_SCHEMES else ""
+    if not link:
+        log.warning("%s: skipping an entry without a link (%s)", feed_url,
+                    entry.get("title") or "untitled")
+        return None
+    try:
+        link = urljoin(feed_url, link)
+    except ValueError:
+        log.warning("%s: skipping an entry with a malformed link %r", feed_url, link)
+        return None
+    title = _plain(str(entry.get("title") or ""), (entry.get("title_detail") or {}).get("type"))
+    return PostData(url=canonical_or_raw(link), title=title,
+                    published_at=_published(entry), html=_content(entry))
+
+
+def _plain(text: str, kind: object) -> str | None:
+    """Title as plain text (Atom allows HTML titles), whitespace collapsed."""
+    if "html" in str(kind or "") and ("<" in text or "&" in text):
+        text = LexborHTMLParser(text).text(deep=True)
+    return " ".join(text.split()) or None
+
+
+def _content(entry: Any) -> str:
+    """The fullest body an entry has: HTML content, else any content, else the summary."""
+    contents = entry.get("content") or []
+    chosen = next((item for item in contents if "html" in str(item.get("type") or "")), None)
+    if chosen is None and contents:
+        chosen = contents[0]
+    if chosen is None:
+        detail = entry.get("summary_detail") or {}
+        value, kind = entry.get("summary") or "", str(detail.get("type") or "text/html")
+    else:
+        value, kind = chosen.get("value") or "", str(chosen.get("type") or "text/html")
+    text = str(value)
+    return text if "html" in kind else html_lib.escape(text)
+
+
+def _published(entry: Any) -> datetime | None:
+    # feedparser gives *_parsed as UTC struct_time.
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        parsed = entry.get(key)
+        if parsed:
+            try:
+                return datetime(*parsed[:6])
+            except (TypeError, ValueError):
+                continue
+    return None

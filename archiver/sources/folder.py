@@ -1,0 +1,92 @@
+"""A local folder of posts: HTML and Markdown files, with optional YAML front matter."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import frontmatter
+from markdown_it import MarkdownIt
+from selectolax.lexbor import LexborHTMLParser
+
+from archiver.sources.common import PostData, canonical_or_raw, to_utc
+from archiver.sources.page import post_from_html
+from archiver.urls import FETCHABLE_SCHEMES, scheme_of
+
+log = logging.getLogger(__name__)
+
+HTML_SUFFIXES = frozenset({".html", ".htm"})
+MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
+_DATED_NAME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})-")  # Jekyll's 2024-01-31-title.md
+_MARKDOWN = MarkdownIt("commonmark")
+
+
+def read_folder(root: Path) -> Iterator[PostData]:
+    """Yield a post per HTML or Markdown file below ``root``, in sorted path order."""
+    for path in post_files(root):
+        post = read_file(path)
+        if post is not None:
+            yield post
+
+
+def post_files(root: Path) -> list[Path]:
+    """HTML and Markdown files below ``root``, hidden folders and files left out, sorted."""
+    found: list[Path] = []
+
+    def warn(error: OSError) -> None:
+        log.warning("skipping unreadable folder %s: %s", error.filename, error.strerror)
+
+    for folder, subfolders, files in os.walk(root, onerror=warn):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        for name in files:
+            suffix = os.path.splitext(name)[1].lower()
+            if not name.startswith(".") and suffix in HTML_SUFFIXES | MARKDOWN_SUFFIXES:
+                found.append(Path(folder, name))
+    return sorted(found, key=lambda path: path.relative_to(root).parts)
+
+
+def read_file(path: Path) -> PostData | None:
+    """One post file as a post, or None (with a warning) when it cannot be read."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    except OSError as exc:
+        log.warning("skipping unreadable file %s: %s", path, exc.strerror or exc)
+        return None
+    try:
+        metadata, body = frontmatter.parse(text)
+    except Exception as exc:  # YAML and handler errors come in many types
+        log.warning("skipping %s: bad front matter: %s", path, exc)
+        return None
+    url = _url(metadata.get("url"), path)
+    title = _title(metadata.get("title"))
+    published = to_utc(metadata.get("date")) or _date_from_name(path)
+    if path.suffix.lower() in MARKDOWN_SUFFIXES:
+        html = _MARKDOWN.render(body)
+        if title is None:
+            heading = LexborHTMLParser(html).css_first("h1")
+            title = _title(heading.text(deep=True)) if heading is not None else None
+        return PostData(url=url, title=title, published_at=published, html=html)
+    return post_from_html(body, url, title=title, published_at=published)
+
+
+def _url(value: Any, path: Path) -> str:
+    """The front matter's absolute URL, else the file's own file:// URI."""
+    if isinstance(value, str) and scheme_of(value) in FETCHABLE_SCHEMES:
+        return canonical_or_raw(value)
+    return path.resolve().as_uri()
+
+
+def _title(value: Any) -> str | None:
+    if value is None:
+        return None
+    return " ".join(str(value).split()) or None
+
+
+def _date_from_name(path: Path) -> datetime | None:
+    match = _DATED_NAME_RE.match(path.name)
+    return to_utc(match.group(1)) if match else None

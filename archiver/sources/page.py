@@ -1,0 +1,128 @@
+"""A single post at a URL, and the HTML helpers other readers share: title, date, content."""
+
+from __future__ import annotations
+
+import html as html_lib
+from datetime import datetime
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from archiver.errors import SourceError
+from archiver.net.client import HttpClient
+from archiver.sources.common import PostData, canonical_or_raw, decode_text, fetch_document, to_utc
+from archiver.urls import FETCHABLE_SCHEMES, resolve, scheme_of
+
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+# Where a post's own content lives, most specific first; ``body`` is the last resort.
+CONTENT_SELECTORS = ("article", "main", "[itemprop=articleBody]", ".entry-content",
+                     ".post-content", ".post", "#content")
+# Page furniture dropped when only ``body`` is left, so blogrolls and menus are not taken.
+_FURNITURE = "nav, aside, header, footer, script, style, template"
+
+
+def read_page(client: HttpClient, url: str) -> PostData:
+    """Fetch one post page and read it."""
+    document = fetch_document(client, url)
+    if document.content_type and document.content_type not in HTML_TYPES:
+        raise SourceError(f"{url} is not an HTML page ({document.content_type})")
+    text = decode_text(document.body, document.charset)
+    return post_from_html(text, canonical_or_raw(document.url))
+
+
+def post_from_html(text: str, url: str, title: str | None = None,
+                   published_at: datetime | None = None) -> PostData:
+    """Read a post from a whole HTML document; given title and date win over the page's."""
+    tree = LexborHTMLParser(text)
+    return PostData(
+        url=url,
+        title=title or page_title(tree),
+        published_at=published_at or page_published(tree),
+        html=_with_base(tree, url, main_content_html(tree)),
+    )
+
+
+def page_title(tree: LexborHTMLParser) -> str | None:
+    """Title from og:title, else <title>, else the first <h1>."""
+    meta = tree.css_first('meta[property="og:title"][content]')
+    candidates = [
+        meta.attributes.get("content") if meta is not None else None,
+        _text(tree.css_first("title")),
+        _text(tree.css_first("h1")),
+    ]
+    for candidate in candidates:
+        cleaned = " ".join((candidate or "").split())
+        if cleaned:
+            return cleaned
+    return None
+
+
+def page_published(tree: LexborHTMLParser) -> datetime | None:
+    """Publication time from article:published_time, itemprop=datePublished or <time>."""
+    for selector, attribute in (
+        ('meta[property="article:published_time"]', "content"),
+        ('meta[name="article:published_time"]', "content"),
+        ('[itemprop="datePublished"][content]', "content"),
+        ('[itemprop="datePublished"][datetime]', "datetime"),
+        ("article time[datetime]", "datetime"),
+        ("time[datetime]", "datetime"),
+    ):
+        node = tree.css_first(selector)
+        if node is not None:
+            moment = to_utc(node.attributes.get(attribute) or "")
+            if moment is not None:
+                return moment
+    return None
+
+
+def main_content(tree: LexborHTMLParser) -> LexborNode | None:
+    """The element holding the post itself, when the page marks it."""
+    for selector in CONTENT_SELECTORS:
+        node = tree.css_first(selector)
+        if node is not None:
+            return node
+    return None
+
+
+def main_content_html(tree: LexborHTMLParser) -> str:
+    """HTML of the post's content: its marked element, else the body without furniture."""
+    node = main_content(tree)
+    if node is not None:
+        return node.html or ""
+    body = tree.body
+    if body is None:
+        return tree.html or ""
+    for furniture in _outermost(body.css(_FURNITURE)):
+        furniture.decompose()
+    return body.html or ""
+
+
+def _outermost(nodes: list[LexborNode]) -> list[LexborNode]:
+    """Nodes not inside another of ``nodes``: removing one must not free another."""
+    ids = {node.mem_id for node in nodes}
+    kept = []
+    for node in nodes:
+        parent = node.parent
+        while parent is not None and parent.mem_id not in ids:
+            parent = parent.parent
+        if parent is None:
+            kept.append(node)
+    return kept
+
+
+def _with_base(tree: LexborHTMLParser, url: str, content: str) -> str:
+    """Keep the page's <base href> with the content, so relative links still resolve right."""
+    base = tree.css_first("base[href]")
+    href = (base.attributes.get("href") or "").strip() if base is not None else ""
+    if not href:
+        return content
+    try:
+        absolute = resolve(href, url)
+    except ValueError:
+        return content
+    if scheme_of(absolute) not in FETCHABLE_SCHEMES:
+        return content
+    return f'<base href="{html_lib.escape(absolute, quote=True)}">{content}'
+
+
+def _text(node: LexborNode | None) -> str | None:
+    return node.text(deep=True) if node is not None else None
