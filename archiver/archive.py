@@ -27,7 +27,8 @@ class Archive:
         db = Database(settings)
         if require_schema:
             db.require_current()
-        store = WarcStore(settings.warc_dir, settings["warc.prefix"], settings["warc.max_file_bytes"])
+        store = WarcStore(settings.warc_dir, settings["warc.prefix"],
+                          settings["warc.max_file_bytes"])
         return cls(settings=settings, db=db, store=store)
 
     def client(self) -> HttpClient:
@@ -50,7 +51,7 @@ class Archive:
         self.close()
 
 
-SECRET_KEY_FILE = "secret.key"
+SECRET_KEY_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 
 
 def initialise(settings: Settings) -> Path:

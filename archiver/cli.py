@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -18,6 +19,7 @@ from archiver.archive import Archive, initialise
 from archiver.errors import ArchiverError
 from archiver.models import LinkState
 from archiver.settings import Settings, load_settings
+
 
 class Context:
     """What every command receives: the settings and output preferences."""
@@ -84,6 +86,7 @@ def cli(ctx: click.Context, config_file: str | None, data_dir: str | None, quiet
     settings = load_settings(config_file, overrides={"data_dir": data_dir})
     logging.basicConfig(level=logging.WARNING if quiet else settings["log_level"],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     ctx.obj = Context(settings, quiet)
 
 
@@ -210,10 +213,8 @@ def scheduler(ctx: Context) -> None:
 
     with ctx.open() as archive:
         ctx.say("scheduler running; Ctrl-C to stop")
-        try:
+        with contextlib.suppress(KeyboardInterrupt, SystemExit):
             build_scheduler(archive, blocking=True).start()
-        except (KeyboardInterrupt, SystemExit):
-            pass
 
 
 def _load_plugins() -> None:

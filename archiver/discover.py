@@ -110,7 +110,8 @@ def store_post(archive: Archive, session: Session, source: Source, data: PostDat
                                         anchor_text=found.anchor_text, context=found.context))
 
 
-def discover(archive: Archive, progress: Callable[[int, int], None] | None = None) -> DiscoverSummary:
+def discover(archive: Archive,
+             progress: Callable[[int, int], None] | None = None) -> DiscoverSummary:
     """Read every source once; one failing source is reported and does not stop the others."""
     summary = DiscoverSummary()
     with archive.db.session() as session:

@@ -24,7 +24,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from archiver.clock import utcnow
 
-
 # Constraint names must be stable for Alembic's batch mode on SQLite.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

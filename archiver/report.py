@@ -20,7 +20,7 @@ REPORT_FIELDS = ("url", "state", "verdict", "http_status", "final_url", "checked
 
 
 def links_query(state: str | None = None, domain: str | None = None,
-                post_id: int | None = None) -> Select[tuple[Link]]:
+                post_id: int | None = None) -> Select[Any]:
     """Links filtered by state, host (domain or subdomain) and citing post."""
     query = select(Link).order_by(Link.id)
     if state:

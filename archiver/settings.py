@@ -141,7 +141,7 @@ REGISTRY: tuple[Setting, ...] = (
     _s("log_level", "str", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR.",
        validate=one_of("DEBUG", "INFO", "WARNING", "ERROR")),
     _s("fetch.user_agent", "str",
-       "link-archiver/0.1 (+https://github.com/link-archiver; reference archiving)",
+       "link-archiver/0.1 (reference archiving)",
        "User-Agent sent with every outbound request."),
     _s("fetch.timeout", "duration", "30s",
        "Deadline for one whole request (connect, headers and body), not per read.",

@@ -8,12 +8,15 @@ capture index sorts and looks up by, the same key pywb and the Wayback Machine u
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urljoin, urlsplit
 
 import surt
 from url_normalize import url_normalize
 
 MAX_URL_LENGTH = 8192
+_HOST_RE = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
+_IPV6_RE = re.compile(r"[0-9a-f:.]+")
 FETCHABLE_SCHEMES = frozenset({"http", "https"})
 SKIPPED_SCHEMES = frozenset({"mailto", "javascript", "tel", "data", "sms", "about", "blob",
                              "file", "callto", "geo", "urn", "news", "irc"})
@@ -57,11 +60,22 @@ def canonicalize(url: str) -> str:
         raise InvalidURL("URL has no host")
     try:
         normalised = url_normalize(text.split("#", 1)[0])
-    except (ValueError, UnicodeError) as exc:
+    except Exception as exc:
         raise InvalidURL(f"cannot normalise URL: {exc}") from exc
     if not normalised:
         raise InvalidURL("cannot normalise URL")
+    _check_authority(str(normalised))
     return str(normalised)
+
+
+def _check_authority(url: str) -> None:
+    """Refuse host names and ports that no request could reach (the normaliser lets them by)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not (_HOST_RE.fullmatch(host) or (":" in host and _IPV6_RE.fullmatch(host))):
+        raise InvalidURL(f"bad host name {host!r}")
+    if parts.port == 0:
+        raise InvalidURL("port 0 cannot be connected to")
 
 
 def resolve(reference: str, base: str) -> str:
@@ -73,7 +87,7 @@ def url_key(url: str) -> str:
     """SURT key of a URL (``com,example)/path?query``), the index's lookup key."""
     try:
         return str(surt.surt(url))
-    except Exception:  # noqa: BLE001 - surt raises assorted errors on odd input
+    except Exception:
         return url.lower()
 
 
@@ -89,9 +103,8 @@ def host_of(url: str) -> str:
 
 
 def site_of(url: str) -> str:
-    """Host without a leading ``www.``, used to tell same-site links from outbound ones."""
-    host = (urlsplit(url).hostname or "").lower()
-    return host.removeprefix("www.")
+    """Host without a leading ``www.`` (plus any explicit port), to tell same-site links."""
+    return host_of(url).removeprefix("www.")
 
 
 def scheme_of(reference: str) -> str:

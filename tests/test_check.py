@@ -66,7 +66,8 @@ def test_verdicts(checker: tuple[HttpClient, Settings], web: Site, path: str, ve
     assert outcome.http_status == status
 
 
-def test_redirect_keeps_final_url_and_chain(checker: tuple[HttpClient, Settings], web: Site) -> None:
+def test_redirect_keeps_final_url_and_chain(checker: tuple[HttpClient, Settings],
+                                            web: Site) -> None:
     client, settings = checker
     outcome = check_url(client, web.url("/moved"), settings)
     assert outcome.final_url == web.url("/ok")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import socket
 import time
 from pathlib import Path
@@ -187,8 +188,8 @@ def test_unfetchable_urls(client: HttpClient, url: str, verdict: Verdict) -> Non
 
 
 def test_per_host_concurrency_holds(tmp_path: Path, site: Site) -> None:
-    from concurrent.futures import ThreadPoolExecutor
     import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     active = 0
     peak = 0
@@ -217,5 +218,5 @@ def test_per_host_delay_spaces_request_starts(tmp_path: Path, site: Site) -> Non
     polite = HttpClient(make_settings(tmp_path, fetch__per_host_delay="0.2s"))
     for _ in range(3):
         polite.fetch(site.url("/"))
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert all(gap >= 0.18 for gap in gaps), gaps

@@ -69,7 +69,7 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_bad_environment_value() -> None:
-    with pytest.raises(ConfigError, match="fetch.allow_private_networks"):
+    with pytest.raises(ConfigError, match=r"fetch\.allow_private_networks"):
         load_settings(env={"ARCHIVER_FETCH__ALLOW_PRIVATE_NETWORKS": "perhaps"})
 
 

@@ -19,7 +19,7 @@ Handler = Callable[[Request], Response]
 class _QuietHandler(WSGIRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002 - werkzeug's name
+    def log(self, type: str, message: str, *args: Any) -> None:
         """Keep test and demo output clean."""
 
 

@@ -9,8 +9,8 @@ All texts are written for this fixture.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from html import escape
 
 from archiver.demo.fixtureweb import Site

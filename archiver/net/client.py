@@ -10,6 +10,7 @@ their Content-Encoding (de-chunked), because WARC records keep them that way.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -149,10 +150,8 @@ class _Deadline(threading.local):
 
 def _shut_all(sockets: list[socket.socket]) -> None:
     for sock in list(sockets):
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 _DEADLINE = _Deadline()
@@ -194,7 +193,7 @@ class _GuardedConnectionMixin:
                 sock.connect(sockaddr)
             except TimeoutError as exc:
                 sock.close()
-                raise ConnectTimeoutError(self, f"connect to {self.host} timed out") from exc  # type: ignore[arg-type]
+                raise ConnectTimeoutError(self, f"connect to {self.host} timed out") from exc
             except OSError as exc:
                 sock.close()
                 last_error = exc

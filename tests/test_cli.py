@@ -1,0 +1,166 @@
+"""The CLI as scripts use it: exit codes, clean JSON/CSV, clear errors, feed to replay."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from archiver.archive import Archive
+from archiver.cli import cli
+from archiver.demo.fixtureweb import Site
+from archiver.models import Capture
+from tests.conftest import TEST_OVERRIDES
+from tests.test_warc import warcio_check
+
+REPORT_KEYS = {"url", "state", "verdict", "http_status", "final_url", "checked_at", "failures",
+               "captures", "archived_url", "posts"}
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    values = {"ARCHIVER_DATA_DIR": str(tmp_path / "data"), "ARCHIVER_LOG_LEVEL": "WARNING"}
+    for name, value in TEST_OVERRIDES.items():
+        values["ARCHIVER_" + name.replace(".", "__").upper()] = str(value).lower() \
+            if isinstance(value, bool) else str(value)
+    return values
+
+
+def invoke(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def blog(site: Site) -> Site:
+    """A feed with one post citing three references on a second site."""
+    refs = Site("refs").start()
+    refs.page("/article", "<html><body><h1>An article</h1></body></html>")
+    refs.redirect("/old", "/article", 301)
+    post = (f'<p>See <a href="{refs.url("/article")}">the article</a>, '
+            f'<a href="{refs.url("/old")}">an old address</a> and '
+            f'<a href="{refs.url("/missing")}">a lost page</a>. '
+            f'<a href="/about">About me</a>.</p>')
+    site.page("/feed.xml",
+              '<?xml version="1.0"?><rss version="2.0"><channel><title>Blog</title>'
+              f'<link>{site.url("/")}</link><description>d</description>'
+              f'<item><title>First post</title><link>{site.url("/first")}</link>'
+              f'<pubDate>Sat, 14 Jun 2008 18:30:00 GMT</pubDate>'
+              f'<description><![CDATA[{post}]]></description></item></channel></rss>',
+              content_type="application/rss+xml")
+    site.refs = refs  # type: ignore[attr-defined]
+    yield site  # type: ignore[misc]
+    refs.stop()
+
+
+def test_commands_before_init_fail_clearly(env: dict[str, str]) -> None:
+    code, _, err = invoke(env, "discover")
+    assert code == 4
+    assert "archiver init" in err
+
+
+def test_unknown_source_type_is_an_error(env: dict[str, str], site: Site,
+                                         tmp_path: Path) -> None:
+    site.page("/image.png", b"\x89PNG\r\n\x1a\n", content_type="image/png")
+    assert invoke(env, "init")[0] == 0
+    code, _, err = invoke(env, "add", site.url("/image.png"))
+    assert code == 3 and "error:" in err
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("hello")
+    code, _, err = invoke(env, "add", str(text_file))
+    assert code == 3
+    code, _, err = invoke(env, "add", str(tmp_path / "does-not-exist"))
+    assert code == 3
+
+
+def test_bad_config_is_an_error(env: dict[str, str]) -> None:
+    code, _, err = invoke({**env, "ARCHIVER_FETCH__TIMEOUT": "forever"}, "init")
+    assert code == 2 and "fetch.timeout" in err
+
+
+def test_feed_to_report_to_replay(env: dict[str, str], blog: Site) -> None:
+    refs: Site = blog.refs  # type: ignore[attr-defined]
+    assert invoke(env, "init")[0] == 0
+    assert invoke(env, "add", blog.url("/feed.xml"))[0] == 0
+    code, out, err = invoke(env, "run")
+    assert code == 0, err
+    assert "discover: 1 sources, 1 new posts" in err
+
+    code, out, _ = invoke(env, "-q", "report", "--format", "json")
+    assert code == 0
+    rows = {row["url"]: row for row in json.loads(out)}
+    assert set(rows) == {refs.url("/article"), refs.url("/old"), refs.url("/missing")}
+    for row in rows.values():
+        assert set(row) >= REPORT_KEYS
+        assert row["posts"] == [blog.url("/first")]
+    article = rows[refs.url("/article")]
+    assert (article["state"], article["verdict"], article["http_status"]) == ("alive", "ok", 200)
+    assert article["captures"] == 2  # its own capture and the end of /old's redirect chain
+    assert article["archived_url"].startswith("/web/")
+    assert article["archived_url"].endswith("/" + refs.url("/article"))
+    moved = rows[refs.url("/old")]
+    assert (moved["verdict"], moved["final_url"]) == ("redirect", refs.url("/article"))
+    missing = rows[refs.url("/missing")]
+    assert (missing["state"], missing["verdict"], missing["failures"]) == (
+        "failing", "not_found", 1)
+
+    code, out, _ = invoke(env, "-q", "report", "--format", "csv", "--state", "alive")
+    parsed = list(csv.DictReader(io.StringIO(out)))
+    assert {row["url"] for row in parsed} == {refs.url("/article"), refs.url("/old")}
+
+    # The archived copy replays the origin's bytes, links rewritten into the archive.
+    from web import create_app
+
+    settings_env = env
+    from archiver.settings import load_settings
+
+    with Archive.open(load_settings(env=settings_env)) as archive:
+        client = create_app(archive.settings, archive).test_client()
+        response = client.get(article["archived_url"])
+        assert response.status_code == 200
+        assert response.data == b"<html><body><h1>An article</h1></body></html>"
+        assert response.headers["Content-Security-Policy"] == "sandbox"
+        with archive.db.session() as session:
+            before = [(c.url, c.warc_file, c.offset, c.length, c.payload_digest)
+                      for c in session.scalars(select(Capture).order_by(Capture.id))]
+        files = [archive.store.path_of(name) for name in archive.store.files()]
+    assert warcio_check(*files).returncode == 0
+
+    # The index is rebuilt from the WARC files alone, identical.
+    code, _, err = invoke(env, "reindex")
+    assert code == 0, err
+    with Archive.open(load_settings(env=env)) as archive, archive.db.session() as session:
+        after = [(c.url, c.warc_file, c.offset, c.length, c.payload_digest)
+                 for c in session.scalars(select(Capture).order_by(Capture.id))]
+    assert sorted(after) == sorted(before)
+
+
+def test_second_discover_finds_nothing_new(env: dict[str, str], blog: Site) -> None:
+    invoke(env, "init")
+    invoke(env, "add", blog.url("/feed.xml"))
+    invoke(env, "discover")
+    code, _, err = invoke(env, "discover")
+    assert code == 0
+    assert "0 new posts, 0 changed, 0 new links" in err
+
+
+def test_config_command_redacts(env: dict[str, str]) -> None:
+    code, out, _ = invoke({**env, "ARCHIVER_SECRET_KEY": "topsecret"}, "config")
+    assert code == 0
+    assert json.loads(out)["secret_key"] == "<redacted>"
+    assert "topsecret" not in out
+
+
+def test_installed_command_has_web_commands() -> None:
+    result = subprocess.run([sys.executable, "-c", "from archiver.cli import main; main()",
+                             "--help"], capture_output=True, text=True, check=True)
+    for command in ("init", "add", "discover", "capture", "check", "run", "report", "serve",
+                    "web", "scheduler", "demo", "config", "reindex"):
+        assert f"  {command} " in result.stdout, command

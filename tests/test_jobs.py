@@ -1,0 +1,89 @@
+"""Claims, leases and runs against a real SQLite file and a loopback web."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from archiver.archive import Archive
+from archiver.clock import utcnow
+from archiver.demo.fixtureweb import Site
+from archiver.jobs import WorkKind, capture_link, check_link, claim_due, run_due
+from archiver.models import Capture, Check, Link, LinkState
+from archiver.urls import host_of, url_key
+
+
+def add_links(archive: Archive, urls: list[str]) -> list[int]:
+    now = utcnow()
+    with archive.db.session() as session:
+        links = [Link(url=u, url_key=url_key(u), host=host_of(u), next_check_at=now,
+                      next_capture_at=now) for u in urls]
+        session.add_all(links)
+        session.flush()
+        return [link.id for link in links]
+
+
+def test_two_claims_never_share_a_link(archive: Archive) -> None:
+    ids = add_links(archive, [f"http://example.com/{n}" for n in range(10)])
+    first = claim_due(archive, WorkKind.CHECK, 6)
+    second = claim_due(archive, WorkKind.CHECK, 6)
+    assert len(first) == 6 and len(second) == 4
+    assert set(first) | set(second) == set(ids)
+    assert not set(first) & set(second)
+    assert claim_due(archive, WorkKind.CHECK, 6) == []
+    # Capture claims are separate from check claims.
+    assert len(claim_due(archive, WorkKind.CAPTURE, 20)) == 10
+
+
+def test_expired_leases_are_taken_over(archive: Archive) -> None:
+    add_links(archive, ["http://example.com/a"])
+    assert claim_due(archive, WorkKind.CHECK, 5)
+    later = utcnow() + timedelta(seconds=archive.settings["capture.lease"] + 1)
+    assert claim_due(archive, WorkKind.CHECK, 5, now=later)
+
+
+def test_links_not_yet_due_are_left_alone(archive: Archive) -> None:
+    ids = add_links(archive, ["http://example.com/a"])
+    with archive.db.session() as session:
+        link = session.get(Link, ids[0])
+        assert link is not None
+        link.next_check_at = utcnow() + timedelta(days=1)
+    assert claim_due(archive, WorkKind.CHECK, 5) == []
+    assert claim_due(archive, WorkKind.CHECK, 5, everything=True) == ids
+
+
+def test_jobs_tolerate_a_deleted_link(archive: Archive) -> None:
+    assert check_link(archive, 12345) is None
+    assert capture_link(archive, 12345) is None
+
+
+def test_run_checks_and_captures(archive: Archive, site: Site) -> None:
+    site.page("/ok", "<p>fine</p>")
+    site.page("/gone", "no", status=410)
+    ids = add_links(archive, [site.url("/ok"), site.url("/gone")])
+    captures = run_due(archive, WorkKind.CAPTURE)
+    checks = run_due(archive, WorkKind.CHECK)
+    assert captures.outcomes == {"archived": 2}
+    assert checks.outcomes == {"ok": 1, "gone": 1}
+    with archive.db.session() as session:
+        ok, gone = (session.get(Link, i) for i in ids)
+        assert ok is not None and gone is not None
+        assert ok.state == LinkState.ALIVE and gone.state == LinkState.FAILING
+        assert ok.next_check_at is not None and ok.next_check_at > utcnow() + timedelta(days=6)
+        assert ok.check_lease_owner is None and ok.capture_lease_owner is None
+        assert session.scalar(select(func.count(Check.id))) == 2
+        assert session.scalar(select(func.count(Capture.id))) == 2
+    # Nothing is due any more: a second run does nothing.
+    assert run_due(archive, WorkKind.CAPTURE).claimed == 0
+
+
+def test_spaced_rechecks_reach_dead(archive: Archive, site: Site) -> None:
+    site.page("/missing", "no", status=404)
+    ids = add_links(archive, [site.url("/missing")])
+    for _ in range(3):  # failure spacing is 0s in tests, so each failure is due at once
+        run_due(archive, WorkKind.CHECK)
+    with archive.db.session() as session:
+        link = session.get(Link, ids[0])
+        assert link is not None
+        assert (link.state, link.consecutive_failures) == (LinkState.DEAD, 3)

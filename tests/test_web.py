@@ -1,0 +1,142 @@
+"""The web UI and JSON API in process, over an archive filled from a loopback web."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from archiver.archive import Archive
+from archiver.demo.fixtureweb import Site
+from archiver.discover import add_source, discover
+from archiver.errors import ConfigError, StorageError
+from archiver.jobs import WorkKind, run_due
+from tests.conftest import make_settings
+
+PAGE = ('<html><head><link rel="stylesheet" href="/s.css"></head><body>'
+        '<a href="/next">next</a><img src="img.png" srcset="a.png 1x, b.png 2x"></body></html>')
+
+
+@pytest.fixture
+def filled(archive: Archive, site: Site, tmp_path: Path) -> Site:
+    """A folder source with one post citing two pages of ``site``, archived and checked."""
+    site.page("/page", PAGE, headers={"Set-Cookie": "track=1", "X-Frame-Options": "DENY"})
+    site.page("/gone", "no", status=404)
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    (posts / "first.md").write_text(
+        "---\ntitle: A first post\ndate: 2008-06-14\nurl: https://blog.example/first\n---\n"
+        f"Read [this page]({site.url('/page')}) and [that one]({site.url('/gone')}).\n")
+    add_source(archive, str(posts))
+    discover(archive)
+    run_due(archive, WorkKind.CAPTURE)
+    run_due(archive, WorkKind.CHECK)
+    return site
+
+
+def test_dashboard_counts_states(client: FlaskClient, filled: Site) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "1 posts cite 2 links" in html
+    assert 'href="/links?state=alive"' in html
+
+
+def test_post_page_lists_references_with_states(client: FlaskClient, filled: Site) -> None:
+    html = client.get("/posts/1").get_data(as_text=True)
+    assert "A first post" in html
+    assert "this page" in html and "that one" in html
+    assert "state-alive" in html and "state-failing" in html
+    assert f"/{filled.url('/page')}\">archived copy" in html
+
+
+def test_posts_and_links_lists(client: FlaskClient, filled: Site) -> None:
+    assert "A first post" in client.get("/posts").get_data(as_text=True)
+    alive = client.get("/links?state=alive").get_data(as_text=True)
+    assert filled.url("/page") in alive and filled.url("/gone") not in alive
+    assert client.get("/links?state=bogus").status_code == 400
+
+
+def test_link_page_shows_checks_and_captures(client: FlaskClient, filled: Site) -> None:
+    html = client.get("/links/1").get_data(as_text=True)
+    assert "A first post" in html
+    assert ">ok<" in html
+    assert ".warc.gz@" in html
+    assert client.get("/links/999").status_code == 404
+
+
+def test_api(client: FlaskClient, filled: Site) -> None:
+    links = client.get("/api/links").get_json()
+    assert links["total"] == 2
+    assert {row["state"] for row in links["items"]} == {"alive", "failing"}
+    posts = client.get("/api/posts").get_json()
+    assert posts["items"][0]["url"] == "https://blog.example/first"
+    assert client.get("/api/links?post=1").get_json()["total"] == 2
+
+
+def test_api_errors_share_one_shape(client: FlaskClient) -> None:
+    for url in ("/api/links?state=nope", "/api/links?post=x", "/api/nothing"):
+        response = client.get(url)
+        body = response.get_json()
+        assert response.status_code in {400, 404}
+        assert set(body) == {"error"} and set(body["error"]) == {"status", "message"}
+        assert body["error"]["status"] == response.status_code
+
+
+def test_replay_rewrites_and_sandboxes(client: FlaskClient, filled: Site) -> None:
+    latest = client.get(f"/web/{filled.url('/page')}")
+    assert latest.status_code == 302
+    target = latest.headers["Location"]
+    stamp = target.split("/")[2]
+    assert len(stamp) == 14 and stamp.isdigit()
+    response = client.get(target)
+    assert response.status_code == 200
+    assert response.headers["Content-Security-Policy"] == "sandbox"
+    assert "Set-Cookie" not in response.headers
+    assert "X-Frame-Options" not in response.headers
+    assert "track=1" not in str(response.headers)  # cookies are dropped, not passed on
+    assert response.headers["Content-Length"] == str(len(response.data))
+    html = response.get_data(as_text=True)
+    base = filled.url("")
+    assert f'href="/web/{stamp}mp_/{base}/s.css"' in html
+    assert f'href="/web/{stamp}/{base}/next"' in html
+    assert f'src="/web/{stamp}mp_/{base}/img.png"' in html
+    assert f"/web/{stamp}mp_/{base}/b.png 2x" in html
+
+
+def test_replay_finds_the_nearest_capture_for_a_partial_timestamp(
+        client: FlaskClient, filled: Site) -> None:
+    response = client.get(f"/web/2026/{filled.url('/page')}")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/" + filled.url("/page"))
+
+
+def test_never_archived_is_not_fetched_live(client: FlaskClient, site: Site) -> None:
+    site.page("/live", "live content")
+    response = client.get(f"/web/20200101000000/{site.url('/live')}")
+    assert response.status_code == 404
+    assert "Not archived" in response.get_data(as_text=True)
+    assert site.hits == {}
+
+
+def test_ui_security_headers(client: FlaskClient) -> None:
+    response = client.get("/")
+    assert "frame-ancestors" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_app_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
+    from web import create_app
+
+    settings = make_settings(tmp_path / "empty")
+    with pytest.raises(ConfigError, match="secret"):
+        create_app(settings, archive=None)
+
+
+@pytest.mark.parametrize("name", ["../archiver.sqlite3", "/etc/passwd", "sub/x.warc.gz",
+                                  "../../x.warc.gz", "secret.key"])
+def test_store_refuses_paths_outside_the_warc_folder(archive: Archive, name: str) -> None:
+    with pytest.raises(StorageError):
+        archive.store.path_of(name)
