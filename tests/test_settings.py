@@ -102,3 +102,8 @@ def test_example_config_parses_back_to_defaults(tmp_path: Path) -> None:
     path = tmp_path / "all.toml"
     path.write_text(uncommented)
     assert dict(load_settings(path, env={})) == dict(load_settings(env={}))
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert [s.name for s in REGISTRY if f"`{s.name}`" not in readme] == []
