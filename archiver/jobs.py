@@ -105,13 +105,18 @@ def interleave_by_host(archive: Archive, link_ids: Iterable[int]) -> list[int]:
     return ordered
 
 
-def check_link(archive: Archive, link_id: int) -> str | None:
-    """Check one link by ID, store the check and the new state; None if the link is gone."""
+def _url_of(archive: Archive, link_id: int) -> str | None:
+    """The link's URL, read in a short transaction (no lock held while fetching)."""
     with archive.db.session() as session:
         link = session.get(Link, link_id)
-        if link is None:
-            return None
-        url = link.url
+        return link.url if link is not None else None
+
+
+def check_link(archive: Archive, link_id: int) -> str | None:
+    """Check one link by ID, store the check and the new state; None if the link is gone."""
+    url = _url_of(archive, link_id)
+    if url is None:
+        return None
     outcome = check_url(archive.client(), url, archive.settings)
     checked_at = utcnow()
     with archive.db.session() as session:
@@ -132,11 +137,9 @@ def check_link(archive: Archive, link_id: int) -> str | None:
 
 def capture_link(archive: Archive, link_id: int) -> str | None:
     """Capture one link by ID into WARC and index it; None if the link is gone."""
-    with archive.db.session() as session:
-        link = session.get(Link, link_id)
-        if link is None:
-            return None
-        url = link.url
+    url = _url_of(archive, link_id)
+    if url is None:
+        return None
     result = capture_url(archive.client(), archive.store, url)
     now = utcnow()
     with archive.db.session() as session:
