@@ -40,6 +40,7 @@ def apply_verdict(link: Link, verdict: Verdict, checked_at: datetime, settings: 
         link.consecutive_failures = 0
         link.first_failure_at = None
         link.last_alive_at = checked_at
+        link.dead_notified_at = None  # a later death is news again
         link.next_check_at = with_jitter(checked_at, settings["health.recheck_alive"])
         return
     if verdict in REVIEW_VERDICTS:

@@ -3,13 +3,14 @@ their index and can be rebuilt from them at any time (``archiver reindex``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -123,6 +124,13 @@ class Link(Base):
     first_failure_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_alive_at: Mapped[datetime | None] = mapped_column(DateTime)
     drift: Mapped[float | None] = mapped_column(Float)
+    # Text sketches (see archiver/fingerprint.py): of the first capture, and of the latest page.
+    first_fingerprint: Mapped[str | None] = mapped_column(Text)
+    last_fingerprint: Mapped[str | None] = mapped_column(Text)
+    # "Not broken": the author's override holds while the response stays the one they saw.
+    override_response: Mapped[str | None] = mapped_column(String(64))
+    overridden_at: Mapped[datetime | None] = mapped_column(DateTime)
+    dead_notified_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     next_check_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     check_lease_until: Mapped[datetime | None] = mapped_column(DateTime)
@@ -174,6 +182,9 @@ class Check(Base):
     elapsed_ms: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    fingerprint: Mapped[str | None] = mapped_column(Text)
+    # Identifies "the same response" (verdict, status, final URL) for the author's overrides.
+    response_key: Mapped[str | None] = mapped_column(String(64))
 
     link: Mapped[Link] = relationship(back_populates="checks")
 
@@ -200,3 +211,23 @@ class Capture(Base):
     length: Mapped[int] = mapped_column(BigInteger)
     record_id: Mapped[str] = mapped_column(String(80))
     truncated: Mapped[str | None] = mapped_column(String(16))
+
+
+class IgnoredDomain(Base):
+    """A domain the author asked not to check (its subdomains included)."""
+
+    __tablename__ = "ignored_domains"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class DailyStateCount(Base):
+    """How many links were in each state at the end of a day, for the dashboard's chart."""
+
+    __tablename__ = "daily_state_counts"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)

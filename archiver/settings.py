@@ -78,6 +78,13 @@ def parse_int(value: Any) -> int:
     return int(value)
 
 
+def parse_float(value: Any) -> float:
+    """Parse a number (booleans refused)."""
+    if isinstance(value, bool):
+        raise ValueError("a number, not a boolean")
+    return float(value)
+
+
 def parse_str(value: Any) -> str:
     """Accept a string as is."""
     if not isinstance(value, str):
@@ -95,6 +102,12 @@ def non_negative(value: Any) -> None:
     """Validator: the value must be zero or more."""
     if value < 0:
         raise ValueError("must not be negative")
+
+
+def unit_interval(value: Any) -> None:
+    """Validator: the value must lie between 0 and 1."""
+    if not 0 <= value <= 1:
+        raise ValueError("must be between 0 and 1")
 
 
 def one_of(*choices: str) -> Callable[[Any], None]:
@@ -122,7 +135,7 @@ class Setting:
 
 def _s(name: str, kind: str, default: Any, help: str, **extra: Any) -> Setting:
     parsers: dict[str, Callable[[Any], Any]] = {
-        "str": parse_str, "int": parse_int, "bool": parse_bool,
+        "str": parse_str, "int": parse_int, "bool": parse_bool, "float": parse_float,
         "duration": parse_duration, "size": parse_size,
     }
     return Setting(name=name, parse=parsers[kind], default=default, help=help, type_name=kind,
@@ -175,6 +188,16 @@ REGISTRY: tuple[Setting, ...] = (
        "Wait before the first retry within a check; doubles with each further retry."),
     _s("health.batch_size", "int", 200, "Links one check run claims at most.",
        validate=positive),
+    _s("health.soft_404_similarity", "float", 0.85,
+       "How alike (0-1) a page and the answer to a random sibling URL must be for the page "
+       "to count as a soft 404.", validate=unit_interval),
+    _s("health.probe_cache", "duration", "1h",
+       "How long the answer to a site's random-URL probe is reused."),
+    _s("health.drift_threshold", "float", 0.5,
+       "Drift (0 = same text as the first capture, 1 = unrelated) above which a link is "
+       "flagged as changed and captured again.", validate=unit_interval),
+    _s("health.max_retry_after", "duration", "10s",
+       "Longest Retry-After waited for within one check; longer ones move the next check."),
     _s("capture.recapture_interval", "duration", "30d",
        "How often an archived link is captured again (every capture is kept)."),
     _s("capture.retry_interval", "duration", "6h",
@@ -192,6 +215,17 @@ REGISTRY: tuple[Setting, ...] = (
     _s("scheduler.tick_interval", "duration", "5m",
        "How often the scheduler captures and checks the links that are due.",
        validate=positive),
+    _s("notify.webhook_url", "str", "",
+       "URL that receives a JSON POST listing links that became dead. Empty: no webhook.",
+       secret=True),
+    _s("notify.smtp_host", "str", "", "SMTP server for the dead-link e-mail digest. Empty: "
+       "no e-mail."),
+    _s("notify.smtp_port", "int", 25, "SMTP port.", validate=positive),
+    _s("notify.smtp_user", "str", "", "SMTP user name (empty: no login)."),
+    _s("notify.smtp_password", "str", "", "SMTP password.", secret=True),
+    _s("notify.smtp_starttls", "bool", False, "Upgrade the SMTP connection with STARTTLS."),
+    _s("notify.email_from", "str", "link-archiver@localhost", "Sender of the digest."),
+    _s("notify.email_to", "str", "", "Recipients of the digest, comma-separated."),
     _s("web.host", "str", "127.0.0.1", "Address the web UI listens on."),
     _s("web.port", "int", 8000, "Port the web UI listens on.", validate=non_negative),
     _s("web.page_size", "int", 50, "Rows per page in the web UI's tables.", validate=positive),
@@ -313,7 +347,7 @@ def describe(setting: Setting) -> str:
     default = setting.default
     literal = (
         ("true" if default else "false") if isinstance(default, bool)
-        else str(default) if isinstance(default, int)
+        else str(default) if isinstance(default, int | float)
         else '"' + str(default).replace("\\", "\\\\").replace('"', '\\"') + '"'
     )
     key = setting.name.rsplit(".", 1)[-1]

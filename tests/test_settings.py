@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,8 @@ def test_example_config_documents_every_setting_and_is_current() -> None:
 
 
 def test_example_config_parses_back_to_defaults(tmp_path: Path) -> None:
-    uncommented = "\n".join(line[2:] if line.startswith("# ") and " = " in line else line
+    setting_line = re.compile(r"^# [a-z_]+ = ")
+    uncommented = "\n".join(line[2:] if setting_line.match(line) else line
                             for line in example_config().splitlines())
     path = tmp_path / "all.toml"
     path.write_text(uncommented)

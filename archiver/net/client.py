@@ -303,7 +303,7 @@ class HttpClient:
 
     def fetch(self, url: str, method: str = "GET", *, follow_redirects: bool = True,
               max_body_bytes: int | None = None,
-              headers: dict[str, str] | None = None) -> FetchResult:
+              headers: dict[str, str] | None = None, body: bytes | None = None) -> FetchResult:
         """Fetch ``url``, following redirects; raise :class:`FetchError` when nothing came back.
 
         A redirect chain that ends in a loop or runs too long raises too, carrying the hops
@@ -314,7 +314,7 @@ class HttpClient:
         current = url
         started = time.monotonic()
         while True:
-            exchange = self._one(current, method, max_body_bytes, headers, result)
+            exchange = self._one(current, method, max_body_bytes, headers, body, result)
             result.exchanges.append(exchange)
             target = exchange.location
             if not follow_redirects or target is None:
@@ -329,10 +329,11 @@ class HttpClient:
             seen.add(target)
             current = target
             if exchange.status == 303 and method != "HEAD":
-                method = "GET"
+                method, body = "GET", None
 
     def _one(self, url: str, method: str, max_body_bytes: int | None,
-             extra_headers: dict[str, str] | None, result: FetchResult) -> Exchange:
+             extra_headers: dict[str, str] | None, body: bytes | None,
+             result: FetchResult) -> Exchange:
         parts = urlsplit(url)
         if parts.scheme.lower() not in FETCHABLE_SCHEMES:
             raise FetchError(Verdict.UNSUPPORTED_SCHEME, f"cannot fetch {parts.scheme!r} URLs",
@@ -351,7 +352,8 @@ class HttpClient:
         with self.limiter.slot(host_of(url)):
             _DEADLINE.arm(self.timeout)
             try:
-                return self._exchange(url, method, request_headers, cap, started_at, started)
+                return self._exchange(url, method, request_headers, body, cap, started_at,
+                                      started)
             except FetchError:
                 raise
             except (requests.RequestException, HTTPError, OSError, ValueError) as exc:
@@ -361,10 +363,12 @@ class HttpClient:
             finally:
                 _DEADLINE.disarm()
 
-    def _exchange(self, url: str, method: str, request_headers: dict[str, str], cap: int,
-                  started_at: datetime, started: float) -> Exchange:
+    def _exchange(self, url: str, method: str, request_headers: dict[str, str],
+                  body: bytes | None, cap: int, started_at: datetime,
+                  started: float) -> Exchange:
         remaining = _DEADLINE.remaining(self.timeout)
-        response = self.session.request(method, url, headers=request_headers, stream=True,
+        response = self.session.request(method, url, headers=request_headers, data=body,
+                                        stream=True,
                                         allow_redirects=False, timeout=(remaining, remaining))
         try:
             raw = response.raw
