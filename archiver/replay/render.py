@@ -7,7 +7,6 @@ framing headers of the original site are dropped; lengths are recomputed.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ from sqlalchemy.orm import Session
 from archiver.clock import warc_timestamp
 from archiver.errors import StorageError
 from archiver.models import Capture
+from archiver.net.content import charset_of, decode_reversibly
 from archiver.replay.rewrite import UrlRewriter, rewrite_css, rewrite_html
 from archiver.warc.store import WarcStore, open_record
 
@@ -30,7 +30,6 @@ DROPPED_HEADERS = frozenset({
 FRAMING_HEADERS = frozenset({"transfer-encoding", "content-encoding", "content-length",
                              "connection", "keep-alive"})
 SANDBOX_CSP = "sandbox"
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_\-:.]+)""", re.I)
 
 
 @dataclass
@@ -59,24 +58,6 @@ def _payload_record(session: Session, store: WarcStore, capture: Capture) -> tup
     return record, payload
 
 
-def charset_of(content_type: str, body: bytes) -> str:
-    """Charset from the Content-Type header, else a <meta> tag, else UTF-8."""
-    match = re.search(r"charset=([\w\-:.]+)", content_type, re.I)
-    if match:
-        return match.group(1).strip("\"'")
-    meta = _META_CHARSET.search(body[:4096])
-    return meta.group(1).decode("ascii") if meta else "utf-8"
-
-
-def _decode(body: bytes, charset: str) -> tuple[str, str]:
-    for candidate in (charset, "utf-8", "cp1252"):
-        try:
-            return body.decode(candidate), candidate
-        except (LookupError, UnicodeDecodeError):
-            continue
-    return body.decode("latin-1"), "latin-1"
-
-
 def render_capture(session: Session, store: WarcStore, capture: Capture,
                    prefix: str = "/web/") -> ArchivedResponse:
     """The reader's response for ``capture``, with HTML and CSS rewritten into the archive."""
@@ -100,10 +81,10 @@ def render_capture(session: Session, store: WarcStore, capture: Capture,
             headers.append((f"X-Archive-Orig-{name}", value))
     media = content_type.split(";", 1)[0].strip().lower()
     if media in {"text/html", "application/xhtml+xml"} or (not media and body[:1] == b"<"):
-        text, charset = _decode(body, charset_of(content_type, body))
+        text, charset = decode_reversibly(body, charset_of(content_type, body))
         body = rewrite_html(text, rewriter).encode(charset, "xmlcharrefreplace")
     elif media == "text/css":
-        text, charset = _decode(body, charset_of(content_type, b""))
+        text, charset = decode_reversibly(body, charset_of(content_type))
         body = rewrite_css(text, rewriter).encode(charset, "xmlcharrefreplace")
     headers += [
         ("Content-Security-Policy", SANDBOX_CSP),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import logging
 import re
 import zlib
@@ -16,13 +15,18 @@ from defusedxml.ElementTree import fromstring as defused_fromstring
 
 from archiver.errors import SourceError
 from archiver.net.client import FetchError, HttpClient
+from archiver.net.content import (
+    GZIP_MAGIC,
+    ContentError,
+    charset_of,
+    decode_text,
+    inflate,
+    undo_content_encoding,
+)
 from archiver.urls import canonicalize
 
 log = logging.getLogger(__name__)
 
-GZIP_MAGIC = b"\x1f\x8b"
-_CHARSET_RE = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
-_META_CHARSET_RE = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
 _NAME_RE = re.compile(r"[A-Za-z_][\w.:-]*")
 
 
@@ -48,8 +52,7 @@ class Document:
     @property
     def charset(self) -> str | None:
         """Charset named by the Content-Type header, if any."""
-        match = _CHARSET_RE.search(self.content_type_header)
-        return match.group(1) if match else None
+        return charset_of(self.content_type_header)
 
 
 def fetch_document(client: HttpClient, url: str) -> Document:
@@ -63,60 +66,15 @@ def fetch_document(client: HttpClient, url: str) -> Document:
         raise SourceError(f"cannot read {url}: HTTP {final.status} {final.reason}".rstrip())
     if final.truncated:
         log.warning("%s: body cut short (%s limit); reading what arrived", url, final.truncated)
-    body = undo_content_encoding(final.body, final.header("Content-Encoding") or "",
-                                 client.max_body_bytes, url)
-    if body.startswith(GZIP_MAGIC):  # e.g. sitemap.xml.gz served as a plain file
-        body = _inflate(body, 16 + zlib.MAX_WBITS, client.max_body_bytes, url)
+    try:
+        body = undo_content_encoding(final.body, final.header("Content-Encoding") or "",
+                                     client.max_body_bytes)
+        if body.startswith(GZIP_MAGIC):  # e.g. sitemap.xml.gz served as a plain file
+            body = inflate(body, 16 + zlib.MAX_WBITS, client.max_body_bytes)
+    except ContentError as exc:
+        raise SourceError(f"cannot read {url}: {exc}") from exc
     return Document(url=final.url, content_type=final.content_type,
                     content_type_header=final.header("Content-Type") or "", body=body)
-
-
-def undo_content_encoding(body: bytes, encoding: str, limit: int, url: str) -> bytes:
-    """Undo gzip/deflate Content-Encoding (the client keeps bodies as sent on the wire)."""
-    for coding in reversed([part.strip().lower() for part in encoding.split(",")]):
-        if coding in ("", "identity"):
-            continue
-        if coding in ("gzip", "x-gzip"):
-            body = _inflate(body, 16 + zlib.MAX_WBITS, limit, url)
-        elif coding == "deflate":
-            try:
-                body = _inflate(body, zlib.MAX_WBITS, limit, url)
-            except SourceError:
-                body = _inflate(body, -zlib.MAX_WBITS, limit, url)  # raw deflate, no header
-        else:
-            raise SourceError(f"cannot read {url}: unsupported Content-Encoding {coding!r}")
-    return body
-
-
-def _inflate(data: bytes, wbits: int, limit: int, url: str) -> bytes:
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(data, limit + 1)
-    except zlib.error as exc:
-        raise SourceError(f"cannot read {url}: bad compressed body ({exc})") from exc
-    if len(out) > limit:
-        raise SourceError(f"cannot read {url}: body larger than {limit} bytes once decompressed")
-    return out
-
-
-def decode_text(body: bytes, charset: str | None = None) -> str:
-    """Decode a text body: BOM, then the declared charset, then <meta charset>, then UTF-8."""
-    for bom, name in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
-                      (codecs.BOM_UTF16_BE, "utf-16-be")):
-        if body.startswith(bom):
-            return body[len(bom):].decode(name, errors="replace")
-    candidates: list[str | None] = [charset]
-    match = _META_CHARSET_RE.search(body[:2048])
-    if match:
-        candidates.append(match.group(1).decode("ascii", "replace"))
-    for candidate in candidates:
-        if not candidate:
-            continue
-        try:
-            return body.decode(candidate, errors="replace")
-        except LookupError:
-            continue
-    return body.decode("utf-8", errors="replace")
 
 
 def parse_xml(data: bytes, what: str) -> Element:

@@ -9,7 +9,8 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from archiver.errors import SourceError
 from archiver.net.client import HttpClient
-from archiver.sources.common import PostData, canonical_or_raw, decode_text, fetch_document, to_utc
+from archiver.net.content import decode_text
+from archiver.sources.common import PostData, canonical_or_raw, fetch_document, to_utc
 from archiver.urls import FETCHABLE_SCHEMES, resolve, scheme_of
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
