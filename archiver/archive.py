@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from archiver.check import ProbeCache
 from archiver.db import Database
 from archiver.net.client import HttpClient
 from archiver.settings import Settings
@@ -20,6 +21,7 @@ class Archive:
     db: Database
     store: WarcStore
     _client: HttpClient | None = field(default=None, repr=False)
+    _probes: ProbeCache | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, *, require_schema: bool = True) -> Archive:
@@ -36,6 +38,12 @@ class Archive:
         if self._client is None:
             self._client = HttpClient(self.settings)
         return self._client
+
+    def probes(self) -> ProbeCache:
+        """Soft-404 probe answers shared by this process's checks."""
+        if self._probes is None:
+            self._probes = ProbeCache(self.settings["health.probe_cache"])
+        return self._probes
 
     def close(self) -> None:
         """Close the WARC file, the HTTP pool and the database pool."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from archiver.fingerprint import body_sketch
 from archiver.models import Capture
 from archiver.net.client import FetchError, HttpClient
 from archiver.warc.records import RecordLocation
@@ -20,6 +21,7 @@ class CaptureResult:
     locations: list[RecordLocation] = field(default_factory=list)
     error: str | None = None
     verdict: str | None = None
+    sketch: str | None = None  # text fingerprint of the final response, when it succeeded
 
     @property
     def ok(self) -> bool:
@@ -35,6 +37,11 @@ def capture_url(client: HttpClient, store: WarcStore, url: str) -> CaptureResult
     except FetchError as exc:
         exchanges, error = exc.exchanges, exc
     result = CaptureResult(locations=[store.write_exchange(e) for e in exchanges])
+    final = exchanges[-1] if exchanges else None
+    if final is not None and 200 <= final.status < 300 and error is None:
+        result.sketch = body_sketch(final.body, final.header("Content-Type") or "",
+                                    final.header("Content-Encoding") or "",
+                                    client.max_body_bytes)
     if error is not None:
         result.error, result.verdict = error.message, error.verdict
     return result

@@ -1,24 +1,40 @@
-"""One health check of one URL: HEAD first, GET when HEAD is refused or looks wrong, transient
-failures retried with backoff, and every outcome sorted into a :class:`Verdict` with evidence."""
+"""One health check of one URL, sorted into a :class:`Verdict` with the evidence behind it.
+
+HEAD first, GET when HEAD is refused or looks wrong (many servers answer HEAD badly).
+Transient failures (timeouts, 5xx, resets) are retried with doubling backoff before they
+count, and a short ``Retry-After`` is waited out.  A page that answers 200 is not trusted at
+once: the site is asked for a random sibling URL (Bar-Yossef et al., WWW 2004).  If that gets
+a hard 404 the page is real; if it lands where the link landed, or on a page with the same
+text, the link is a ``soft_404`` (or ``redirect_to_root`` when it was redirected there).
+"""
 
 from __future__ import annotations
 
+import secrets
+import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from archiver.fingerprint import body_sketch, similarity
 from archiver.net.client import Exchange, FetchError, FetchResult, HttpClient
 from archiver.settings import Settings
-from archiver.urls import site_of
+from archiver.urls import host_of, site_of
 from archiver.verdicts import Verdict
 
 # Body bytes read by a GET check: enough to recognise a page, not enough to cost much.
 CHECK_BODY_BYTES = 256 * 1024
 EVIDENCE_HEADERS = ("content-type", "content-length", "location", "retry-after", "server",
-                    "last-modified", "cf-ray", "cf-mitigated", "x-robots-tag")
+                    "last-modified", "etag", "cf-ray", "cf-mitigated", "x-robots-tag")
+# Headers that change when the page changes: a HEAD check reads the body only when they do.
+VALIDATORS = ("etag", "last-modified", "content-length")
 BLOCKED_STATUSES = frozenset({401, 403, 999})
 TRANSIENT = frozenset({Verdict.TIMEOUT, Verdict.SERVER_ERROR, Verdict.CONNECTION_ERROR})
+SUCCESS = frozenset({Verdict.OK, Verdict.REDIRECT})
+HARD_404 = frozenset({404, 410})
 
 
 @dataclass
@@ -31,6 +47,13 @@ class CheckOutcome:
     elapsed: float = 0.0
     error: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    sketch: str | None = None  # text fingerprint, when a body was read
+    retry_after: float | None = None  # seconds the server asked us to wait
+
+    @property
+    def response_key(self) -> str:
+        """What identifies "the same answer" for the author's overrides."""
+        return f"{self.verdict}|{self.http_status}|{self.final_url}"[:64]
 
 
 def verdict_for_status(status: int) -> Verdict:
@@ -47,32 +70,47 @@ def verdict_for_status(status: int) -> Verdict:
         return Verdict.BLOCKED
     if status >= 500:
         return Verdict.SERVER_ERROR
-    if 300 <= status < 400:  # a redirect without a usable Location
-        return Verdict.CLIENT_ERROR
-    return Verdict.CLIENT_ERROR
+    return Verdict.CLIENT_ERROR  # other 4xx, or a 3xx without a usable Location
 
 
-def _is_deep(url: str) -> bool:
+def is_deep(url: str) -> bool:
+    """True for anything but a site's root: only deep links can be soft 404s."""
     parts = urlsplit(url)
     return parts.path not in {"", "/"} or bool(parts.query)
 
 
-def _redirected_to_root(url: str, final_url: str) -> bool:
-    """A deep link that now lands on the home page of the same site: the page was removed."""
-    final = urlsplit(final_url)
-    return (_is_deep(url) and final.path in {"", "/"} and not final.query
-            and site_of(final_url) == site_of(url))
+def _is_root(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.path in {"", "/"} and not parts.query
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds asked for by a Retry-After header (a number or an HTTP date)."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
 
 
 def classify(url: str, result: FetchResult) -> CheckOutcome:
-    """Verdict of a completed fetch of ``url``."""
+    """Verdict of a completed fetch of ``url`` (redirects followed)."""
     final = result.final
     verdict = verdict_for_status(final.status)
     if verdict is Verdict.OK and len(result.exchanges) > 1:
-        verdict = (Verdict.REDIRECT_TO_ROOT if _redirected_to_root(url, final.url)
+        verdict = (Verdict.REDIRECT_TO_ROOT
+                   if is_deep(url) and _is_root(final.url) and site_of(final.url) == site_of(url)
                    else Verdict.REDIRECT)
     return CheckOutcome(verdict=verdict, http_status=final.status, final_url=final.url,
-                        elapsed=result.elapsed, evidence=_evidence(result.exchanges))
+                        elapsed=result.elapsed, evidence=_evidence(result.exchanges),
+                        retry_after=retry_after_seconds(final.header("Retry-After")))
 
 
 def _evidence(exchanges: list[Exchange]) -> dict[str, Any]:
@@ -84,27 +122,40 @@ def _evidence(exchanges: list[Exchange]) -> dict[str, Any]:
     return {"chain": chain, "headers": headers}
 
 
-def _attempt(client: HttpClient, url: str) -> CheckOutcome:
-    """HEAD, then GET when HEAD is not supported or gives anything but success."""
+def _sketch_of(exchange: Exchange) -> str | None:
+    if not 200 <= exchange.status < 300 or exchange.method == "HEAD":
+        return None
+    return body_sketch(exchange.body, exchange.header("Content-Type") or "",
+                       exchange.header("Content-Encoding") or "", CHECK_BODY_BYTES * 8)
+
+
+def _get(client: HttpClient, url: str) -> CheckOutcome:
     try:
-        head = client.fetch(url, "HEAD")
-        outcome = classify(url, head)
-        if outcome.verdict in {Verdict.OK, Verdict.REDIRECT}:
+        result = client.fetch(url, "GET", max_body_bytes=CHECK_BODY_BYTES)
+    except FetchError as exc:
+        return _failed(exc, "GET")
+    outcome = classify(url, result)
+    outcome.evidence["method"] = "GET"
+    outcome.sketch = _sketch_of(result.final)
+    return outcome
+
+
+def _attempt(client: HttpClient, url: str, previous: dict[str, str] | None) -> CheckOutcome:
+    """HEAD, then GET when HEAD fails, or when the page's validators changed since last time."""
+    try:
+        outcome = classify(url, client.fetch(url, "HEAD"))
+        if outcome.verdict in SUCCESS:
             outcome.evidence["method"] = "HEAD"
-            return outcome
+            headers = outcome.evidence["headers"]
+            unchanged = previous is not None and any(previous.get(n) for n in VALIDATORS) and \
+                all(previous.get(n) == headers.get(n) for n in VALIDATORS)
+            return outcome if unchanged else _get(client, url)
     except FetchError as exc:
         if exc.verdict in {Verdict.DNS_ERROR, Verdict.CONNECTION_REFUSED,
                            Verdict.FORBIDDEN_ADDRESS, Verdict.INVALID_URL,
                            Verdict.UNSUPPORTED_SCHEME, Verdict.TLS_ERROR}:
             return _failed(exc, "HEAD")
-    # Many servers answer HEAD wrongly (405, 404, 403); the GET answer is the one that counts.
-    try:
-        get = client.fetch(url, "GET", max_body_bytes=CHECK_BODY_BYTES)
-    except FetchError as exc:
-        return _failed(exc, "GET")
-    outcome = classify(url, get)
-    outcome.evidence["method"] = "GET"
-    return outcome
+    return _get(client, url)
 
 
 def _failed(exc: FetchError, method: str) -> CheckOutcome:
@@ -116,18 +167,119 @@ def _failed(exc: FetchError, method: str) -> CheckOutcome:
                         error=exc.message, evidence=evidence)
 
 
-def check_url(client: HttpClient, url: str, settings: Settings) -> CheckOutcome:
-    """Check ``url``; transient failures are retried with doubling backoff before they count."""
+@dataclass(frozen=True)
+class Probe:
+    """How a site answers a URL that cannot exist."""
+
+    url: str
+    status: int | None
+    final_url: str | None
+    sketch: str | None
+
+
+def probe_url(url: str) -> str:
+    """A random sibling of ``url``: same parent path (or query keys), a random last part."""
+    parts = urlsplit(url)
+    token = "zz" + secrets.token_hex(8)
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        query = urlencode([(key, token) for key, _value in pairs])
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+    path = parts.path or "/"
+    trailing = path.endswith("/") and path != "/"
+    stem = path.rstrip("/")
+    parent, _, last = stem.rpartition("/")
+    suffix = last[last.rfind("."):] if "." in last else ""
+    new_path = f"{parent}/{token}{suffix}" + ("/" if trailing else "")
+    return urlunsplit((parts.scheme, parts.netloc, new_path, "", ""))
+
+
+def _probe_key(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.query:
+        keys = ",".join(sorted(key for key, _ in parse_qsl(parts.query,
+                                                           keep_blank_values=True)))
+        return f"{host_of(url)}{parts.path}?{keys}"
+    return f"{host_of(url)}{parts.path.rstrip('/').rpartition('/')[0]}/"
+
+
+class ProbeCache:
+    """Random-URL probes per site and parent path, reused for ``health.probe_cache``."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, Probe | None]] = {}
+
+    def probe(self, client: HttpClient, url: str) -> Probe | None:
+        """How the site answers a random sibling of ``url`` (None if the probe failed)."""
+        key = _probe_key(url)
+        with self._lock:
+            cached = self._entries.get(key)
+            if cached and time.monotonic() - cached[0] < self.ttl:
+                return cached[1]
+        target = probe_url(url)
+        try:
+            result = client.fetch(target, "GET", max_body_bytes=CHECK_BODY_BYTES)
+            final = result.final
+            found: Probe | None = Probe(target, final.status, final.url, _sketch_of(final))
+        except FetchError:
+            found = None
+        with self._lock:
+            self._entries[key] = (time.monotonic(), found)
+        return found
+
+
+def _judge_soft_404(client: HttpClient, url: str, outcome: CheckOutcome, settings: Settings,
+                    probes: ProbeCache) -> CheckOutcome:
+    """Turn a success into soft_404/redirect_to_root when the site answers junk the same way."""
+    probe = probes.probe(client, url)
+    if probe is None or probe.status is None:
+        return outcome
+    outcome.evidence["probe"] = {"url": probe.url, "status": probe.status,
+                                 "final_url": probe.final_url}
+    if probe.status in HARD_404 or not 200 <= probe.status < 300:
+        return outcome  # the site says "not found" properly, so its 200s mean something
+    if outcome.verdict is Verdict.REDIRECT and outcome.final_url == probe.final_url:
+        outcome.verdict = Verdict.REDIRECT_TO_ROOT
+        return outcome
+    if outcome.sketch is None:
+        body = _get(client, url)
+        if body.verdict not in SUCCESS:
+            return body
+        outcome.sketch = body.sketch
+    if outcome.sketch is not None and probe.sketch is not None:
+        alike = similarity(outcome.sketch, probe.sketch)
+        outcome.evidence["probe"]["similarity"] = round(alike, 3)
+        if alike >= settings["health.soft_404_similarity"]:
+            outcome.verdict = Verdict.SOFT_404
+    return outcome
+
+
+def check_url(client: HttpClient, url: str, settings: Settings, *,
+              probes: ProbeCache | None = None,
+              previous: dict[str, str] | None = None) -> CheckOutcome:
+    """Check ``url``: retries, Retry-After, HEAD/GET, and soft-404 probing when ``probes``.
+
+    ``previous`` holds the validator headers of the last check; when they are unchanged a
+    HEAD answer is enough, otherwise the body is read for its fingerprint.
+    """
     retries: int = settings["health.retries"]
     backoff: float = settings["health.retry_backoff"]
+    patience: float = settings["health.max_retry_after"]
     started = time.monotonic()
     attempts = 0
     while True:
         attempts += 1
-        outcome = _attempt(client, url)
-        if outcome.verdict not in TRANSIENT or attempts > retries:
+        outcome = _attempt(client, url, previous)
+        waits = outcome.retry_after is not None and outcome.retry_after <= patience and \
+            outcome.verdict in TRANSIENT | {Verdict.RATE_LIMITED}
+        if attempts > retries or not (outcome.verdict in TRANSIENT or waits):
             break
-        time.sleep(backoff * 2 ** (attempts - 1))
+        time.sleep(outcome.retry_after if waits and outcome.retry_after is not None
+                   else backoff * 2 ** (attempts - 1))
+    if outcome.verdict in SUCCESS and probes is not None and is_deep(url):
+        outcome = _judge_soft_404(client, url, outcome, settings, probes)
     outcome.evidence["attempts"] = attempts
     outcome.elapsed = time.monotonic() - started
     return outcome

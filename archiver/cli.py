@@ -176,13 +176,20 @@ def run(click_ctx: click.Context) -> None:
 @run_safely
 def report(ctx: Context, fmt: str, state: str | None, domain: str | None,
            post_id: int | None) -> None:
-    """Print link health as a table, JSON or CSV."""
-    from archiver.report import link_rows, links_query, render
+    """Print link health as a table, JSON or CSV; exit 1 when any link listed is dead."""
+    from archiver.report import STATE_COLOURS, link_rows, links_query, render
 
     with ctx.open() as archive, archive.db.session() as session:
         links = list(session.scalars(links_query(state, domain, post_id)))
         rows = link_rows(session, links)
-    click.echo(render(rows, fmt))
+    on_terminal = sys.stdout.isatty()
+
+    def colour(text: str, row_state: str) -> str:
+        return click.style(text, fg=STATE_COLOURS.get(row_state)) if on_terminal else text
+
+    click.echo(render(rows, fmt, colour))
+    if any(row["state"] == "dead" for row in rows):
+        sys.exit(1)
 
 
 @cli.command()

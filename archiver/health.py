@@ -31,8 +31,19 @@ def with_jitter(now: datetime, seconds: float, rng: random.Random | None = None)
     return now + timedelta(seconds=max(0.0, seconds + offset))
 
 
-def apply_verdict(link: Link, verdict: Verdict, checked_at: datetime, settings: Settings) -> None:
-    """Update the link's counters, state and next check time after a check."""
+def apply_verdict(link: Link, verdict: Verdict, checked_at: datetime, settings: Settings,
+                  retry_after: float | None = None) -> None:
+    """Update the link's counters, state and next check time after a check.
+
+    A ``Retry-After`` the server sent is honoured: the next check is never sooner.
+    """
+    _apply(link, verdict, checked_at, settings)
+    if retry_after and link.next_check_at is not None:
+        link.next_check_at = max(link.next_check_at,
+                                 checked_at + timedelta(seconds=retry_after))
+
+
+def _apply(link: Link, verdict: Verdict, checked_at: datetime, settings: Settings) -> None:
     link.last_verdict = verdict
     link.last_checked_at = checked_at
     if verdict in SUCCESS_VERDICTS:

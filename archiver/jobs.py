@@ -25,8 +25,11 @@ from archiver.archive import Archive
 from archiver.capture import capture_url, index_locations
 from archiver.check import check_url
 from archiver.clock import utcnow
+from archiver.fingerprint import similarity
 from archiver.health import apply_verdict, with_jitter
-from archiver.models import CaptureOutcome, Check, Link
+from archiver.models import CaptureOutcome, Check, Link, link_is_ignored
+from archiver.settings import Settings
+from archiver.verdicts import Verdict
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (done, total)
@@ -73,7 +76,7 @@ def claim_due(archive: Archive, kind: WorkKind, limit: int, *, everything: bool 
     free = or_(lease_col.is_(None), lease_col < now)
     due = due_col.is_not(None) if everything else and_(due_col.is_not(None), due_col <= now)
     with archive.db.session() as session:
-        candidates = (select(Link.id).where(due, free)
+        candidates = (select(Link.id).where(due, free, ~link_is_ignored())
                       .order_by(due_col, Link.id).limit(limit).scalar_subquery())
         session.execute(update(Link).where(Link.id.in_(candidates), free)
                         .values({lease_col: lease_until, owner_col: owner})
@@ -112,12 +115,41 @@ def _url_of(archive: Archive, link_id: int) -> str | None:
         return link.url if link is not None else None
 
 
+def _previous_validators(archive: Archive, link_id: int) -> dict[str, str] | None:
+    with archive.db.session() as session:
+        evidence = session.scalar(select(Check.evidence).where(Check.link_id == link_id)
+                                  .order_by(Check.checked_at.desc()).limit(1))
+    return dict(evidence.get("headers", {})) if evidence else None
+
+
+def note_fingerprint(link: Link, sketch: str | None, now: datetime, settings: Settings, *,
+                     captured: bool) -> None:
+    """Record a page's text sketch; flag drift from the first capture and recapture on change.
+
+    A new capture is asked for when the text moved far from the latest capture's, so a page
+    that was rewritten is kept as it is now as well as as it was.
+    """
+    if sketch is None:
+        return
+    threshold: float = settings["health.drift_threshold"]
+    if link.first_fingerprint is None and captured:
+        link.first_fingerprint = sketch
+    if link.first_fingerprint is not None:
+        link.drift = round(1.0 - similarity(link.first_fingerprint, sketch), 3)
+    if captured:
+        link.last_fingerprint = sketch
+    elif link.last_fingerprint is not None and \
+            1.0 - similarity(link.last_fingerprint, sketch) > threshold:
+        link.next_capture_at = now
+
+
 def check_link(archive: Archive, link_id: int) -> str | None:
     """Check one link by ID, store the check and the new state; None if the link is gone."""
     url = _url_of(archive, link_id)
     if url is None:
         return None
-    outcome = check_url(archive.client(), url, archive.settings)
+    outcome = check_url(archive.client(), url, archive.settings, probes=archive.probes(),
+                        previous=_previous_validators(archive, link_id))
     checked_at = utcnow()
     with archive.db.session() as session:
         link = session.get(Link, link_id)
@@ -126,10 +158,19 @@ def check_link(archive: Archive, link_id: int) -> str | None:
         session.add(Check(link_id=link_id, checked_at=checked_at, verdict=outcome.verdict,
                           http_status=outcome.http_status, final_url=outcome.final_url,
                           elapsed_ms=round(outcome.elapsed * 1000), error=outcome.error,
-                          evidence=outcome.evidence))
+                          evidence=outcome.evidence, fingerprint=outcome.sketch,
+                          response_key=outcome.response_key))
         link.http_status = outcome.http_status
         link.final_url = outcome.final_url
-        apply_verdict(link, outcome.verdict, checked_at, archive.settings)
+        verdict = outcome.verdict
+        if link.override_response is not None:
+            if link.override_response == outcome.response_key:
+                verdict = Verdict.OK  # the author said this answer is fine; it still is
+            else:
+                link.override_response, link.overridden_at = None, None
+        apply_verdict(link, verdict, checked_at, archive.settings, outcome.retry_after)
+        link.last_verdict = outcome.verdict  # the report shows what the site really said
+        note_fingerprint(link, outcome.sketch, checked_at, archive.settings, captured=False)
         _release(link, WorkKind.CHECK)
     log.info("checked %s: %s", url, outcome.verdict, extra={"link_id": link_id})
     return str(outcome.verdict)
@@ -152,6 +193,7 @@ def capture_link(archive: Archive, link_id: int) -> str | None:
             link.last_capture_outcome = CaptureOutcome.ARCHIVED
             link.last_capture_error = result.error
             link.next_capture_at = with_jitter(now, archive.settings["capture.recapture_interval"])
+            note_fingerprint(link, result.sketch, now, archive.settings, captured=True)
         else:
             link.last_capture_outcome = CaptureOutcome.FAILED
             link.last_capture_error = f"{result.verdict}: {result.error}"

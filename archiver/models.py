@@ -20,8 +20,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    exists,
+    literal,
+    or_,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
 
 from archiver.clock import utcnow
 
@@ -231,3 +235,13 @@ class DailyStateCount(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     state: Mapped[str] = mapped_column(String(16), primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
+
+
+def link_is_ignored() -> ColumnElement[bool]:
+    """SQL condition: the link's host is an ignored domain or one of its subdomains."""
+    domain = IgnoredDomain.domain
+    return exists().where(or_(
+        Link.host == domain, Link.host.like(domain.concat(":%")),
+        Link.host.like(literal("%.").concat(domain)),
+        Link.host.like(literal("%.").concat(domain).concat(":%")),
+    ))

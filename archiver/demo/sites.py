@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from html import escape
 
+from werkzeug.wrappers import Request, Response
+
 from archiver.demo.fixtureweb import Site
 
 STYLE = "body{font-family:Georgia,serif;max-width:40rem;margin:2rem auto;color:#222}" \
@@ -78,11 +80,20 @@ Baltic Sea.</p>"""))
 
 
 def _build_video(site: Site) -> None:
-    site.page("/watch", _page("The Soviet Story (2008) - official trailer", """
+    trailer = _page("The Soviet Story (2008) - official trailer", """
 <h1>The Soviet Story (2008) — official trailer</h1>
 <video controls width="480" poster="/thumb.png"><source src="/media/trailer.webm"
 type="video/webm"></video>
-<p>Uploaded 12 May 2008. 3:07.</p>"""))
+<p>Uploaded 12 May 2008. 3:07.</p>""")
+    # Like real video sites, an unknown or removed video is a 200 "unavailable" page.
+    unavailable = _page("Video unavailable", "<h1>Video unavailable</h1>"
+                        "<p>This video is not available.</p>")
+
+    def watch(request: Request) -> Response:
+        known = request.args.get("v") == "soviet-story-trailer"
+        return Response(trailer if known else unavailable, content_type="text/html")
+
+    site.route("/watch", watch)
     site.page("/thumb.png", PIXEL_PNG, content_type="image/png")
 
 

@@ -1,0 +1,81 @@
+"""Text fingerprints: how alike two versions of a page are, from a small stored sketch.
+
+A page's visible text is cut into overlapping three-word shingles; each is hashed once and the
+``SKETCH_SIZE`` smallest hashes are kept (a bottom-k MinHash sketch).  Comparing two sketches
+estimates the Jaccard similarity of the shingle sets: 1.0 for the same text, near 0.0 for
+unrelated texts.  Drift is ``1 - similarity``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import re
+
+from selectolax.lexbor import LexborHTMLParser
+
+from archiver.net.content import ContentError, charset_of, decode_text, undo_content_encoding
+
+SKETCH_SIZE = 64
+SHINGLE_WORDS = 3
+_WORD_RE = re.compile(r"\w+", re.UNICODE)
+_HIDDEN = ("script", "style", "noscript", "template", "svg")
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+
+
+def visible_text(html: str) -> str:
+    """The words a reader sees in an HTML document (scripts and styles left out)."""
+    try:
+        tree = LexborHTMLParser(html)
+    except (TypeError, ValueError, UnicodeError):
+        return html
+    for node in tree.css(",".join(_HIDDEN)):
+        node.decompose()
+    root = tree.body or tree.root
+    return root.text(separator=" ") if root is not None else ""
+
+
+def _hash(shingle: str) -> int:
+    return int.from_bytes(hashlib.blake2b(shingle.encode("utf-8"), digest_size=8).digest(),
+                          "big")
+
+
+def sketch(text: str) -> str:
+    """Bottom-k sketch of a text, as a compact string to store."""
+    words = [word.lower() for word in _WORD_RE.findall(text)]
+    if len(words) < SHINGLE_WORDS:
+        shingles = {" ".join(words)} if words else set()
+    else:
+        shingles = {" ".join(words[i:i + SHINGLE_WORDS])
+                    for i in range(len(words) - SHINGLE_WORDS + 1)}
+    smallest = heapq.nsmallest(SKETCH_SIZE, {_hash(shingle) for shingle in shingles})
+    return ",".join(f"{value:x}" for value in smallest)
+
+
+def similarity(first: str, second: str) -> float:
+    """Estimated Jaccard similarity (0..1) of the texts behind two sketches."""
+    a = {int(v, 16) for v in first.split(",") if v}
+    b = {int(v, 16) for v in second.split(",") if v}
+    if not a and not b:
+        return 1.0
+    if not a or not b:
+        return 0.0
+    union_smallest = heapq.nsmallest(SKETCH_SIZE, a | b)
+    shared = sum(1 for value in union_smallest if value in a and value in b)
+    return shared / len(union_smallest)
+
+
+def body_sketch(body: bytes, content_type: str, content_encoding: str,
+                limit: int) -> str | None:
+    """Sketch of a response body as received, or None when it cannot be read as text."""
+    try:
+        data = undo_content_encoding(body, content_encoding, limit)
+    except ContentError:
+        return None
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media in HTML_TYPES or (not media and data.lstrip()[:1] == b"<"):
+        return sketch(visible_text(decode_text(data, charset_of(content_type))))
+    if media.startswith("text/") or media in {"application/json", "application/xml"}:
+        return sketch(decode_text(data, charset_of(content_type)))
+    # Binary bodies: the same bytes or not; one hash stands for the whole body.
+    return f"{int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), 'big'):x}"
