@@ -24,12 +24,10 @@ from archiver.models import Link
 from archiver.report import link_rows, links_query
 from tests.conftest import make_settings
 
-ARTICLE_A = "<html><body><article><h1>Budget vote</h1>" + \
-    " ".join(f"The council debated item {n} of the budget at length." for n in range(40)) + \
-    "</article></body></html>"
-ARTICLE_B = "<html><body><article><h1>Garden show</h1>" + \
-    " ".join(f"Prize marrow number {n} was judged by the visiting panel today." for n in range(40)) \
-    + "</article></body></html>"
+ARTICLE_A = "<html><body><article><h1>Budget vote</h1>{}</article></body></html>".format(
+    " ".join(f"The council debated item {n} of the budget at length." for n in range(40)))
+ARTICLE_B = "<html><body><article><h1>Garden show</h1>{}</article></body></html>".format(
+    " ".join(f"Prize marrow number {n} was judged by the panel today." for n in range(40)))
 
 
 @dataclass
