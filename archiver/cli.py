@@ -129,11 +129,13 @@ def discover_command(ctx: Context) -> None:
 
 
 def _work(ctx: Context, kind: str, everything: bool) -> None:
-    from archiver.jobs import WorkKind, run_due
+    from archiver.jobs import WorkKind, check_round, run_due
 
     with ctx.open() as archive:
-        summary = run_due(archive, WorkKind(kind), everything=everything,
-                          progress=ctx.progress(kind))
+        progress = ctx.progress(kind)
+        summary = (check_round(archive, everything=everything, progress=progress)
+                   if kind == WorkKind.CHECK else
+                   run_due(archive, WorkKind(kind), everything=everything, progress=progress))
     ctx.say(summary.line())
     if summary.outcomes.get("error"):
         sys.exit(1)

@@ -247,3 +247,18 @@ def _safely(work: Callable[[Archive, int], str | None], archive: Archive,
 def _count_links(archive: Archive) -> int:
     with archive.db.session() as session:
         return int(session.scalar(select(func.count(Link.id))) or 0)
+
+
+def check_round(archive: Archive, *, everything: bool = False,
+                progress: Progress | None = None) -> RunSummary:
+    """Check what is due, then record today's state counts and tell the author about deaths."""
+    from archiver.history import snapshot_state_counts
+    from archiver.notify import send_dead_link_notifications
+
+    summary = run_due(archive, WorkKind.CHECK, everything=everything, progress=progress)
+    with archive.db.session() as session:
+        snapshot_state_counts(session)
+    notice = send_dead_link_notifications(archive)
+    if notice.webhook or notice.email:
+        log.info(notice.line())
+    return summary

@@ -12,15 +12,14 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from archiver.archive import Archive
 from archiver.clock import utcnow
 from archiver.discover import discover
-from archiver.jobs import WorkKind, run_due
+from archiver.jobs import WorkKind, check_round, run_due
 
 log = logging.getLogger(__name__)
 
 
 def tick(archive: Archive) -> None:
-    """One scheduler tick: capture, then check, whatever is due."""
-    for kind in (WorkKind.CAPTURE, WorkKind.CHECK):
-        summary = run_due(archive, kind)
+    """One scheduler tick: capture, then check, whatever is due (and notify of deaths)."""
+    for summary in (run_due(archive, WorkKind.CAPTURE), check_round(archive)):
         if summary.claimed:
             log.info(summary.line())
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from archiver.archive import Archive, initialise
 from archiver.demo.sites import start_demo_web
 from archiver.discover import add_source, discover
-from archiver.jobs import WorkKind, run_due
+from archiver.jobs import WorkKind, check_round, run_due
 from archiver.report import link_rows, links_query, render_table
 from archiver.settings import Settings
 
@@ -36,7 +36,7 @@ def prepare_demo(settings: Settings, say: Callable[[str], None]) -> Iterator[Arc
             add_source(archive, web.feed_url)
             say(discover(archive).line())
             say(run_due(archive, WorkKind.CAPTURE).line())
-            say(run_due(archive, WorkKind.CHECK).line())
+            say(check_round(archive).line())
             with archive.db.session() as session:
                 say(render_table(link_rows(session, list(session.scalars(links_query())))))
             yield archive
