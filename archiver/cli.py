@@ -206,6 +206,18 @@ def reindex(ctx: Context) -> None:
     ctx.say(f"reindex: {count} records indexed")
 
 
+@cli.command(name="hash-password")
+@click.password_option(prompt="Author's password")
+def hash_password(password: str) -> None:
+    """Print a hash of the author's password for the web.admin_password_hash setting."""
+    from werkzeug.security import generate_password_hash
+
+    if len(password) < 10:
+        click.echo("error: use at least 10 characters", err=True)
+        sys.exit(2)
+    click.echo(generate_password_hash(password))
+
+
 @cli.command(name="config")
 @pass_context
 def config_command(ctx: Context) -> None:

@@ -229,6 +229,11 @@ REGISTRY: tuple[Setting, ...] = (
     _s("web.host", "str", "127.0.0.1", "Address the web UI listens on."),
     _s("web.port", "int", 8000, "Port the web UI listens on.", validate=non_negative),
     _s("web.page_size", "int", 50, "Rows per page in the web UI's tables.", validate=positive),
+    _s("web.admin_password_hash", "str", "",
+       "Hash of the author's password (make one with `archiver hash-password`). Empty: "
+       "nobody can log in, so the author's actions are off.", secret=True),
+    _s("web.login_attempts", "int", 5,
+       "Failed logins allowed from one address per 15 minutes.", validate=positive),
 )
 
 _BY_NAME = {setting.name: setting for setting in REGISTRY}
@@ -371,3 +376,15 @@ def example_config() -> str:
             lines.append(f"[{section}]")
         lines.append(describe(setting))
     return "\n".join(lines)
+
+
+def settings_markdown() -> str:
+    """Every setting as a Markdown table, for the README."""
+    rows = ["| Setting | Type | Default | What it does |", "|---|---|---|---|"]
+    for setting in REGISTRY:
+        default = setting.default
+        shown = (f"`{str(default).lower()}`" if isinstance(default, bool)
+                 else f"`{default}`" if default != "" else "(empty)")
+        kind = setting.type_name + (" (secret)" if setting.secret else "")
+        rows.append(f"| `{setting.name}` | {kind} | {shown} | {setting.help} |")
+    return "\n".join(rows)

@@ -49,9 +49,12 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Flask:
     app.extensions["archive"] = archive or Archive.open(settings)
     app.extensions["settings"] = settings
 
-    from web.views import api, pages, replay
+    from web import auth
+    from web.views import actions, api, pages, replay
 
+    auth.install(app)
     app.register_blueprint(pages.blueprint)
+    app.register_blueprint(actions.blueprint)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(replay.blueprint)
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Any
+
 from flask import Blueprint, abort, render_template, request
 from sqlalchemy import func, select
 
-from archiver.models import Capture, Citation, Link, LinkState, Post
+from archiver.history import state_history
+from archiver.models import Capture, Citation, Link, LinkState, Post, link_is_ignored
 from archiver.replay.lookup import replay_path
 from archiver.report import link_rows, links_query
 from web.views import archive, paginate
@@ -13,19 +17,53 @@ from web.views import archive, paginate
 blueprint = Blueprint("pages", __name__)
 
 
+CHART_HEIGHT = 120
+CHART_BAR = 8
+
+
+def chart(history: list[tuple[date, dict[str, int]]]) -> list[dict[str, Any]]:
+    """Stacked bars (one per day, one segment per state) for the dashboard's SVG chart."""
+    tallest = max((sum(counts.values()) for _, counts in history), default=0) or 1
+    bars = []
+    for index, (day, counts) in enumerate(history):
+        y = float(CHART_HEIGHT)
+        segments = []
+        for state in (s.value for s in LinkState):
+            height = counts.get(state, 0) / tallest * CHART_HEIGHT
+            y -= height
+            if height:
+                segments.append({"state": state, "y": round(y, 2), "height": round(height, 2),
+                                 "count": counts.get(state, 0)})
+        bars.append({"x": index * (CHART_BAR + 2), "day": day.isoformat(),
+                     "segments": segments})
+    return bars
+
+
 @blueprint.get("/")
 def dashboard() -> str:
-    """Counts of links by state, and totals."""
+    """Counts by state, link health over time, and the posts with most broken references."""
+    broken = (LinkState.DEAD, LinkState.FAILING)
     with archive().db.session() as session:
         counts = dict(session.execute(select(Link.state, func.count(Link.id))
-                                      .group_by(Link.state)).all())
+                                      .where(~link_is_ignored()).group_by(Link.state)).all())
         totals = {
             "posts": session.scalar(select(func.count(Post.id))) or 0,
             "links": sum(counts.values()),
             "captures": session.scalar(select(func.count(Capture.id))) or 0,
         }
+        worst = session.execute(
+            select(Post, func.count(func.distinct(Link.id)).label("broken"))
+            .join(Citation, Citation.post_id == Post.id)
+            .join(Link, Link.id == Citation.link_id)
+            .where(Link.state.in_(broken), ~link_is_ignored())
+            .group_by(Post.id).order_by(func.count(func.distinct(Link.id)).desc(), Post.id)
+            .limit(10)).all()
+        history = state_history(session)
     states = [(state.value, counts.get(state.value, 0)) for state in LinkState]
-    return render_template("dashboard.html", states=states, totals=totals)
+    return render_template("dashboard.html", states=states, totals=totals, worst=worst,
+                           bars=chart(history), chart_height=CHART_HEIGHT,
+                           chart_width=max(1, len(history)) * (CHART_BAR + 2),
+                           bar_width=CHART_BAR)
 
 
 @blueprint.get("/posts")

@@ -1,0 +1,85 @@
+"""What the author can do about a link: recheck it, overrule a false alarm, ignore a domain."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+
+from archiver.archive import Archive
+from archiver.clock import utcnow
+from archiver.errors import ArchiverError
+from archiver.jobs import check_link
+from archiver.models import Check, IgnoredDomain, Link, LinkState
+
+
+class ActionError(ArchiverError):
+    """An action that cannot be done (unknown link, bad domain)."""
+
+
+def recheck(archive: Archive, link_id: int) -> str:
+    """Check a link now, whatever its schedule; return the verdict."""
+    verdict = check_link(archive, link_id)
+    if verdict is None:
+        raise ActionError(f"no link #{link_id}")
+    return verdict
+
+
+def mark_not_broken(archive: Archive, link_id: int) -> None:
+    """The author says the link works: alive until the site's answer changes."""
+    with archive.db.session() as session:
+        link = session.get(Link, link_id)
+        if link is None:
+            raise ActionError(f"no link #{link_id}")
+        key = session.scalar(select(Check.response_key).where(Check.link_id == link_id)
+                             .order_by(Check.checked_at.desc()).limit(1))
+        if key is None:
+            raise ActionError("the link has not been checked yet")
+        link.override_response = key
+        link.overridden_at = utcnow()
+        link.state = LinkState.ALIVE
+        link.consecutive_failures = 0
+        link.first_failure_at = None
+
+
+def clear_override(archive: Archive, link_id: int) -> None:
+    """Undo "not broken": the next check decides again."""
+    with archive.db.session() as session:
+        link = session.get(Link, link_id)
+        if link is None:
+            raise ActionError(f"no link #{link_id}")
+        link.override_response, link.overridden_at = None, None
+        link.next_check_at = utcnow()
+
+
+def normalise_domain(text: str) -> str:
+    """A bare lower-case domain from what the author typed (a URL is accepted too)."""
+    domain = text.strip().lower()
+    if "://" in domain:
+        domain = domain.split("://", 1)[1]
+    domain = domain.split("/", 1)[0].removeprefix("www.")
+    labels = domain.split(".")
+    if not domain or len(domain) > 253 or not all(
+            label and len(label) <= 63 and label.replace("-", "").replace("_", "").isalnum()
+            for label in labels):
+        raise ActionError(f"not a domain: {text!r}")
+    return domain
+
+
+def ignore_domain(archive: Archive, text: str) -> str:
+    """Stop checking and reporting links to a domain and its subdomains."""
+    domain = normalise_domain(text)
+    with archive.db.session() as session:
+        if session.scalar(select(IgnoredDomain).where(IgnoredDomain.domain == domain)) is None:
+            session.add(IgnoredDomain(domain=domain))
+    return domain
+
+
+def unignore_domain(archive: Archive, domain: str) -> None:
+    """Check and report a domain's links again."""
+    with archive.db.session() as session:
+        session.execute(delete(IgnoredDomain).where(IgnoredDomain.domain == domain))
+
+
+def ignored_domains(archive: Archive) -> list[str]:
+    """Every ignored domain, sorted."""
+    with archive.db.session() as session:
+        return list(session.scalars(select(IgnoredDomain.domain).order_by(IgnoredDomain.domain)))

@@ -1,0 +1,80 @@
+"""The author's actions (login and CSRF token required): recheck, not broken, ignore domain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+
+from archiver import actions
+from web.auth import login_required
+from web.views import archive
+
+blueprint = Blueprint("actions", __name__)
+
+
+def _back_to_link(link_id: int) -> Any:
+    return redirect(url_for("pages.link", link_id=link_id))
+
+
+@blueprint.post("/links/<int:link_id>/recheck")
+@login_required
+def recheck(link_id: int) -> Any:
+    """Check a link now."""
+    try:
+        verdict = actions.recheck(archive(), link_id)
+    except actions.ActionError as exc:
+        abort(404, str(exc))
+    flash(f"Checked again: {verdict}.")
+    return _back_to_link(link_id)
+
+
+@blueprint.post("/links/<int:link_id>/not-broken")
+@login_required
+def not_broken(link_id: int) -> Any:
+    """Overrule a false alarm until the site's answer changes."""
+    try:
+        actions.mark_not_broken(archive(), link_id)
+    except actions.ActionError as exc:
+        abort(400, str(exc))
+    flash("Marked as not broken; this holds until the site answers differently.")
+    return _back_to_link(link_id)
+
+
+@blueprint.post("/links/<int:link_id>/clear-override")
+@login_required
+def clear_override(link_id: int) -> Any:
+    """Let the checks decide again."""
+    try:
+        actions.clear_override(archive(), link_id)
+    except actions.ActionError as exc:
+        abort(404, str(exc))
+    flash("Override removed; the next check decides.")
+    return _back_to_link(link_id)
+
+
+@blueprint.get("/domains")
+def domains() -> str:
+    """Ignored domains."""
+    return render_template("domains.html", domains=actions.ignored_domains(archive()))
+
+
+@blueprint.post("/domains")
+@login_required
+def ignore() -> Any:
+    """Ignore a domain."""
+    try:
+        domain = actions.ignore_domain(archive(), request.form.get("domain", ""))
+    except actions.ActionError as exc:
+        abort(400, str(exc))
+    flash(f"Links to {domain} are no longer checked or reported.")
+    return redirect(url_for("actions.domains"))
+
+
+@blueprint.post("/domains/<domain>/delete")
+@login_required
+def unignore(domain: str) -> Any:
+    """Stop ignoring a domain."""
+    actions.unignore_domain(archive(), domain)
+    flash(f"Links to {domain} are checked again.")
+    return redirect(url_for("actions.domains"))
