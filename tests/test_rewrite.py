@@ -246,9 +246,35 @@ def test_integrity_dropped_from_link_only() -> None:
     )
     assert html(doc) == (
         f'<link rel="stylesheet" href="{MP}http://ex.com/dir/s.css" crossorigin="anonymous">'
-        f'<link href="{MP}http://ex.com/dir/t.css"><link href={MP}http://ex.com/dir/u.css >'
+        f'<link href="{NAV}http://ex.com/dir/t.css"><link href={NAV}http://ex.com/dir/u.css >'
         f'<script src="{MP}http://ex.com/dir/j.js" integrity="sha384-y"></script>'
     )
+
+
+def test_only_resource_links_are_embedded() -> None:
+    """A browser loads a <link>'s href only for resource relations (stylesheet, icon, ...)."""
+    doc = ('<link rel="Shortcut Icon" href="/f.ico"><link rel=canonical href="/p">'
+           '<link rel="alternate" type="application/rss+xml" href="/feed">')
+    assert html(doc) == (f'<link rel="Shortcut Icon" href="{MP}http://ex.com/f.ico">'
+                         f'<link rel=canonical href="{NAV}http://ex.com/p">'
+                         f'<link rel="alternate" type="application/rss+xml" '
+                         f'href="{NAV}http://ex.com/feed">')
+
+
+def test_embedded_urls_are_what_replay_serves_bare() -> None:
+    from archiver.replay.rewrite import embedded_urls_css, embedded_urls_html
+
+    doc = ('<link rel=stylesheet href=s.css><link rel=canonical href=/p>'
+           '<body style="background:url(bg.png)"><img src=a.png srcset="b.png 2x, a.png 1x">'
+           '<a href=/nav>n</a><iframe src="//other.org/frame#x"></iframe>'
+           '<video poster=p.jpg><source src=v.mp4></video><style>@import "i.css";</style>')
+    assert embedded_urls_html(doc, "http://ex.com/dir/page") == [
+        "http://ex.com/dir/s.css", "http://ex.com/dir/bg.png", "http://ex.com/dir/a.png",
+        "http://ex.com/dir/b.png", "http://other.org/frame", "http://ex.com/dir/p.jpg",
+        "http://ex.com/dir/v.mp4", "http://ex.com/dir/i.css"]
+    assert embedded_urls_css("@import url(a.css); b{background:url(../b.png)} c{x:url(data:,)}",
+                             "http://ex.com/c/s.css") == ["http://ex.com/c/a.css",
+                                                          "http://ex.com/b.png"]
 
 
 def test_non_http_urls_untouched() -> None:

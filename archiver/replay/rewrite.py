@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from html import unescape as _html_unescape
 from html.entities import html5 as _HTML5_ENTITIES
@@ -161,6 +161,13 @@ _ATTR_MODIFIERS: dict[str, dict[str, str]] = {
     "use": {"href": EMBED, "xlink:href": EMBED},
     "feimage": {"href": EMBED, "xlink:href": EMBED},
 }
+# <link> relations whose href a browser loads; any other <link> (canonical, alternate, ...)
+# points at a page, not at a resource.
+_LINK_RESOURCE_RELS = frozenset({
+    "stylesheet", "icon", "apple-touch-icon", "apple-touch-icon-precomposed", "mask-icon",
+    "preload", "modulepreload", "prefetch", "manifest", "image_src",
+})
+_LINK_PAGE_MODIFIERS = {"href": NAV, "imagesrcset": EMBED}
 _SRCSET_ATTRS = frozenset({"srcset", "imagesrcset"})
 # tag -> (attribute, other attribute, value that other one must have for the first to be a URL)
 _GATED_ATTRS = {
@@ -360,6 +367,10 @@ class _HtmlPass:
     ) -> None:
         """Rewrite the URL-bearing attributes of one start tag."""
         attrs = [(m.group(1).lower(), m) for m in _ATTR.finditer(self.html, start, end)]
+        if tag == "link":
+            rel = next((self.value_of(m) for n, m in attrs if n == "rel"), "")
+            if not _LINK_RESOURCE_RELS.intersection(rel.lower().split()):
+                modifiers = _LINK_PAGE_MODIFIERS
         gated = ""
         gate = _GATED_ATTRS.get(tag)
         if gate is not None:
@@ -562,3 +573,44 @@ def rewrite_css(css: str, rewriter: UrlRewriter) -> str:
     except Exception:  # a rewriter bug must not break replay: serve the sheet as archived
         _log.exception("CSS rewrite failed for %s", rewriter.base_url)
         return css
+
+
+# --------------------------------------------------------------------------------------------
+# Collecting instead of rewriting: what a page needs to render is exactly what replay serves bare.
+
+
+@dataclass(frozen=True, slots=True)
+class UrlCollector(UrlRewriter):
+    """A rewriter that changes nothing and records every absolute URL with its modifier."""
+
+    found: list[tuple[str, str]] = field(default_factory=list)
+
+    def rewrite(self, url: str, modifier: str = "") -> str:
+        """Record ``url`` resolved (when it is an http(s) URL); return it unchanged."""
+        rewritten = UrlRewriter.rewrite(self, url, modifier)
+        if rewritten is not url and rewritten != url:
+            cut = len(self.prefix) + len(self.timestamp) + len(modifier) + 1
+            self.found.append((rewritten[cut:], modifier))
+        return url
+
+
+def _unique_embedded(collector: UrlCollector) -> list[str]:
+    seen: dict[str, None] = {}
+    for url, modifier in collector.found:
+        if modifier == EMBED:
+            seen.setdefault(url.split("#", 1)[0], None)
+    return list(seen)
+
+
+def embedded_urls_html(html: str, base_url: str) -> list[str]:
+    """Absolute URLs of everything an HTML document loads to render (images, styles, ...)."""
+    collector = UrlCollector(base_url=base_url, timestamp="0")
+    rewrite_html(html, collector)
+    return _unique_embedded(collector)
+
+
+def embedded_urls_css(css: str, base_url: str) -> list[str]:
+    """Absolute URLs a style sheet loads (url() and @import)."""
+    collector = UrlCollector(base_url=base_url, timestamp="0")
+    rewrite_css(css, collector)
+    return _unique_embedded(collector)
