@@ -6,9 +6,11 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from archiver.capture import Capturer, index_lookup
 from archiver.check import ProbeCache
 from archiver.db import Database
 from archiver.net.client import HttpClient
+from archiver.robots import RobotsPolicy
 from archiver.settings import Settings
 from archiver.warc.store import WarcStore
 
@@ -22,6 +24,7 @@ class Archive:
     store: WarcStore
     _client: HttpClient | None = field(default=None, repr=False)
     _probes: ProbeCache | None = field(default=None, repr=False)
+    _capturer: Capturer | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, *, require_schema: bool = True) -> Archive:
@@ -44,6 +47,15 @@ class Archive:
         if self._probes is None:
             self._probes = ProbeCache(self.settings["health.probe_cache"])
         return self._probes
+
+    def capturer(self) -> Capturer:
+        """The page capturer of this process (one robots.txt cache, one digest memory)."""
+        if self._capturer is None:
+            client = self.client()
+            self._capturer = Capturer(client, self.store, self.settings,
+                                      lookup=index_lookup(self.db.new_session),
+                                      robots=RobotsPolicy(client))
+        return self._capturer
 
     def close(self) -> None:
         """Close the WARC file, the HTTP pool and the database pool."""

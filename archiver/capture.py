@@ -1,50 +1,247 @@
-"""Snapshot one URL into the WARC store and index what was written."""
+"""Snapshot one page, with what it needs to render, into the WARC store.
+
+A capture fetches the page (every redirect hop is recorded), then its requisites — images,
+style sheets and what they import, fonts, scripts, posters, iframes one level deep — on any
+host, within the page's caps on count, bytes and time.  A payload already stored (by this
+process or in the index) is written as a small ``revisit`` record instead of again.  robots.txt
+and "noarchive" are honoured unless ``capture.respect_robots`` is off; a refusal is recorded as
+such, not as a failure of the link.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from archiver.fingerprint import body_sketch
+from archiver.fingerprint import HTML_TYPES, body_sketch
 from archiver.models import Capture
-from archiver.net.client import FetchError, HttpClient
+from archiver.net.client import Exchange, FetchError, HttpClient
+from archiver.net.content import ContentError, charset_of, decode_text, undo_content_encoding
+from archiver.replay.rewrite import embedded_urls_css, embedded_urls_html
+from archiver.robots import RobotsPolicy, forbids_archiving
+from archiver.settings import Settings
 from archiver.warc.records import RecordLocation
-from archiver.warc.store import WarcStore
+from archiver.warc.store import WarcStore, payload_digest
+
+REQUISITE_WORKERS = 4
+MEDIA_PREFIXES = ("audio/", "video/")
+CSS_TYPE = "text/css"
+DigestLookup = Callable[[str], RecordLocation | None]
+
+
+class CaptureOutcome(StrEnum):
+    """How a capture attempt ended."""
+
+    ARCHIVED = "archived"
+    FAILED = "failed"
+    REFUSED = "refused"  # robots.txt or noarchive: the site asked not to be archived
+    SKIPPED = "skipped"  # audio or video larger than capture.max_media_bytes
 
 
 @dataclass
 class CaptureResult:
-    """Records written for one URL (every redirect hop included) and the error, if any."""
+    """Records written for one page (its redirect hops and requisites) and how it went."""
 
+    outcome: CaptureOutcome = CaptureOutcome.FAILED
     locations: list[RecordLocation] = field(default_factory=list)
     error: str | None = None
     verdict: str | None = None
-    sketch: str | None = None  # text fingerprint of the final response, when it succeeded
+    sketch: str | None = None  # text fingerprint of the page, when it was archived
+    requisites: int = 0
+    revisits: int = 0
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when at least one response was archived."""
-        return bool(self.locations)
+        """True when the page itself was archived."""
+        return self.outcome is CaptureOutcome.ARCHIVED
 
 
-def capture_url(client: HttpClient, store: WarcStore, url: str) -> CaptureResult:
-    """Fetch ``url`` with its redirects and write each exchange; never raises on fetch errors."""
+def _media_type(exchange: Exchange) -> str:
+    return exchange.content_type
+
+
+def _decoded(exchange: Exchange, limit: int) -> str | None:
     try:
-        exchanges = client.fetch(url).exchanges
-        error: FetchError | None = None
-    except FetchError as exc:
-        exchanges, error = exc.exchanges, exc
-    result = CaptureResult(locations=[store.write_exchange(e) for e in exchanges])
-    final = exchanges[-1] if exchanges else None
-    if final is not None and 200 <= final.status < 300 and error is None:
-        result.sketch = body_sketch(final.body, final.header("Content-Type") or "",
-                                    final.header("Content-Encoding") or "",
-                                    client.max_body_bytes)
-    if error is not None:
-        result.error, result.verdict = error.message, error.verdict
-    return result
+        body = undo_content_encoding(exchange.body, exchange.header("Content-Encoding") or "",
+                                     limit)
+    except ContentError:
+        return None
+    return decode_text(body, charset_of(exchange.header("Content-Type") or "", body))
+
+
+@dataclass
+class _Budget:
+    """What is left of the page's caps."""
+
+    count: int
+    bytes: int
+    deadline: float
+
+    def spent(self) -> bool:
+        return self.count <= 0 or self.bytes <= 0 or time.monotonic() >= self.deadline
+
+
+class Capturer:
+    """Captures pages into one store; shared by the threads of a run."""
+
+    def __init__(self, client: HttpClient, store: WarcStore, settings: Settings,
+                 lookup: DigestLookup | None = None, robots: RobotsPolicy | None = None) -> None:
+        self.client = client
+        self.store = store
+        self.settings = settings
+        self.lookup = lookup
+        self.robots = robots if settings["capture.respect_robots"] else None
+        self.max_media: int = settings["capture.max_media_bytes"]
+
+    # -- one exchange --------------------------------------------------------------------
+
+    def _wants_body(self, _status: int, headers: list[tuple[str, str]]) -> bool:
+        """Refuse the body of audio or video announced as larger than the media cap."""
+        kind = next((v for k, v in headers if k.lower() == "content-type"), "").lower()
+        size = next((v for k, v in headers if k.lower() == "content-length"), "")
+        return not (kind.startswith(MEDIA_PREFIXES) and size.isdigit()
+                    and int(size) > self.max_media)
+
+    def _too_big_media(self, exchange: Exchange) -> bool:
+        return exchange.body_skipped or (
+            _media_type(exchange).startswith(MEDIA_PREFIXES)
+            and (exchange.truncated is not None or len(exchange.body) > self.max_media))
+
+    def _write(self, exchange: Exchange, result: CaptureResult) -> None:
+        """Write one exchange, as a revisit when its payload is already stored."""
+        original = None
+        if 200 <= exchange.status < 300 and not exchange.truncated and exchange.body:
+            digest = payload_digest(exchange.body)
+            original = self.store.written(digest) or (self.lookup(digest) if self.lookup
+                                                      else None)
+        location = self.store.write_exchange(exchange, revisit_of=original)
+        result.locations.append(location)
+        result.revisits += int(original is not None)
+
+    def _fetch(self, url: str, cap: int) -> tuple[list[Exchange], FetchError | None]:
+        try:
+            return self.client.fetch(url, max_body_bytes=cap,
+                                     want_body=self._wants_body).exchanges, None
+        except FetchError as exc:
+            return exc.exchanges, exc
+
+    # -- a page ----------------------------------------------------------------------------
+
+    def capture(self, url: str) -> CaptureResult:
+        """Capture ``url`` and, for an HTML page, its requisites; never raises on fetch errors."""
+        result = CaptureResult()
+        if self.robots is not None and not self.robots.allowed(url):
+            result.outcome, result.error = CaptureOutcome.REFUSED, "robots.txt disallows it"
+            return result
+        budget = _Budget(self.settings["capture.max_requisites"],
+                         self.settings["capture.max_page_bytes"],
+                         time.monotonic() + self.settings["capture.max_page_time"])
+        exchanges, error = self._fetch(url, min(self.client.max_body_bytes, budget.bytes))
+        final = exchanges[-1] if exchanges else None
+        if final is None:
+            result.error = error.message if error else "no response"
+            result.verdict = error.verdict if error else None
+            return result
+        html = (_decoded(final, self.client.max_body_bytes)
+                if final.content_type in HTML_TYPES and 200 <= final.status < 300 else None)
+        if self.robots is not None and forbids_archiving(final, (html or "")[:65536]):
+            result.outcome, result.error = CaptureOutcome.REFUSED, "the page says noarchive"
+            return result
+        if self._too_big_media(final):
+            result.outcome = CaptureOutcome.SKIPPED
+            result.error = f"media larger than {self.max_media} bytes"
+            result.skipped.append(final.url)
+            return result
+        for exchange in exchanges:
+            self._write(exchange, result)
+            budget.bytes -= len(exchange.body)
+        if error is not None:
+            result.error, result.verdict = error.message, error.verdict
+        else:
+            result.outcome = CaptureOutcome.ARCHIVED
+            if 200 <= final.status < 300:
+                result.sketch = body_sketch(final.body, final.header("Content-Type") or "",
+                                            final.header("Content-Encoding") or "",
+                                            self.client.max_body_bytes)
+        if html is not None and self.settings["capture.requisites"]:
+            self._requisites(embedded_urls_html(html, final.url), {url, final.url}, budget,
+                             result)
+        return result
+
+    def _requisites(self, first: list[str], seen: set[str], budget: _Budget,
+                    result: CaptureResult) -> None:
+        """Fetch requisites breadth first: CSS imports up to css_depth, iframes one level."""
+        css_depth: int = self.settings["capture.css_depth"]
+        wave = [(u, 1) for u in first if u not in seen]
+        seen.update(u for u, _ in wave)
+        with ThreadPoolExecutor(REQUISITE_WORKERS, thread_name_prefix="requisite") as pool:
+            while wave and not budget.spent():
+                wave = wave[:budget.count]
+                budget.count -= len(wave)
+                fetched = list(pool.map(
+                    lambda item: (item, self._fetch_requisite(item[0], budget.bytes)), wave))
+                wave = []
+                for (_req_url, depth), (exchanges, _error) in fetched:
+                    if not exchanges:
+                        continue
+                    final = exchanges[-1]
+                    if self._too_big_media(final):
+                        result.skipped.append(final.url)
+                        continue
+                    for exchange in exchanges:
+                        self._write(exchange, result)
+                        budget.bytes -= len(exchange.body)
+                    result.requisites += 1
+                    for child in self._children(final, depth, css_depth):
+                        if child not in seen:
+                            seen.add(child)
+                            wave.append((child, depth + 1))
+
+    def _fetch_requisite(self, url: str,
+                         cap: int) -> tuple[list[Exchange], FetchError | None]:
+        if cap <= 0 or (self.robots is not None and not self.robots.allowed(url)):
+            return [], None
+        return self._fetch(url, min(cap, self.client.max_body_bytes))
+
+    def _children(self, exchange: Exchange, depth: int, css_depth: int) -> list[str]:
+        """Requisites of a requisite: what a style sheet imports, what an iframe loads."""
+        if not 200 <= exchange.status < 300:
+            return []
+        if exchange.content_type == CSS_TYPE and depth <= css_depth:
+            text = _decoded(exchange, self.client.max_body_bytes)
+            return embedded_urls_css(text, exchange.url) if text else []
+        if exchange.content_type in HTML_TYPES and depth == 1:  # an iframe's document
+            text = _decoded(exchange, self.client.max_body_bytes)
+            return embedded_urls_html(text, exchange.url) if text else []
+        return []
+
+
+def index_lookup(session_factory: Callable[[], Session]) -> DigestLookup:
+    """A digest lookup over the capture index (the oldest full response with that payload)."""
+
+    def lookup(digest: str) -> RecordLocation | None:
+        with session_factory() as session:
+            row = session.scalars(select(Capture).where(
+                Capture.payload_digest == digest, Capture.record_type == "response",
+                Capture.truncated.is_(None)).order_by(Capture.captured_at).limit(1)).first()
+            return location_of(row) if row is not None else None
+
+    return lookup
+
+
+def location_of(row: Capture) -> RecordLocation:
+    """The index row as a record location."""
+    return RecordLocation(warc_file=row.warc_file, offset=row.offset, length=row.length,
+                          record_type=row.record_type, record_id=row.record_id, url=row.url,
+                          captured_at=row.captured_at, status=row.status, mime=row.mime,
+                          payload_digest=row.payload_digest, truncated=row.truncated)
 
 
 def index_locations(session: Session, locations: list[RecordLocation]) -> int:

@@ -62,6 +62,10 @@ class Database:
         finally:
             session.close()
 
+    def new_session(self) -> Session:
+        """A plain session the caller closes (for short lookups from worker threads)."""
+        return self._sessions()
+
     def alembic_config(self) -> Config:
         """Alembic configuration pointing at this database."""
         config = Config()

@@ -22,12 +22,12 @@ from itertools import zip_longest
 from sqlalchemy import and_, func, or_, select, update
 
 from archiver.archive import Archive
-from archiver.capture import capture_url, index_locations
+from archiver.capture import CaptureOutcome, index_locations
 from archiver.check import check_url
 from archiver.clock import utcnow
 from archiver.fingerprint import similarity
 from archiver.health import apply_verdict, with_jitter
-from archiver.models import CaptureOutcome, Check, Link, link_is_ignored
+from archiver.models import Check, Link, link_is_ignored
 from archiver.settings import Settings
 from archiver.verdicts import Verdict
 
@@ -177,31 +177,31 @@ def check_link(archive: Archive, link_id: int) -> str | None:
 
 
 def capture_link(archive: Archive, link_id: int) -> str | None:
-    """Capture one link by ID into WARC and index it; None if the link is gone."""
+    """Capture one link by ID (with its requisites) and index it; None if the link is gone."""
     url = _url_of(archive, link_id)
     if url is None:
         return None
-    result = capture_url(archive.client(), archive.store, url)
+    result = archive.capturer().capture(url)
     now = utcnow()
+    settings = archive.settings
     with archive.db.session() as session:
-        index_locations(session, result.locations)
+        index_locations(session, result.locations)  # the records are on disk (fsynced) now
         link = session.get(Link, link_id)
         if link is None:
             return None
         link.last_capture_at = now
+        link.last_capture_outcome = result.outcome
+        link.last_capture_error = (f"{result.verdict}: {result.error}" if result.verdict
+                                   else result.error)
+        retry = result.outcome is CaptureOutcome.FAILED
+        link.next_capture_at = with_jitter(now, settings["capture.retry_interval"] if retry
+                                           else settings["capture.recapture_interval"])
         if result.ok:
-            link.last_capture_outcome = CaptureOutcome.ARCHIVED
-            link.last_capture_error = result.error
-            link.next_capture_at = with_jitter(now, archive.settings["capture.recapture_interval"])
-            note_fingerprint(link, result.sketch, now, archive.settings, captured=True)
-        else:
-            link.last_capture_outcome = CaptureOutcome.FAILED
-            link.last_capture_error = f"{result.verdict}: {result.error}"
-            link.next_capture_at = with_jitter(now, archive.settings["capture.retry_interval"])
+            note_fingerprint(link, result.sketch, now, settings, captured=True)
         _release(link, WorkKind.CAPTURE)
-    outcome = CaptureOutcome.ARCHIVED if result.ok else CaptureOutcome.FAILED
-    log.info("captured %s: %s", url, outcome, extra={"link_id": link_id})
-    return str(outcome)
+    log.info("captured %s: %s (%d requisites, %d revisits)", url, result.outcome,
+             result.requisites, result.revisits, extra={"link_id": link_id})
+    return str(result.outcome)
 
 
 _WORKERS: dict[WorkKind, Callable[[Archive, int], str | None]] = {

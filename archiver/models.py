@@ -65,13 +65,6 @@ class LinkState(StrEnum):
     UNKNOWN = "unknown"   # blocked or rate limited: needs a human to look
 
 
-class CaptureOutcome(StrEnum):
-    """How the last capture attempt of a link ended."""
-
-    ARCHIVED = "archived"
-    FAILED = "failed"
-
-
 class Source(Base):
     """Somewhere posts come from: a feed, sitemap, page, WordPress export or folder."""
 

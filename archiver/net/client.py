@@ -14,6 +14,7 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,7 @@ from archiver.verdicts import Verdict
 READ_CHUNK = 64 * 1024
 ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+BodyFilter = Callable[[int, list[tuple[str, str]]], bool]
 
 
 class ForbiddenAddressError(NewConnectionError):
@@ -75,6 +77,7 @@ class Exchange:
     elapsed: float
     peer_ip: str | None = None
     truncated: str | None = None  # "length" or "time" when the body was cut
+    body_skipped: bool = False  # the caller declined the body after seeing the headers
 
     def header(self, name: str) -> str | None:
         """First value of a response header, case-insensitively."""
@@ -284,7 +287,8 @@ class HttpClient:
         self.max_redirects: int = settings["fetch.max_redirects"]
         self.allow_private: bool = settings["fetch.allow_private_networks"]
         self.limiter = limiter or HostLimiter(settings["fetch.per_host_concurrency"],
-                                              settings["fetch.per_host_delay"])
+                                              settings["fetch.per_host_delay"],
+                                              settings["fetch.concurrency"])
         self.session = requests.Session()
         self.session.trust_env = False  # a proxy from the environment would bypass the guard
         adapter = _GuardedAdapter(self.allow_private, max(10, settings["fetch.concurrency"] * 2))
@@ -303,18 +307,21 @@ class HttpClient:
 
     def fetch(self, url: str, method: str = "GET", *, follow_redirects: bool = True,
               max_body_bytes: int | None = None,
-              headers: dict[str, str] | None = None, body: bytes | None = None) -> FetchResult:
+              headers: dict[str, str] | None = None, body: bytes | None = None,
+              want_body: BodyFilter | None = None) -> FetchResult:
         """Fetch ``url``, following redirects; raise :class:`FetchError` when nothing came back.
 
         A redirect chain that ends in a loop or runs too long raises too, carrying the hops
-        received so far in ``exchanges``.
+        received so far in ``exchanges``.  ``want_body(status, headers)`` returning False
+        leaves a response's body unread (``body_skipped``), e.g. for an oversized video.
         """
         result = FetchResult()
         seen = {url}
         current = url
         started = time.monotonic()
         while True:
-            exchange = self._one(current, method, max_body_bytes, headers, body, result)
+            exchange = self._one(current, method, max_body_bytes, headers, body, result,
+                                 want_body)
             result.exchanges.append(exchange)
             target = exchange.location
             if not follow_redirects or target is None:
@@ -333,7 +340,7 @@ class HttpClient:
 
     def _one(self, url: str, method: str, max_body_bytes: int | None,
              extra_headers: dict[str, str] | None, body: bytes | None,
-             result: FetchResult) -> Exchange:
+             result: FetchResult, want_body: BodyFilter | None = None) -> Exchange:
         parts = urlsplit(url)
         if parts.scheme.lower() not in FETCHABLE_SCHEMES:
             raise FetchError(Verdict.UNSUPPORTED_SCHEME, f"cannot fetch {parts.scheme!r} URLs",
@@ -353,7 +360,7 @@ class HttpClient:
             _DEADLINE.arm(self.timeout)
             try:
                 return self._exchange(url, method, request_headers, body, cap, started_at,
-                                      started)
+                                      started, want_body)
             except FetchError:
                 raise
             except (requests.RequestException, HTTPError, OSError, ValueError) as exc:
@@ -365,7 +372,7 @@ class HttpClient:
 
     def _exchange(self, url: str, method: str, request_headers: dict[str, str],
                   body: bytes | None, cap: int, started_at: datetime,
-                  started: float) -> Exchange:
+                  started: float, want_body: BodyFilter | None) -> Exchange:
         remaining = _DEADLINE.remaining(self.timeout)
         response = self.session.request(method, url, headers=request_headers, data=body,
                                         stream=True,
@@ -375,7 +382,9 @@ class HttpClient:
             chunks: list[bytes] = []
             size = 0
             truncated: str | None = None
-            if method != "HEAD":
+            headers = list(raw.headers.items())
+            skipped = want_body is not None and not want_body(response.status_code, headers)
+            if method != "HEAD" and not skipped:
                 while True:
                     if _DEADLINE.expired:
                         truncated = "time"
@@ -401,10 +410,11 @@ class HttpClient:
                 url=url, method=method,
                 request_head=_request_head(response.request, url),
                 status=response.status_code, reason=raw.reason or "",
-                http_version=version, headers=list(raw.headers.items()),
+                http_version=version, headers=headers,
                 body=b"".join(chunks), started_at=started_at,
                 elapsed=time.monotonic() - started,
                 peer_ip=getattr(raw, "peer_ip", None), truncated=truncated,
+                body_skipped=skipped,
             )
         finally:
             response.close()

@@ -1,4 +1,4 @@
-"""Per-host politeness: at most N requests in flight to a host, starts spaced by a delay."""
+"""Politeness: at most N requests in flight to a host (and M in all), starts spaced by a delay."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from contextlib import contextmanager
 
 
 class HostLimiter:
-    """Shared by every request of one run, so the limits hold across threads."""
+    """Shared by every request of a process, so the limits hold across threads and runs."""
 
-    def __init__(self, per_host_concurrency: int, per_host_delay: float) -> None:
+    def __init__(self, per_host_concurrency: int, per_host_delay: float,
+                 total_concurrency: int | None = None) -> None:
         self.per_host_concurrency = per_host_concurrency
         self.per_host_delay = per_host_delay
+        self._total = threading.Semaphore(total_concurrency) if total_concurrency else None
         self._lock = threading.Lock()
         self._slots: dict[str, threading.Semaphore] = {}
         self._next_start: dict[str, float] = {}
@@ -30,6 +32,8 @@ class HostLimiter:
         """Hold one of ``host``'s slots, starting no sooner than the delay allows."""
         semaphore = self._semaphore(host)
         semaphore.acquire()
+        if self._total is not None:
+            self._total.acquire()
         try:
             with self._lock:
                 now = time.monotonic()
@@ -39,4 +43,6 @@ class HostLimiter:
                 time.sleep(start - now)
             yield
         finally:
+            if self._total is not None:
+                self._total.release()
             semaphore.release()

@@ -11,6 +11,8 @@ record to rebuild the index.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import os
 import socket
@@ -34,6 +36,12 @@ WARC_VERSION = "WARC/1.1"
 SOFTWARE = f"link-archiver/{__version__} (warcio)"
 # Hop-by-hop framing that no longer describes the stored (de-chunked) body.
 _FRAMING_HEADERS = frozenset({"transfer-encoding"})
+DIGEST_MEMORY = 100_000  # payload digests remembered for deduplication within a process
+
+
+def payload_digest(body: bytes) -> str:
+    """WARC-Payload-Digest of a (de-chunked) body: ``sha1:`` and base32, as warcio writes it."""
+    return "sha1:" + base64.b32encode(hashlib.sha1(body).digest()).decode("ascii")  # noqa: S324
 
 
 def warc_date(moment: datetime) -> str:
@@ -62,6 +70,7 @@ class WarcStore:
         self._file: BinaryIO | None = None
         self._name: str | None = None
         self._serial = 0
+        self._digests: dict[str, RecordLocation] = {}
 
     # -- writing -------------------------------------------------------------------------
 
@@ -95,8 +104,10 @@ class WarcStore:
         os.fsync(self._file.fileno())
         return offset
 
-    def write_exchange(self, exchange: Exchange) -> RecordLocation:
-        """Write a response and its request record; return the response record's location."""
+    def write_exchange(self, exchange: Exchange,
+                       revisit_of: RecordLocation | None = None) -> RecordLocation:
+        """Write a response (or, when ``revisit_of`` holds the same payload, a revisit record)
+        and its request record; return the location of the response or revisit record."""
         date = warc_date(exchange.started_at)
         common: dict[str, str] = {"WARC-Date": date}
         if exchange.peer_ip:
@@ -111,6 +122,12 @@ class WarcStore:
         )
 
         def build_response(writer: WARCWriter) -> Any:
+            if revisit_of is not None:
+                return writer.create_revisit_record(
+                    exchange.url, revisit_of.payload_digest, revisit_of.url,
+                    warc_date(revisit_of.captured_at), http_headers=http_headers,
+                    warc_headers_dict={**response_headers,
+                                       "WARC-Refers-To": revisit_of.record_id})
             return writer.create_warc_record(
                 exchange.url, "response", payload=io.BytesIO(exchange.body),
                 length=len(exchange.body), http_headers=http_headers,
@@ -133,14 +150,29 @@ class WarcStore:
             assert self._name is not None
             offset = self._append(response_bytes + request_bytes)
             name = self._name
-        content_type = exchange.content_type or None
-        return RecordLocation(
-            warc_file=name, offset=offset, length=len(response_bytes), record_type="response",
+        location = RecordLocation(
+            warc_file=name, offset=offset, length=len(response_bytes),
+            record_type="revisit" if revisit_of is not None else "response",
             record_id=response_id, url=exchange.url, captured_at=exchange.started_at,
-            status=exchange.status, mime=content_type,
+            status=exchange.status, mime=exchange.content_type or None,
             payload_digest=response_warc_headers.get_header("WARC-Payload-Digest"),
             truncated=exchange.truncated,
         )
+        if revisit_of is None and location.payload_digest and not exchange.truncated:
+            self.remember(location)
+        return location
+
+    def remember(self, location: RecordLocation) -> None:
+        """Note a whole payload this process wrote, so later copies become revisits."""
+        with self._lock:
+            self._digests[location.payload_digest or ""] = location
+            if len(self._digests) > DIGEST_MEMORY:
+                self._digests.pop(next(iter(self._digests)))
+
+    def written(self, digest: str) -> RecordLocation | None:
+        """A response this process wrote with that payload digest, if it remembers one."""
+        with self._lock:
+            return self._digests.get(digest)
 
     def _close_current(self) -> None:
         if self._file is not None:

@@ -1,0 +1,202 @@
+"""Captures that look like the page: requisites, revisits, caps, robots and media limits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from archiver.archive import Archive, initialise
+from archiver.capture import CaptureOutcome
+from archiver.clock import utcnow
+from archiver.demo.fixtureweb import Site
+from archiver.jobs import WorkKind, capture_link, run_due
+from archiver.models import Capture, Link
+from archiver.urls import host_of, url_key
+from tests.conftest import make_settings
+from tests.test_warc import warcio_check
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+                    "0000000d49444154789c63f8cfc0f01f0005000201e0a7d5b50000000049454e44ae426082")
+WOFF2 = b"wOF2" + bytes(60)
+
+
+def add_link(archive: Archive, url: str) -> int:
+    with archive.db.session() as session:
+        link = Link(url=url, url_key=url_key(url), host=host_of(url), next_capture_at=utcnow())
+        session.add(link)
+        session.flush()
+        return link.id
+
+
+def captured_urls(archive: Archive) -> dict[str, list[str]]:
+    with archive.db.session() as session:
+        rows = session.execute(select(Capture.url, Capture.record_type)).all()
+    found: dict[str, list[str]] = {}
+    for url, kind in rows:
+        found.setdefault(url, []).append(kind)
+    return found
+
+
+@pytest.fixture
+def article(site: Site) -> Iterator[Site]:
+    """An article page whose rendering needs assets on its own host and on a CDN."""
+    cdn = Site("cdn").start()
+    cdn.page("/fonts.css", "@font-face{font-family:F;src:url(f.woff2) format('woff2')}",
+             content_type="text/css")
+    cdn.page("/f.woff2", WOFF2, content_type="font/woff2")
+    cdn.page("/photo-2x.png", PNG + b"2x", content_type="image/png")
+    site.page("/style.css", f'@import url("{cdn.url("/fonts.css")}");\n'
+              "body{background:url(/img/bg.png)}", content_type="text/css")
+    site.page("/img/bg.png", PNG + b"bg", content_type="image/png")
+    site.page("/img/photo.png", PNG, content_type="image/png")
+    site.page("/app.js", "console.log(1)", content_type="application/javascript")
+    site.page("/frame.html", '<html><body><img src="/img/in-frame.png"></body></html>')
+    site.page("/img/in-frame.png", PNG + b"frame", content_type="image/png")
+    site.page("/article", f"""<html><head><link rel="stylesheet" href="/style.css">
+<script src="/app.js"></script><link rel="canonical" href="/article"></head>
+<body><img src="/img/photo.png" srcset="/img/photo.png 1x, {cdn.url('/photo-2x.png')} 2x">
+<iframe src="/frame.html"></iframe><a href="/elsewhere">not a requisite</a></body></html>""")
+    site.cdn = cdn  # type: ignore[attr-defined]
+    yield site
+    cdn.stop()
+
+
+def test_requisites_are_captured_on_any_host(archive: Archive, article: Site) -> None:
+    cdn: Site = article.cdn  # type: ignore[attr-defined]
+    add_link(archive, article.url("/article"))
+    assert run_due(archive, WorkKind.CAPTURE).outcomes == {"archived": 1}
+    urls = captured_urls(archive)
+    for expected in (article.url("/article"), article.url("/style.css"), cdn.url("/fonts.css"),
+                     cdn.url("/f.woff2"), article.url("/img/bg.png"),
+                     article.url("/img/photo.png"), cdn.url("/photo-2x.png"),
+                     article.url("/app.js"), article.url("/frame.html"),
+                     article.url("/img/in-frame.png")):
+        assert expected in urls, expected
+    assert article.url("/elsewhere") not in urls
+    assert article.hits.get("/elsewhere") is None
+    archive.store.close()
+    files = [archive.store.path_of(name) for name in archive.store.files()]
+    assert warcio_check(*files).returncode == 0
+
+
+def test_a_captured_article_replays_with_its_images_and_styles(
+        archive: Archive, article: Site, client: FlaskClient) -> None:
+    add_link(archive, article.url("/article"))
+    run_due(archive, WorkKind.CAPTURE)
+    page = client.get(f"/web/{article.url('/article')}", follow_redirects=True)
+    html = page.get_data(as_text=True)
+    stamp = html.split("/web/", 1)[1][:14]
+    image = client.get(f"/web/{stamp}mp_/{article.url('/img/photo.png')}",
+                       follow_redirects=True)
+    assert image.status_code == 200 and image.data == PNG
+    css = client.get(f"/web/{stamp}mp_/{article.url('/style.css')}", follow_redirects=True)
+    assert css.status_code == 200 and b"/web/" in css.data  # its url()s point into the archive
+
+
+def test_unchanged_page_writes_only_revisits(archive: Archive, article: Site) -> None:
+    link_id = add_link(archive, article.url("/article"))
+    capture_link(archive, link_id)
+    files_before = {name: archive.store.path_of(name).stat().st_size
+                    for name in archive.store.files()}
+    first = captured_urls(archive)
+    capture_link(archive, link_id)
+    second = captured_urls(archive)
+    for url, kinds in second.items():
+        assert kinds[: len(first[url])] == first[url]
+        new = kinds[len(first[url]):]
+        assert new in ([], ["revisit"]), (url, new)
+    assert sum(kinds.count("revisit") for kinds in second.values()) >= 9
+    archive.store.close()
+    added = sum(archive.store.path_of(name).stat().st_size for name in archive.store.files()) \
+        - sum(files_before.values())
+    with archive.db.session() as session:
+        page_revisit = session.scalars(select(Capture).where(
+            Capture.url == article.url("/article"), Capture.record_type == "revisit")).one()
+    assert page_revisit.length < 2048  # a revisit of an unchanged page costs under 2 KB
+    assert added < 12 * 2048
+
+
+def test_revisits_replay_the_original_payload(archive: Archive, site: Site,
+                                              client: FlaskClient) -> None:
+    site.page("/a.png", PNG, content_type="image/png")
+    site.page("/b.png", PNG, content_type="image/png")  # same bytes at another URL
+    run_due_ids = [add_link(archive, site.url("/a.png")), add_link(archive, site.url("/b.png"))]
+    for link_id in run_due_ids:
+        capture_link(archive, link_id)
+    assert captured_urls(archive) == {site.url("/a.png"): ["response"],
+                                      site.url("/b.png"): ["revisit"]}
+    replay = client.get(f"/web/{site.url('/b.png')}", follow_redirects=True)
+    assert replay.status_code == 200 and replay.data == PNG
+
+
+def test_page_caps_cut_and_mark(tmp_path: Path, article: Site) -> None:
+    settings = make_settings(tmp_path / "d", capture__max_requisites=2)
+    initialise(settings)
+    with Archive.open(settings) as archive:
+        add_link(archive, article.url("/article"))
+        run_due(archive, WorkKind.CAPTURE)
+        assert len(captured_urls(archive)) == 3  # the page and two requisites
+    settings = make_settings(tmp_path / "e", capture__max_page_bytes="300")
+    initialise(settings)
+    with Archive.open(settings) as archive:
+        add_link(archive, article.url("/article"))
+        run_due(archive, WorkKind.CAPTURE)
+        with archive.db.session() as session:
+            page = session.scalars(select(Capture).where(
+                Capture.url == article.url("/article"))).one()
+        assert page.truncated == "length"
+        assert len(captured_urls(archive)) == 1
+
+
+def test_robots_txt_refusal_is_not_a_failure(archive: Archive, site: Site) -> None:
+    site.page("/robots.txt", "User-agent: *\nDisallow: /private/\n", content_type="text/plain")
+    site.page("/private/page", "<p>secret</p>")
+    link_id = add_link(archive, site.url("/private/page"))
+    assert capture_link(archive, link_id) == CaptureOutcome.REFUSED
+    assert site.hits.get("/private/page") is None
+    with archive.db.session() as session:
+        link = session.get(Link, link_id)
+        assert link is not None
+        assert link.last_capture_outcome == "refused" and "robots.txt" in (
+            link.last_capture_error or "")
+        assert link.state == "pending"  # the link's health is untouched
+
+
+@pytest.mark.parametrize("how", ["meta", "header"])
+def test_noarchive_is_respected(archive: Archive, site: Site, how: str) -> None:
+    if how == "meta":
+        site.page("/p", '<html><head><meta name="robots" content="noindex, noarchive">'
+                  "</head><body>x</body></html>")
+    else:
+        site.page("/p", "<p>x</p>", headers={"X-Robots-Tag": "noarchive"})
+    assert capture_link(archive, add_link(archive, site.url("/p"))) == CaptureOutcome.REFUSED
+    assert captured_urls(archive) == {}
+
+
+def test_robots_can_be_turned_off(tmp_path: Path, site: Site) -> None:
+    settings = make_settings(tmp_path / "d", capture__respect_robots=False)
+    initialise(settings)
+    site.page("/robots.txt", "User-agent: *\nDisallow: /\n", content_type="text/plain")
+    site.page("/p", "<p>x</p>", headers={"X-Robots-Tag": "noarchive"})
+    with Archive.open(settings) as archive:
+        assert capture_link(archive, add_link(archive, site.url("/p"))) == "archived"
+
+
+def test_large_media_is_skipped_but_the_page_is_kept(tmp_path: Path, site: Site) -> None:
+    settings = make_settings(tmp_path / "d", capture__max_media_bytes="1KB")
+    initialise(settings)
+    site.page("/film.webm", b"\x1a\x45\xdf\xa3" + bytes(5000), content_type="video/webm")
+    site.page("/clip.webm", b"\x1a\x45\xdf\xa3" + bytes(100), content_type="video/webm")
+    site.page("/watch", '<video src="/film.webm" poster="/p.png"></video>'
+              '<video src="/clip.webm"></video>')
+    site.page("/p.png", PNG, content_type="image/png")
+    with Archive.open(settings) as archive:
+        assert capture_link(archive, add_link(archive, site.url("/watch"))) == "archived"
+        urls = captured_urls(archive)
+        assert site.url("/clip.webm") in urls and site.url("/p.png") in urls
+        assert site.url("/film.webm") not in urls
+        assert capture_link(archive, add_link(archive, site.url("/film.webm"))) == "skipped"
