@@ -246,6 +246,12 @@ REGISTRY: tuple[Setting, ...] = (
     _s("web.host", "str", "127.0.0.1", "Address the web UI listens on."),
     _s("web.port", "int", 8000, "Port the web UI listens on.", validate=non_negative),
     _s("web.page_size", "int", 50, "Rows per page in the web UI's tables.", validate=positive),
+    _s("web.replay_origin", "str", "",
+       "Origin (e.g. https://replay.example.org) that serves archived documents, apart from "
+       "the UI's origin; both names must reach this app. Empty: same origin, sandboxed."),
+    _s("web.replay_scripts", "bool", False,
+       "Let archived pages run their scripts, always inside an opaque sandboxed origin "
+       "that cannot reach the author's session."),
     _s("web.admin_password_hash", "str", "",
        "Hash of the author's password (make one with `archiver hash-password`). Empty: "
        "nobody can log in, so the author's actions are off.", secret=True),

@@ -87,9 +87,10 @@ def test_a_captured_article_replays_with_its_images_and_styles(
         archive: Archive, article: Site, client: FlaskClient) -> None:
     add_link(archive, article.url("/article"))
     run_due(archive, WorkKind.CAPTURE)
-    page = client.get(f"/web/{article.url('/article')}", follow_redirects=True)
-    html = page.get_data(as_text=True)
-    stamp = html.split("/web/", 1)[1][:14]
+    frame = client.get(f"/web/{article.url('/article')}")
+    stamp = frame.headers["Location"].split("/")[2]
+    html = client.get(f"/web/{stamp}mp_/{article.url('/article')}").get_data(as_text=True)
+    assert f'src="/web/{stamp}mp_/{article.url("/img/photo.png")}"' in html
     image = client.get(f"/web/{stamp}mp_/{article.url('/img/photo.png')}",
                        follow_redirects=True)
     assert image.status_code == 200 and image.data == PNG
@@ -129,7 +130,7 @@ def test_revisits_replay_the_original_payload(archive: Archive, site: Site,
         capture_link(archive, link_id)
     assert captured_urls(archive) == {site.url("/a.png"): ["response"],
                                       site.url("/b.png"): ["revisit"]}
-    replay = client.get(f"/web/{site.url('/b.png')}", follow_redirects=True)
+    replay = client.get(f"/web/2id_/{site.url('/b.png')}", follow_redirects=True)
     assert replay.status_code == 200 and replay.data == PNG
 
 

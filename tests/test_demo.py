@@ -27,7 +27,9 @@ def test_demo_archives_and_checks_the_soviet_story_references(tmp_path: Path) ->
         client = create_app(archive.settings, archive).test_client()
         article = rows["wiki/The_Soviet_Story"]
         assert (article["state"], article["verdict"]) == ("alive", "ok")
-        replay = client.get(article["archived_url"])
+        frame = client.get(article["archived_url"])
+        assert frame.status_code == 200 and b"Archived copy" in frame.data
+        replay = client.get(article["archived_url"].replace("/http", "mp_/http", 1))
         assert replay.status_code == 200
         assert b"Edv\xc4\xabns \xc5\xa0nore" in replay.data
         trailer = rows["watch?v=soviet-story-trailer"]

@@ -90,9 +90,11 @@ def test_replay_rewrites_and_sandboxes(client: FlaskClient, filled: Site) -> Non
     target = latest.headers["Location"]
     stamp = target.split("/")[2]
     assert len(stamp) == 14 and stamp.isdigit()
-    response = client.get(target)
+    frame = client.get(target).get_data(as_text=True)
+    assert f'src="/web/{stamp}mp_/{filled.url("/page")}"' in frame
+    response = client.get(f"/web/{stamp}mp_/{filled.url('/page')}")
     assert response.status_code == 200
-    assert response.headers["Content-Security-Policy"] == "sandbox"
+    assert response.headers["Content-Security-Policy"].startswith("sandbox; default-src ")
     assert "Set-Cookie" not in response.headers
     assert "X-Frame-Options" not in response.headers
     assert "track=1" not in str(response.headers)  # cookies are dropped, not passed on

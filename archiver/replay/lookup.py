@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from archiver.clock import warc_timestamp
@@ -34,19 +37,74 @@ def parse_timestamp(text: str) -> datetime:
                     min(int(padded[10:12]), 59), min(int(padded[12:14]), 59))
 
 
+# Query parameters that never change what a page is: analytics tags and cache busters.
+_TRACKING = re.compile(r"^(?:utm_\w+|fbclid|gclid|dclid|msclkid|yclid|igshid|mc_cid|mc_eid|_ga|_gl"
+                       r"|_hsenc|_hsmi|ref_src|mkt_tok|oly_anon_id|oly_enc_id|vero_id)$", re.I)
+_CACHE_BUSTERS = re.compile(r"^(?:_|cb|bust|cachebust(?:er)?|nocache|rand(?:om)?|t|ts"
+                            r"|timestamp)$", re.I)
+_BUSTER_VALUE = re.compile(r"^[0-9a-f.]{6,}$", re.I)
+FUZZY_CANDIDATES = 500
+
+
+def fuzzy_url(url: str) -> str:
+    """``url`` without tracking parameters and numeric cache busters (``?_=1700000000``)."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    kept = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True)
+            if not _TRACKING.match(key)
+            and not (_CACHE_BUSTERS.match(key) and _BUSTER_VALUE.match(value))]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), ""))
+
+
+def _replayable(key: str) -> Select[Any]:
+    return select(Capture).where(Capture.url_key == key,
+                                 Capture.record_type.in_(REPLAYABLE_TYPES))
+
+
+def resolve_key(session: Session, url: str) -> str | None:
+    """The index key holding ``url``'s captures: its own, or a fuzzy match's."""
+    key = url_key(url)
+    if session.scalar(_replayable(key).limit(1)) is not None:
+        return key
+    wanted = url_key(fuzzy_url(url))
+    if wanted != key and session.scalar(_replayable(wanted).limit(1)) is not None:
+        return wanted
+    path_key = wanted.split("?", 1)[0]
+    rows = session.execute(
+        select(Capture.url_key, Capture.url).where(
+            Capture.url_key.startswith(path_key, autoescape=True),
+            Capture.record_type.in_(REPLAYABLE_TYPES))
+        .distinct().limit(FUZZY_CANDIDATES)).all()
+    for candidate_key, candidate_url in rows:
+        if url_key(fuzzy_url(candidate_url)) == wanted:
+            return str(candidate_key)
+    return None
+
+
+def captures_of(session: Session, url: str) -> list[Capture]:
+    """Every replayable capture of ``url`` (fuzzy matched if need be), oldest first."""
+    key = resolve_key(session, url)
+    if key is None:
+        return []
+    return list(session.scalars(_replayable(key).order_by(Capture.captured_at, Capture.id)))
+
+
 def nearest_capture(session: Session, url: str, moment: datetime | None) -> Capture | None:
     """The capture of ``url`` closest in time to ``moment`` (the latest when None)."""
-    key = url_key(url)
-    base = select(Capture).where(Capture.url_key == key,
-                                 Capture.record_type.in_(REPLAYABLE_TYPES))
-    latest = session.scalars(base.order_by(Capture.captured_at.desc()).limit(1)).first()
+    key = resolve_key(session, url)
+    if key is None:
+        return None
+    base = _replayable(key)
+    latest: Capture | None = session.scalars(
+        base.order_by(Capture.captured_at.desc()).limit(1)).first()
     if moment is None or latest is None:
         return latest
     before = session.scalars(base.where(Capture.captured_at <= moment)
                              .order_by(Capture.captured_at.desc()).limit(1)).first()
     after = session.scalars(base.where(Capture.captured_at > moment)
                             .order_by(Capture.captured_at.asc()).limit(1)).first()
-    candidates = [c for c in (before, after) if c is not None]
+    candidates: list[Capture] = [c for c in (before, after) if c is not None]
     return min(candidates, key=lambda c: abs((c.captured_at - moment).total_seconds()))
 
 

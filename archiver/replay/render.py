@@ -29,7 +29,6 @@ DROPPED_HEADERS = frozenset({
 })
 FRAMING_HEADERS = frozenset({"transfer-encoding", "content-encoding", "content-length",
                              "connection", "keep-alive"})
-SANDBOX_CSP = "sandbox"
 
 
 @dataclass
@@ -58,9 +57,21 @@ def _payload_record(session: Session, store: WarcStore, capture: Capture) -> tup
     return record, payload
 
 
+def document_csp(origin: str, scripts: bool) -> str:
+    """CSP of an archived document: an opaque sandbox that loads nothing from the live web."""
+    sandbox = "sandbox allow-scripts" if scripts else "sandbox"
+    sources = f"{origin} data: blob:" if origin else "'self' data: blob:"
+    return f"{sandbox}; default-src {sources} 'unsafe-inline' 'unsafe-eval'; form-action 'none'"
+
+
 def render_capture(session: Session, store: WarcStore, capture: Capture,
-                   prefix: str = "/web/") -> ArchivedResponse:
-    """The reader's response for ``capture``, with HTML and CSS rewritten into the archive."""
+                   prefix: str = "/web/", *, rewrite: bool = True, scripts: bool = False,
+                   origin: str = "") -> ArchivedResponse:
+    """The reader's response for ``capture``, with HTML and CSS rewritten into the archive.
+
+    ``rewrite=False`` gives the archived bytes as they are (pywb's ``id_``); ``origin`` is
+    the only place the document may load from (the archive itself).
+    """
     head_record, payload_record = _payload_record(session, store, capture)
     http_headers = head_record.http_headers or payload_record.http_headers
     status = int(http_headers.get_statuscode() or 200) if http_headers else 200
@@ -80,14 +91,16 @@ def render_capture(session: Session, store: WarcStore, capture: Capture,
         elif lowered not in DROPPED_HEADERS and lowered not in FRAMING_HEADERS:
             headers.append((f"X-Archive-Orig-{name}", value))
     media = content_type.split(";", 1)[0].strip().lower()
-    if media in {"text/html", "application/xhtml+xml"} or (not media and body[:1] == b"<"):
+    if not rewrite:
+        pass
+    elif media in {"text/html", "application/xhtml+xml"} or (not media and body[:1] == b"<"):
         text, charset = decode_reversibly(body, charset_of(content_type, body))
         body = rewrite_html(text, rewriter).encode(charset, "xmlcharrefreplace")
     elif media == "text/css":
         text, charset = decode_reversibly(body, charset_of(content_type))
         body = rewrite_css(text, rewriter).encode(charset, "xmlcharrefreplace")
     headers += [
-        ("Content-Security-Policy", SANDBOX_CSP),
+        ("Content-Security-Policy", document_csp(origin, scripts)),
         ("Memento-Datetime", capture.captured_at.strftime("%a, %d %b %Y %H:%M:%S GMT")),
         ("Content-Length", str(len(body))),
     ]

@@ -10,11 +10,18 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from archiver.archive import Archive
+from archiver.settings import Settings
 
 
 def archive() -> Archive:
     """The archive this app serves."""
     found: Archive = current_app.extensions["archive"]
+    return found
+
+
+def settings() -> Settings:
+    """The settings this app was created with (the web.* ones may differ from the core's)."""
+    found: Settings = current_app.extensions["settings"]
     return found
 
 
@@ -35,7 +42,7 @@ class Page:
 
 def paginate(session: Session, query: Select[Any]) -> Page:
     """The page of ``query`` asked for by ``?page=`` (1-based), ``web.page_size`` rows long."""
-    size: int = archive().settings["web.page_size"]
+    size: int = settings()["web.page_size"]
     try:
         number = max(1, int(request.args.get("page", "1")))
     except ValueError:

