@@ -5,7 +5,7 @@ INTEROP_VENV ?= .venv-interop
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit interop-tools config clean
+.PHONY: demo test lint unit interop-tools system-tools config clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed" or 0)'
@@ -18,12 +18,20 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 # Tools other archives are read and written with, in their own environment (pywb pins its own
 # dependencies); the interoperability tests run them as separate programs.
-$(INTEROP_VENV)/bin/wayback:
+# Bump the stamp's number whenever INTEROP_TOOLS changes, so existing environments update.
+INTEROP_TOOLS := 'pywb>=2.8' 'wacz>=0.5'
+INTEROP_STAMP := $(INTEROP_VENV)/.installed-2
+
+$(INTEROP_STAMP):
 	$(PYTHON) -m venv $(INTEROP_VENV)
 	$(INTEROP_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(INTEROP_VENV)/bin/python -m pip install --quiet 'pywb>=2.8'
+	$(INTEROP_VENV)/bin/python -m pip install --quiet $(INTEROP_TOOLS)
+	@touch $(INTEROP_STAMP)
 
-interop-tools: $(INTEROP_VENV)/bin/wayback
+interop-tools: $(INTEROP_STAMP)
+
+system-tools:
+	@./.ci/install-system-tools
 
 demo: $(STAMP)
 	$(BIN)/archiver demo
@@ -32,7 +40,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check archiver web tests bench
 	$(BIN)/mypy
 
-unit: $(STAMP) interop-tools
+unit: $(STAMP) interop-tools system-tools
 	ARCHIVER_INTEROP_BIN=$(abspath $(INTEROP_VENV)/bin) $(BIN)/pytest -q
 
 test: lint unit

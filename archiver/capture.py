@@ -19,6 +19,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from archiver.check import VALIDATORS
 from archiver.fingerprint import HTML_TYPES, body_sketch
 from archiver.models import Capture
 from archiver.net.client import Exchange, FetchError, HttpClient
@@ -53,6 +54,7 @@ class CaptureResult:
     error: str | None = None
     verdict: str | None = None
     sketch: str | None = None  # text fingerprint of the page, when it was archived
+    validators: dict[str, str] | None = None  # the page's ETag, Last-Modified, Content-Length
     requisites: int = 0
     revisits: int = 0
     skipped: list[str] = field(default_factory=list)
@@ -167,6 +169,8 @@ class Capturer:
         else:
             result.outcome = CaptureOutcome.ARCHIVED
             if 200 <= final.status < 300:
+                result.validators = {name: value for name in VALIDATORS
+                                     if (value := final.header(name))} or None
                 result.sketch = body_sketch(final.body, final.header("Content-Type") or "",
                                             final.header("Content-Encoding") or "",
                                             self.client.max_body_bytes)

@@ -141,15 +141,16 @@ def _get(client: HttpClient, url: str) -> CheckOutcome:
 
 
 def _attempt(client: HttpClient, url: str, previous: dict[str, str] | None) -> CheckOutcome:
-    """HEAD, then GET when HEAD fails, or when the page's validators changed since last time."""
+    """HEAD, then GET when HEAD fails, or when the page's validators changed since last time
+    (the body is then read for its fingerprint; the first capture gave the baseline)."""
     try:
         outcome = classify(url, client.fetch(url, "HEAD"))
         if outcome.verdict in SUCCESS:
             outcome.evidence["method"] = "HEAD"
             headers = outcome.evidence["headers"]
-            unchanged = previous is not None and any(previous.get(n) for n in VALIDATORS) and \
-                all(previous.get(n) == headers.get(n) for n in VALIDATORS)
-            return outcome if unchanged else _get(client, url)
+            changed = previous is not None and any(previous.get(n) != headers.get(n)
+                                                   for n in VALIDATORS)
+            return _get(client, url) if changed else outcome
     except FetchError as exc:
         if exc.verdict in {Verdict.DNS_ERROR, Verdict.CONNECTION_REFUSED,
                            Verdict.FORBIDDEN_ADDRESS, Verdict.INVALID_URL,
@@ -204,29 +205,46 @@ def _probe_key(url: str) -> str:
 
 
 class ProbeCache:
-    """Random-URL probes per site and parent path, reused for ``health.probe_cache``."""
+    """Random-URL probes per site and parent path, reused for ``health.probe_cache``.
+
+    Checks of one site that start together wait for a single probe instead of each sending
+    their own.
+    """
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[float, Probe | None]] = {}
+        self._inflight: dict[str, threading.Lock] = {}
+
+    def _cached(self, key: str) -> tuple[bool, Probe | None]:
+        with self._lock:
+            cached = self._entries.get(key)
+        if cached and time.monotonic() - cached[0] < self.ttl:
+            return True, cached[1]
+        return False, None
 
     def probe(self, client: HttpClient, url: str) -> Probe | None:
         """How the site answers a random sibling of ``url`` (None if the probe failed)."""
         key = _probe_key(url)
+        hit, found = self._cached(key)
+        if hit:
+            return found
         with self._lock:
-            cached = self._entries.get(key)
-            if cached and time.monotonic() - cached[0] < self.ttl:
-                return cached[1]
-        target = probe_url(url)
-        try:
-            result = client.fetch(target, "GET", max_body_bytes=CHECK_BODY_BYTES)
-            final = result.final
-            found: Probe | None = Probe(target, final.status, final.url, _sketch_of(final))
-        except FetchError:
-            found = None
-        with self._lock:
-            self._entries[key] = (time.monotonic(), found)
+            gate = self._inflight.setdefault(key, threading.Lock())
+        with gate:
+            hit, found = self._cached(key)  # another thread may have probed meanwhile
+            if hit:
+                return found
+            target = probe_url(url)
+            try:
+                final = client.fetch(target, "GET", max_body_bytes=CHECK_BODY_BYTES).final
+                found = Probe(target, final.status, final.url, _sketch_of(final))
+            except FetchError:
+                found = None
+            with self._lock:
+                self._entries[key] = (time.monotonic(), found)
+                self._inflight.pop(key, None)
         return found
 
 

@@ -73,7 +73,27 @@ def run_safely(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group()
+class PluginGroup(click.Group):
+    """The command group, plus commands other packages contribute (the web UI adds serve, web
+    and demo), loaded only when named, so core commands start without importing Flask."""
+
+    def _plugins(self) -> dict[str, Any]:
+        return {entry.name: entry for entry in entry_points(group="archiver.commands")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Core and plugin command names."""
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A core command, or a plugin command loaded on demand."""
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in self._plugins():
+            loaded: click.Command = self._plugins()[cmd_name].load()
+            return loaded
+        return command
+
+
+@click.group(cls=PluginGroup)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               envvar="ARCHIVER_CONFIG", help="TOML settings file (env ARCHIVER_CONFIG).")
 @click.option("--data-dir", help="Override the data_dir setting.")
@@ -238,14 +258,65 @@ def scheduler(ctx: Context) -> None:
             build_scheduler(archive, blocking=True).start()
 
 
-def _load_plugins() -> None:
-    """Add commands contributed by other packages (the web UI adds serve, web and demo)."""
-    for entry in entry_points(group="archiver.commands"):
-        command = entry.load()
-        cli.add_command(command)
+@cli.command()
+@pass_context
+@run_safely
+def verify(ctx: Context) -> None:
+    """Check every capture against its WARC record and digests; exit 1 on any problem."""
+    from sqlalchemy import func, select
+
+    from archiver.models import Capture
+    from archiver.warc.verify import verify as check_archive
+
+    with ctx.open() as archive:
+        problems = check_archive(archive)
+        with archive.db.session() as session:
+            captures = session.scalar(select(func.count(Capture.id))) or 0
+        files = len(archive.store.files())
+    for problem in problems:
+        click.echo(problem.line())
+    ctx.say(f"verify: {captures} captures in {files} WARC files, {len(problems)} problems")
+    if problems:
+        sys.exit(1)
+
+
+@cli.command(name="import")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@pass_context
+@run_safely
+def import_command(ctx: Context, files: tuple[str, ...]) -> None:
+    """Import .warc, .warc.gz and .wacz files made by other tools (all of them or none)."""
+    from pathlib import Path
+
+    from archiver.warc.importer import import_files
+
+    with ctx.open() as archive:
+        summary = import_files(archive, [Path(name) for name in files])
+    for name in summary.skipped:
+        ctx.say(f"already in the archive: {name}")
+    ctx.say(summary.line())
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["wacz", "cdxj"]), default="wacz",
+              show_default=True)
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="File to write.")
+@click.option("--post", "post_id", type=int, help="Only the references of this post ID.")
+@pass_context
+@run_safely
+def export(ctx: Context, fmt: str, output: str, post_id: int | None) -> None:
+    """Write a WACZ package or a CDXJ index of the archive, or of one post's references."""
+    from pathlib import Path
+
+    from archiver.warc.export import export_cdxj, export_wacz
+
+    with ctx.open() as archive:
+        write = export_wacz if fmt == "wacz" else export_cdxj
+        summary = write(archive, Path(output), post_id)
+    ctx.say(summary.line())
 
 
 def main() -> None:
     """Console entry point."""
-    _load_plugins()
     cli(prog_name="archiver")

@@ -6,17 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver.errors import NotInitialisedError
 from archiver.settings import Settings
+
+if TYPE_CHECKING:  # Alembic is imported only when migrations are looked at (it is slow to load)
+    from alembic.config import Config
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -68,6 +67,8 @@ class Database:
 
     def alembic_config(self) -> Config:
         """Alembic configuration pointing at this database."""
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
@@ -76,10 +77,15 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration."""
+        from alembic import command
+
         command.upgrade(self.alembic_config(), "head")
 
     def is_current(self) -> bool:
         """True when the schema exists and is at the newest migration."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
         head = ScriptDirectory.from_config(self.alembic_config()).get_current_head()
         with self.engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()

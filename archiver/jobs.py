@@ -13,17 +13,18 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from itertools import zip_longest
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from archiver.archive import Archive
 from archiver.capture import CaptureOutcome, index_locations
-from archiver.check import check_url
+from archiver.check import SUCCESS, VALIDATORS, CheckOutcome, check_url
 from archiver.clock import utcnow
 from archiver.fingerprint import similarity
 from archiver.health import apply_verdict, with_jitter
@@ -32,6 +33,7 @@ from archiver.settings import Settings
 from archiver.verdicts import Verdict
 
 log = logging.getLogger(__name__)
+WRITE_BATCH = 50  # finished checks written per transaction
 Progress = Callable[[int, int], None]  # (done, total)
 
 
@@ -115,11 +117,10 @@ def _url_of(archive: Archive, link_id: int) -> str | None:
         return link.url if link is not None else None
 
 
-def _previous_validators(archive: Archive, link_id: int) -> dict[str, str] | None:
-    with archive.db.session() as session:
-        evidence = session.scalar(select(Check.evidence).where(Check.link_id == link_id)
-                                  .order_by(Check.checked_at.desc()).limit(1))
-    return dict(evidence.get("headers", {})) if evidence else None
+def validators_of(headers: dict[str, str]) -> dict[str, str] | None:
+    """The validator headers (ETag, Last-Modified, Content-Length) among ``headers``."""
+    found = {name: headers[name] for name in VALIDATORS if headers.get(name)}
+    return found or None
 
 
 def note_fingerprint(link: Link, sketch: str | None, now: datetime, settings: Settings, *,
@@ -143,37 +144,81 @@ def note_fingerprint(link: Link, sketch: str | None, now: datetime, settings: Se
         link.next_capture_at = now
 
 
+@dataclass(frozen=True)
+class DueLink:
+    """What a check needs to know before going to the network."""
+
+    id: int
+    url: str
+    validators: dict[str, str] | None
+
+
+def load_due(archive: Archive, link_ids: list[int]) -> list[DueLink]:
+    """The URLs and last validators of ``link_ids``, in one query, in the given order."""
+    if not link_ids:
+        return []
+    with archive.db.session() as session:
+        rows = {row.id: row for row in session.execute(
+            select(Link.id, Link.url, Link.validators).where(Link.id.in_(link_ids))).all()}
+    return [DueLink(i, rows[i].url, rows[i].validators) for i in link_ids if i in rows]
+
+
+def probe_link(archive: Archive, due: DueLink) -> CheckOutcome:
+    """The network half of a check (no database session is held meanwhile)."""
+    return check_url(archive.client(), due.url, archive.settings, probes=archive.probes(),
+                     previous=due.validators)
+
+
+def store_check(session: Session, link: Link, outcome: CheckOutcome, checked_at: datetime,
+                settings: Settings) -> None:
+    """The database half of a check: the Check row, the overrides, the state, the drift."""
+    session.add(Check(link_id=link.id, checked_at=checked_at, verdict=outcome.verdict,
+                      http_status=outcome.http_status, final_url=outcome.final_url,
+                      elapsed_ms=round(outcome.elapsed * 1000), error=outcome.error,
+                      evidence=outcome.evidence, fingerprint=outcome.sketch,
+                      response_key=outcome.response_key))
+    link.http_status = outcome.http_status
+    link.final_url = outcome.final_url
+    verdict = outcome.verdict
+    if link.override_response is not None:
+        if link.override_response == outcome.response_key:
+            verdict = Verdict.OK  # the author said this answer is fine; it still is
+        else:
+            link.override_response, link.overridden_at = None, None
+    apply_verdict(link, verdict, checked_at, settings, outcome.retry_after)
+    link.last_verdict = outcome.verdict  # the report shows what the site really said
+    if outcome.verdict in SUCCESS:
+        link.validators = validators_of(outcome.evidence.get("headers", {}))
+    note_fingerprint(link, outcome.sketch, checked_at, settings, captured=False)
+    _release(link, WorkKind.CHECK)
+
+
 def check_link(archive: Archive, link_id: int) -> str | None:
     """Check one link by ID, store the check and the new state; None if the link is gone."""
-    url = _url_of(archive, link_id)
-    if url is None:
+    due = load_due(archive, [link_id])
+    if not due:
         return None
-    outcome = check_url(archive.client(), url, archive.settings, probes=archive.probes(),
-                        previous=_previous_validators(archive, link_id))
-    checked_at = utcnow()
+    outcome = probe_link(archive, due[0])
     with archive.db.session() as session:
         link = session.get(Link, link_id)
         if link is None:
             return None
-        session.add(Check(link_id=link_id, checked_at=checked_at, verdict=outcome.verdict,
-                          http_status=outcome.http_status, final_url=outcome.final_url,
-                          elapsed_ms=round(outcome.elapsed * 1000), error=outcome.error,
-                          evidence=outcome.evidence, fingerprint=outcome.sketch,
-                          response_key=outcome.response_key))
-        link.http_status = outcome.http_status
-        link.final_url = outcome.final_url
-        verdict = outcome.verdict
-        if link.override_response is not None:
-            if link.override_response == outcome.response_key:
-                verdict = Verdict.OK  # the author said this answer is fine; it still is
-            else:
-                link.override_response, link.overridden_at = None, None
-        apply_verdict(link, verdict, checked_at, archive.settings, outcome.retry_after)
-        link.last_verdict = outcome.verdict  # the report shows what the site really said
-        note_fingerprint(link, outcome.sketch, checked_at, archive.settings, captured=False)
-        _release(link, WorkKind.CHECK)
-    log.info("checked %s: %s", url, outcome.verdict, extra={"link_id": link_id})
+        store_check(session, link, outcome, utcnow(), archive.settings)
+    log.info("checked %s: %s", due[0].url, outcome.verdict, extra={"link_id": link_id})
     return str(outcome.verdict)
+
+
+def _store_checks(archive: Archive, results: list[tuple[DueLink, CheckOutcome]]) -> None:
+    """Write a batch of finished checks in one transaction."""
+    checked_at = utcnow()
+    with archive.db.session() as session:
+        links = {link.id: link for link in session.scalars(
+            select(Link).where(Link.id.in_([due.id for due, _ in results])))}
+        for due, outcome in results:
+            link = links.get(due.id)
+            if link is not None:
+                store_check(session, link, outcome, checked_at, archive.settings)
+                log.info("checked %s: %s", due.url, outcome.verdict, extra={"link_id": due.id})
 
 
 def capture_link(archive: Archive, link_id: int) -> str | None:
@@ -198,38 +243,63 @@ def capture_link(archive: Archive, link_id: int) -> str | None:
                                            else settings["capture.recapture_interval"])
         if result.ok:
             note_fingerprint(link, result.sketch, now, settings, captured=True)
+            link.validators = result.validators
         _release(link, WorkKind.CAPTURE)
     log.info("captured %s: %s (%d requisites, %d revisits)", url, result.outcome,
              result.requisites, result.revisits, extra={"link_id": link_id})
     return str(result.outcome)
 
 
-_WORKERS: dict[WorkKind, Callable[[Archive, int], str | None]] = {
-    WorkKind.CHECK: check_link,
-    WorkKind.CAPTURE: capture_link,
-}
 _BATCH_SETTING = {WorkKind.CHECK: "health.batch_size", WorkKind.CAPTURE: "capture.batch_size"}
 
 
 def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
             limit: int | None = None, progress: Progress | None = None) -> RunSummary:
-    """Claim a batch of due links and work through it in parallel, politely per host."""
+    """Claim a batch of due links and work through it in parallel, politely per host.
+
+    Checks read their links in one query, go to the network in parallel, and are written in
+    transactions of ``WRITE_BATCH``; captures, which write WARC records, run one job per link.
+    """
     started = time.monotonic()
     batch = limit or archive.settings[_BATCH_SETTING[kind]]
     if everything:
         batch = max(batch, _count_links(archive))
     ids = interleave_by_host(archive, claim_due(archive, kind, batch, everything=everything))
     summary = RunSummary(kind=str(kind), claimed=len(ids))
-    work = _WORKERS[kind]
     if progress:
         progress(0, len(ids))
+
+    def count(outcome: str | None) -> None:
+        summary.done += 1
+        summary.outcomes[outcome or "gone"] += 1
+        if progress:
+            progress(summary.done, len(ids))
+
     with ThreadPoolExecutor(max_workers=archive.settings["fetch.concurrency"],
                             thread_name_prefix=str(kind)) as pool:
-        for outcome in pool.map(lambda link_id: _safely(work, archive, link_id), ids):
-            summary.done += 1
-            summary.outcomes[outcome or "gone"] += 1
-            if progress:
-                progress(summary.done, len(ids))
+        if kind is WorkKind.CAPTURE:
+            for outcome in pool.map(lambda link_id: _safely(capture_link, archive, link_id),
+                                    ids):
+                count(outcome)
+        else:
+            pending: list[tuple[DueLink, CheckOutcome]] = []
+            futures = {pool.submit(probe_link, archive, due): due
+                       for due in load_due(archive, ids)}
+            summary.outcomes["gone"] += len(ids) - len(futures)
+            for future in as_completed(futures):
+                try:
+                    pending.append((futures[future], future.result()))
+                except Exception:
+                    log.exception("check failed for link %s", futures[future].id,
+                                  extra={"link_id": futures[future].id})
+                    count("error")
+                    continue
+                count(str(pending[-1][1].verdict))
+                if len(pending) >= WRITE_BATCH:
+                    _store_checks(archive, pending)
+                    pending = []
+            if pending:
+                _store_checks(archive, pending)
     summary.seconds = time.monotonic() - started
     return summary
 

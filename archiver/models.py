@@ -128,6 +128,9 @@ class Link(Base):
     override_response: Mapped[str | None] = mapped_column(String(64))
     overridden_at: Mapped[datetime | None] = mapped_column(DateTime)
     dead_notified_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # ETag, Last-Modified, Content-Length last seen (capture or check): unchanged means a HEAD
+    # answer is enough; changed means the body is read again for its fingerprint.
+    validators: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
     next_check_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     check_lease_until: Mapped[datetime | None] = mapped_column(DateTime)

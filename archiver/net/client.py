@@ -11,6 +11,8 @@ their Content-Encoding (de-chunked), because WARC records keep them that way.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import socket
 import threading
 import time
@@ -116,11 +118,61 @@ class FetchResult:
         return sum(exchange.elapsed for exchange in self.exchanges)
 
 
+class _Watchdog:
+    """One thread that cuts the sockets of requests whose deadline passed (no thread per
+    request): a heap of (deadline, ticket, sockets); finished requests are dropped lazily."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._heap: list[tuple[float, int, list[socket.socket]]] = []
+        self._live: set[int] = set()
+        self._sequence = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, expires_at: float, sockets: list[socket.socket]) -> int:
+        """Cut ``sockets`` at ``expires_at`` unless cancelled; return a ticket."""
+        ticket = next(self._sequence)
+        with self._wake:
+            heapq.heappush(self._heap, (expires_at, ticket, sockets))
+            self._live.add(ticket)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fetch-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            self._wake.notify()
+        return ticket
+
+    def cancel(self, ticket: int) -> None:
+        """The request finished in time."""
+        with self._wake:
+            self._live.discard(ticket)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._wake.wait()
+                    continue
+                expires_at, ticket, sockets = self._heap[0]
+                delay = expires_at - time.monotonic()
+                if delay > 0:
+                    self._wake.wait(delay)
+                    continue
+                heapq.heappop(self._heap)
+                self._live.discard(ticket)
+            _shut_all(sockets)
+
+
+_WATCHDOG = _Watchdog()
+
+
 class _Deadline(threading.local):
     """Per-thread deadline of the request in hand; sockets register so they can be cut."""
 
     expires_at: float | None = None
-    timer: threading.Timer | None = None
+    ticket: int | None = None
     sockets: list[socket.socket]
 
     def __init__(self) -> None:
@@ -129,15 +181,12 @@ class _Deadline(threading.local):
     def arm(self, seconds: float) -> None:
         self.expires_at = time.monotonic() + seconds
         self.sockets = []
-        sockets = self.sockets
-        self.timer = threading.Timer(seconds, _shut_all, args=(sockets,))
-        self.timer.daemon = True
-        self.timer.start()
+        self.ticket = _WATCHDOG.watch(self.expires_at, self.sockets)
 
     def disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = None
+        if self.ticket is not None:
+            _WATCHDOG.cancel(self.ticket)
+        self.ticket = None
         self.expires_at = None
         self.sockets = []
 
@@ -374,6 +423,7 @@ class HttpClient:
                   body: bytes | None, cap: int, started_at: datetime,
                   started: float, want_body: BodyFilter | None) -> Exchange:
         remaining = _DEADLINE.remaining(self.timeout)
+        reusable = False
         response = self.session.request(method, url, headers=request_headers, data=body,
                                         stream=True,
                                         allow_redirects=False, timeout=(remaining, remaining))
@@ -397,6 +447,7 @@ class HttpClient:
                         truncated = "time"  # the deadline cut the socket mid-body
                         break
                     if not chunk:
+                        reusable = True  # the whole body was read
                         break
                     if size + len(chunk) > cap:
                         chunks.append(chunk[: cap - size])
@@ -405,6 +456,8 @@ class HttpClient:
                         break
                     chunks.append(chunk)
                     size += len(chunk)
+            else:
+                reusable = method == "HEAD"
             version = {10: "HTTP/1.0", 11: "HTTP/1.1", 20: "HTTP/2"}.get(raw.version, "HTTP/1.1")
             return Exchange(
                 url=url, method=method,
@@ -417,7 +470,10 @@ class HttpClient:
                 body_skipped=skipped,
             )
         finally:
-            response.close()
+            if reusable:
+                response.raw.release_conn()  # body read to the end: keep the connection
+            else:
+                response.close()
 
 
 def _request_head(prepared: requests.PreparedRequest, url: str) -> bytes:

@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -79,10 +80,12 @@ def _stage_stream(stream: IO[bytes], source: str, base_name: str, folder: Path) 
             for chunk in iter(lambda: stream.read(1 << 20), b""):
                 digest.update(chunk)
                 out.write(chunk)
-        except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        except BaseException as exc:
             out.close()
             temp.unlink(missing_ok=True)
-            raise StorageError(f"{source}: cannot read it: {exc}") from exc
+            if isinstance(exc, OSError | zipfile.BadZipFile | EOFError | zlib.error):
+                raise StorageError(f"{source}: cannot read it: {exc}") from exc
+            raise
     staged = _Staged(source, base_name, temp, digest.hexdigest(), gzipped=False)
     try:
         with open(temp, "rb") as handle:
@@ -95,8 +98,10 @@ def _stage_stream(stream: IO[bytes], source: str, base_name: str, folder: Path) 
             raise StorageError(f"{source}: holds no WARC records")
     except ScanError as exc:
         temp.unlink(missing_ok=True)
-        raise StorageError(f"{source}: not a readable WARC file: {exc}") from exc
-    except (StorageError, OSError):
+        hint = " (recompress it record by record, e.g. with `warcio recompress`)" \
+            if "more than one record" in exc.reason else ""
+        raise StorageError(f"{source}: not a readable WARC file: {exc}{hint}") from exc
+    except BaseException:
         temp.unlink(missing_ok=True)
         raise
     return staged
@@ -254,6 +259,7 @@ def import_files(archive: Archive, paths: list[Path]) -> ImportSummary:
     known = _KnownFiles(folder, archive.store.files())
     seen: set[str] = set()
     placed: list[Path] = []
+    sources: dict[Path, str] = {}
     try:
         for item in staged:
             size = item.temp.stat().st_size
@@ -264,13 +270,14 @@ def import_files(archive: Archive, paths: list[Path]) -> ImportSummary:
             seen.add(item.sha256)
             target = _stored_name(item.base_name, item.gzipped, folder)
             placed.append(target)
+            sources[target] = item.source
             os.replace(item.temp, target)
         keys: set[str] = set()
         with archive.db.session() as session:
             for target in list(placed):
                 locations, total = _new_locations(session, archive, target.name)
                 if total and not locations:  # every record is in the index already
-                    summary.skipped.append(target.name.removeprefix(IMPORT_PREFIX))
+                    summary.skipped.append(sources[target])
                     target.unlink()
                     placed.remove(target)
                     continue

@@ -38,6 +38,7 @@ from archiver.models import Capture
 from archiver.warc.store import WarcStore
 
 GZIP_MAGIC = b"\x1f\x8b"
+RECORD_TRAILER = b"\r\n\r\n"
 _CHUNK = 1 << 16
 _MAX_LINE = 1 << 16
 _MAX_HEADER_BYTES = 1 << 20
@@ -138,7 +139,7 @@ def read_record(stream: BinaryIO) -> ParsedRecord | None:
     block = stream.read(length)
     if len(block) < length:
         raise StorageError(f"record block cut short ({len(block)} of {length} bytes)")
-    if stream.read(4) != b"\r\n\r\n":
+    if stream.read(4) != RECORD_TRAILER:
         raise StorageError("record block not followed by CRLF CRLF (wrong Content-Length?)")
     return ParsedRecord(headers, block)
 
@@ -300,6 +301,25 @@ def digest_problems(record: ParsedRecord) -> list[str]:
 
 # -- verifying the archive -----------------------------------------------------------------
 
+def record_bytes(store: WarcStore, capture: Capture) -> bytes:
+    """The whole record a capture row points at: its gzip member, or in an uncompressed file
+    the record with its CRLF CRLF trailer (which warcio's record lengths leave out)."""
+    data = store.read_record_bytes(capture.warc_file, capture.offset, capture.length)
+    if capture.warc_file.endswith(".gz"):
+        return data
+    path = store.path_of(capture.warc_file)
+    extra = min(len(RECORD_TRAILER), path.stat().st_size - capture.offset - capture.length)
+    data += store.read_record_bytes(capture.warc_file, capture.offset + capture.length, extra)
+    stream = io.BytesIO(data)
+    try:
+        read_record(stream)
+    except StorageError:
+        return data[:capture.length]  # let the caller report what is wrong with it
+    if stream.tell() not in (capture.length, capture.length + len(RECORD_TRAILER)):
+        return data[:capture.length]
+    return data[:stream.tell()]
+
+
 def check_capture(store: WarcStore, capture: Capture) -> list[str]:
     """What is wrong with one index row and the record it points at."""
     try:
@@ -312,8 +332,7 @@ def check_capture(store: WarcStore, capture: Capture) -> list[str]:
     if capture.offset < 0 or capture.length <= 0 or capture.offset + capture.length > size:
         return [f"record ({capture.length} bytes) runs past the end of the file ({size} bytes)"]
     try:
-        data = store.read_record_bytes(capture.warc_file, capture.offset, capture.length)
-        record = parse_exact(data, gzipped=path.name.endswith(".gz"))
+        record = parse_exact(record_bytes(store, capture), path.name.endswith(".gz"))
     except StorageError as exc:
         return [str(exc)]
     problems = []

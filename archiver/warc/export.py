@@ -1,0 +1,388 @@
+"""Hand the archive to other tools: a CDXJ index (pywb's format) and WACZ 1.1.1 packages
+(ReplayWeb.page, py-wacz), of the whole archive or of the references of one post.
+
+A per-post package stands alone: its WARC holds the records of the captures of the links the
+post cites, of their requisites (what replay of those pages loads), of the captures their
+redirects lead to, and of the responses their revisits repeat.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import html
+import io
+import json
+import os
+import re
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urljoin
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from warcio.warcwriter import WARCWriter
+
+from archiver.archive import Archive
+from archiver.clock import utcnow, warc_timestamp
+from archiver.errors import ArchiverError, StorageError
+from archiver.fingerprint import HTML_TYPES
+from archiver.models import Capture, Citation, Link, Post
+from archiver.net.content import charset_of, decode_text
+from archiver.replay.lookup import nearest_capture
+from archiver.replay.rewrite import embedded_urls_css, embedded_urls_html
+from archiver.warc.store import SOFTWARE, WARC_VERSION, WarcStore, open_record
+from archiver.warc.verify import GZIP_MAGIC, record_bytes
+
+WACZ_VERSION = "1.1.1"
+INDEX_PATH = "indexes/index.cdxj"
+PAGES_PATH = "pages/pages.jsonl"
+_TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.I | re.S)
+_RESOURCE_NAME = re.compile(r"[^-a-z0-9._/]+")
+_ZIP64_AT = (1 << 31) - 1
+
+
+@dataclass(frozen=True)
+class CdxjEntry:
+    """One index line: a capture and where its record is (file, offset, length)."""
+
+    capture: Capture
+    filename: str
+    offset: int
+    length: int
+
+    def line(self) -> str:
+        """``<surt> <timestamp> {json}`` with the field names pywb writes and reads."""
+        capture = self.capture
+        fields: dict[str, str] = {"url": capture.url}
+        mime = "warc/revisit" if capture.record_type == "revisit" else capture.mime
+        if mime:
+            fields["mime"] = mime
+        if capture.status is not None:
+            fields["status"] = str(capture.status)
+        if capture.payload_digest:
+            fields["digest"] = capture.payload_digest.removeprefix("sha1:")
+        fields.update(length=str(self.length), offset=str(self.offset), filename=self.filename)
+        return f"{capture.url_key} {warc_timestamp(capture.captured_at)} {json.dumps(fields)}"
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote."""
+
+    path: Path
+    records: int
+    warc_files: int = 0
+    pages: int = 0
+
+    def line(self) -> str:
+        """One-line summary for the CLI."""
+        parts = f"{self.records} records"
+        if self.warc_files:
+            parts += f", {self.warc_files} WARC files, {self.pages} pages"
+        return f"export: {self.path} ({parts})"
+
+
+def sorted_lines(entries: Iterable[CdxjEntry]) -> list[str]:
+    """CDXJ lines in the order pywb's binary search needs: by key, then timestamp."""
+    return sorted(entry.line() for entry in entries)
+
+
+# -- choosing captures -----------------------------------------------------------------------
+
+def _post(session: Session, post_id: int) -> Post:
+    post = session.get(Post, post_id)
+    if post is None:
+        raise ArchiverError(f"no post #{post_id}")
+    return post
+
+
+def _cited_links(session: Session, post_id: int | None) -> list[Link]:
+    query = select(Link).where(Link.citations.any()).order_by(Link.url)
+    if post_id is not None:
+        query = query.where(Link.citations.any(Citation.post_id == post_id))
+    return list(session.scalars(query))
+
+
+def _revisited(session: Session, capture: Capture) -> Capture | None:
+    """The response a revisit's payload comes from (the one replay uses)."""
+    return session.scalars(
+        select(Capture).where(Capture.payload_digest == capture.payload_digest,
+                              Capture.record_type == "response")
+        .order_by(Capture.captured_at).limit(1)).first()
+
+
+def _redirect_target(store: WarcStore, capture: Capture) -> str | None:
+    """Where a 3xx capture's Location header points, made absolute."""
+    try:
+        record = open_record(store.read_record_bytes(capture.warc_file, capture.offset,
+                                                     capture.length))
+    except StorageError:
+        return None
+    headers = record.http_headers
+    location = headers.get_header("Location") if headers is not None else None
+    return urljoin(capture.url, location.strip()) if location else None
+
+
+def _payload_text(session: Session, store: WarcStore, capture: Capture) -> str | None:
+    """The decoded text of an HTML or CSS capture (a revisit's from the record it repeats)."""
+    if capture.record_type == "revisit":
+        original = _revisited(session, capture)
+        if original is None:
+            return None
+        capture = original
+    try:
+        record = open_record(store.read_record_bytes(capture.warc_file, capture.offset,
+                                                     capture.length))
+        body = record.content_stream().read()
+    except Exception:  # unreadable records are verify's business; export what can be read
+        return None
+    headers = record.http_headers
+    content_type = (headers.get_header("Content-Type") if headers is not None else None) or ""
+    return decode_text(body, charset_of(content_type, body))
+
+
+def _embedded(session: Session, store: WarcStore, capture: Capture, depth: int) -> list[str]:
+    """What an archived page or style sheet loads to render (pages: the cited one and the
+    documents of its iframes, as captures fetch them)."""
+    if capture.status is None or not 200 <= capture.status < 300:
+        return []
+    if capture.mime == "text/css":
+        text = _payload_text(session, store, capture)
+        return embedded_urls_css(text, capture.url) if text else []
+    if capture.mime in HTML_TYPES and depth <= 1:
+        text = _payload_text(session, store, capture)
+        return embedded_urls_html(text, capture.url) if text else []
+    return []
+
+
+def post_captures(session: Session, store: WarcStore, post_id: int) -> list[Capture]:
+    """Captures of the links a post cites, with what they need to replay on their own: the
+    records their revisits repeat, where their redirects lead, and their requisites."""
+    _post(session, post_id)
+    keys = sorted({link.url_key for link in _cited_links(session, post_id)})
+    cited: list[Capture] = list(session.scalars(select(Capture).where(
+        Capture.url_key.in_(keys)))) if keys else []
+    queue = [(capture, 0) for capture in cited]
+    chosen: dict[int, Capture] = {}
+    while queue:
+        capture, depth = queue.pop()
+        if capture.id in chosen:
+            continue
+        chosen[capture.id] = capture
+        if capture.record_type == "revisit" and capture.payload_digest:
+            original = _revisited(session, capture)
+            if original is not None:
+                queue.append((original, depth))
+        if capture.status is not None and 300 <= capture.status < 400:
+            target = _redirect_target(store, capture)
+            following = nearest_capture(session, target, capture.captured_at) \
+                if target else None
+            if following is not None:
+                queue.append((following, depth))
+        for url in _embedded(session, store, capture, depth):
+            requisite = nearest_capture(session, url, capture.captured_at)
+            if requisite is not None:
+                queue.append((requisite, depth + 1))
+    return sorted(chosen.values(), key=lambda c: (c.warc_file, c.offset))
+
+
+def _all_captures(session: Session) -> list[Capture]:
+    return list(session.scalars(select(Capture).order_by(Capture.warc_file, Capture.offset)))
+
+
+# -- CDXJ --------------------------------------------------------------------------------------
+
+def _write_atomically(out_path: Path, write: Any) -> None:
+    """Write through ``write(handle)`` into a temporary file, then put it in place."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    temp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temp, "wb") as handle:
+            write(handle)
+        os.replace(temp, out_path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def export_cdxj(archive: Archive, out_path: Path, post_id: int | None = None) -> ExportSummary:
+    """Write a sorted CDXJ index of the archive (or of one post's captures) for pywb.
+
+    Filenames are relative to the WARC folder.
+    """
+    with archive.db.session() as session:
+        captures = (_all_captures(session) if post_id is None
+                    else post_captures(session, archive.store, post_id))
+    lines = sorted_lines(CdxjEntry(c, c.warc_file, c.offset, c.length) for c in captures)
+
+    def write(handle: IO[bytes]) -> None:
+        handle.writelines((line + "\n").encode("utf-8") for line in lines)
+
+    _write_atomically(Path(out_path), write)
+    return ExportSummary(path=Path(out_path), records=len(lines))
+
+
+# -- WACZ --------------------------------------------------------------------------------------
+
+def _page_title(session: Session, store: WarcStore, capture: Capture) -> str | None:
+    """The <title> of an archived HTML page, if it has one."""
+    if capture.mime not in HTML_TYPES:
+        return None
+    text = _payload_text(session, store, capture)
+    match = _TITLE_RE.search(text) if text else None
+    title = " ".join(html.unescape(match.group(1)).split()) if match else ""
+    return title[:500] or None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _pages(session: Session, store: WarcStore, captures: list[Capture],
+           post_id: int | None) -> list[dict[str, str]]:
+    """One page per cited link with a capture: its latest good capture (else its latest)."""
+    by_key: dict[str, list[Capture]] = {}
+    for capture in captures:
+        if capture.record_type in {"response", "revisit", "resource"}:
+            by_key.setdefault(capture.url_key, []).append(capture)
+    pages = []
+    for link in _cited_links(session, post_id):
+        candidates = by_key.get(link.url_key)
+        if not candidates:
+            continue
+        best = max(candidates, key=lambda c: (c.status is not None and c.status < 400,
+                                              c.captured_at))
+        page = {"id": hashlib.sha1(f"{best.url} {best.captured_at}".encode(),
+                                   usedforsecurity=False).hexdigest()[:24],
+                "url": best.url, "ts": _iso(best.captured_at)}
+        anchor = next((c.anchor_text for c in link.citations
+                       if c.anchor_text and (post_id is None or c.post_id == post_id)), None)
+        title = _page_title(session, store, best) or anchor
+        if title:
+            page["title"] = title
+        pages.append(page)
+    return pages
+
+
+def _warcinfo(name: str, post: Post) -> bytes:
+    buffer = io.BytesIO()
+    writer = WARCWriter(buffer, gzip=True, warc_version=WARC_VERSION)
+    writer.write_record(writer.create_warcinfo_record(name, {
+        "software": SOFTWARE,
+        "format": "WARC File Format 1.1",
+        "description": f"References cited by {post.url}",
+    }))
+    return buffer.getvalue()
+
+
+def _post_warc(store: WarcStore, captures: list[Capture], post: Post,
+               handle: IO[bytes], name: str) -> list[CdxjEntry]:
+    """Write a WARC of just these captures' records; return their places in it."""
+    handle.write(_warcinfo(name, post))
+    entries = []
+    for capture in captures:
+        data = record_bytes(store, capture)
+        if not data.startswith(GZIP_MAGIC):  # from an uncompressed file: one member per record
+            data = gzip.compress(data, mtime=0)
+        offset = handle.tell()
+        handle.write(data)
+        entries.append(CdxjEntry(capture, name, offset, len(data)))
+    return entries
+
+
+class _Package:
+    """A WACZ being written: every entry's path, sha256 and size, for datapackage.json."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.zip = zipfile.ZipFile(handle, "w", allowZip64=True)
+        self.resources: list[dict[str, Any]] = []
+        now = utcnow()
+        self.stamp = (now.year, now.month, now.day, now.hour, now.minute, now.second)
+
+    def add(self, path: str, source: IO[bytes], stored: bool, size: int = 0) -> None:
+        """Add an entry from a stream; WARCs are stored, the rest deflated."""
+        info = zipfile.ZipInfo(path, date_time=self.stamp)
+        info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+        digest, total = hashlib.sha256(), 0
+        with self.zip.open(info, "w", force_zip64=size >= _ZIP64_AT) as out:
+            for chunk in iter(lambda: source.read(1 << 20), b""):
+                digest.update(chunk)
+                total += len(chunk)
+                out.write(chunk)
+        name = _RESOURCE_NAME.sub("-", path.rsplit("/", 1)[-1].lower())
+        self.resources.append({"name": name, "path": path,
+                               "hash": f"sha256:{digest.hexdigest()}", "bytes": total})
+
+    def add_bytes(self, path: str, data: bytes) -> None:
+        """Add a small entry held in memory."""
+        self.add(path, io.BytesIO(data), stored=False)
+
+    def finish(self, title: str) -> None:
+        """Write datapackage.json and its digest, and close the zip."""
+        now = _iso(utcnow())
+        package = {"profile": "data-package", "wacz_version": WACZ_VERSION, "title": title,
+                   "software": SOFTWARE, "created": now, "modified": now,
+                   "resources": self.resources}
+        data = json.dumps(package, indent=2).encode("utf-8")
+        info = zipfile.ZipInfo("datapackage.json", date_time=self.stamp)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        self.zip.writestr(info, data)
+        digest = {"path": "datapackage.json", "hash": f"sha256:{hashlib.sha256(data).hexdigest()}"}
+        info = zipfile.ZipInfo("datapackage-digest.json", date_time=self.stamp)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        self.zip.writestr(info, json.dumps(digest, indent=2).encode("utf-8"))
+        self.zip.close()
+
+
+def _pages_jsonl(pages: list[dict[str, str]], title: str) -> bytes:
+    header = {"format": "json-pages-1.0", "id": "pages", "title": title}
+    return "".join(json.dumps(item) + "\n" for item in [header, *pages]).encode("utf-8")
+
+
+def export_wacz(archive: Archive, out_path: Path, post_id: int | None = None) -> ExportSummary:
+    """Write a WACZ 1.1.1 package of the whole archive, or of the references of one post."""
+    store = archive.store
+    out_path = Path(out_path)
+    with archive.db.session() as session:
+        if post_id is None:
+            post = None
+            captures = _all_captures(session)
+            title = "link-archiver: every capture"
+        else:
+            post = _post(session, post_id)
+            captures = post_captures(session, store, post_id)
+            title = f"link-archiver: references of {post.title or post.url}"
+        pages = _pages(session, store, captures, post_id)
+    summary = ExportSummary(path=out_path, records=len(captures), pages=len(pages))
+
+    def write(handle: IO[bytes]) -> None:
+        package = _Package(handle)
+        if post is None:
+            names = store.files()
+            for name in names:
+                path = store.path_of(name)
+                with open(path, "rb") as source:
+                    package.add(f"archive/{name}", source, stored=True,
+                                size=path.stat().st_size)
+            entries = [CdxjEntry(c, c.warc_file, c.offset, c.length) for c in captures]
+        else:
+            names = [f"post-{post.id}-{utcnow().strftime('%Y%m%d%H%M%S')}.warc.gz"]
+            with tempfile.TemporaryFile() as warc:
+                entries = _post_warc(store, captures, post, warc, names[0])
+                size = warc.tell()
+                warc.seek(0)
+                package.add(f"archive/{names[0]}", warc, stored=True, size=size)
+        summary.warc_files = len(names)
+        lines = sorted_lines(entries)
+        package.add_bytes(INDEX_PATH, "".join(line + "\n" for line in lines).encode("utf-8"))
+        package.add_bytes(PAGES_PATH, _pages_jsonl(pages, title))
+        package.finish(title)
+
+    _write_atomically(out_path, write)
+    return summary
