@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import logging
+import os
 import sys
 import time
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import click
@@ -17,6 +18,7 @@ import click
 from archiver import __version__
 from archiver.archive import Archive, initialise
 from archiver.errors import ArchiverError
+from archiver.logs import configure_logging
 from archiver.models import LinkState
 from archiver.settings import Settings, load_settings
 
@@ -104,9 +106,7 @@ class PluginGroup(click.Group):
 def cli(ctx: click.Context, config_file: str | None, data_dir: str | None, quiet: bool) -> None:
     """Keep the references a blog cites: discover links, archive them in WARC, watch them rot."""
     settings = load_settings(config_file, overrides={"data_dir": data_dir})
-    logging.basicConfig(level=logging.WARNING if quiet else settings["log_level"],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging("WARNING" if quiet else settings["log_level"], settings["log_format"])
     ctx.obj = Context(settings, quiet)
 
 
@@ -224,6 +224,39 @@ def reindex(ctx: Context) -> None:
     with ctx.open() as archive:
         count = rebuild(archive)
     ctx.say(f"reindex: {count} records indexed")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", "page_url", default="", help="The post's URL (relative links).")
+@click.option("--base", help="The archive's public origin (default: http://web.host:web.port).")
+@click.option("--in-place", is_flag=True, help="Rewrite FILE itself.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of stdout.")
+@pass_context
+@run_safely
+def decorate(ctx: Context, file: Path, page_url: str, base: str | None, in_place: bool,
+             output: Path | None) -> None:
+    """Add Robust Links attributes (data-versionurl, data-versiondate) to a post's HTML."""
+    from archiver.decorate import decorate_with_archive
+
+    if in_place and output is not None:
+        raise click.UsageError("use --in-place or --output, not both")
+    settings = ctx.settings
+    base = base or f"http://{settings['web.host']}:{settings['web.port']}"
+    # surrogateescape keeps every byte (line endings, non-UTF-8) exactly as it was.
+    text = file.read_bytes().decode("utf-8", "surrogateescape")
+    with ctx.open() as archive:
+        decorated = decorate_with_archive(archive, text, page_url, base)
+    data = decorated.encode("utf-8", "surrogateescape")
+    target = file if in_place else output
+    if target is None:
+        click.echo(decorated, nl=False)
+    else:
+        temporary = target.with_name(target.name + ".tmp")
+        temporary.write_bytes(data)
+        os.replace(temporary, target)
+    ctx.say(f"decorate: {decorated.count('data-versionurl=')} links marked")
 
 
 @cli.command(name="hash-password")

@@ -8,6 +8,7 @@ link ID, reloads the row and returns quietly if it is gone.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 import uuid
@@ -28,6 +29,7 @@ from archiver.check import SUCCESS, VALIDATORS, CheckOutcome, check_url
 from archiver.clock import utcnow
 from archiver.fingerprint import similarity
 from archiver.health import apply_verdict, with_jitter
+from archiver.logs import RUN_ID
 from archiver.models import Check, Link, link_is_ignored
 from archiver.settings import Settings
 from archiver.verdicts import Verdict
@@ -261,6 +263,7 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
     transactions of ``WRITE_BATCH``; captures, which write WARC records, run one job per link.
     """
     started = time.monotonic()
+    run_token = RUN_ID.set(uuid.uuid4().hex[:12])  # every log line of this run carries it
     batch = limit or archive.settings[_BATCH_SETTING[kind]]
     if everything:
         batch = max(batch, _count_links(archive))
@@ -278,12 +281,13 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
     with ThreadPoolExecutor(max_workers=archive.settings["fetch.concurrency"],
                             thread_name_prefix=str(kind)) as pool:
         if kind is WorkKind.CAPTURE:
-            for outcome in pool.map(lambda link_id: _safely(capture_link, archive, link_id),
-                                    ids):
-                count(outcome)
+            jobs = [pool.submit(contextvars.copy_context().run, _safely, capture_link, archive,
+                                link_id) for link_id in ids]
+            for job in jobs:
+                count(job.result())
         else:
             pending: list[tuple[DueLink, CheckOutcome]] = []
-            futures = {pool.submit(probe_link, archive, due): due
+            futures = {pool.submit(contextvars.copy_context().run, probe_link, archive, due): due
                        for due in load_due(archive, ids)}
             summary.outcomes["gone"] += len(ids) - len(futures)
             for future in as_completed(futures):
@@ -301,6 +305,7 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
             if pending:
                 _store_checks(archive, pending)
     summary.seconds = time.monotonic() - started
+    RUN_ID.reset(run_token)
     return summary
 
 

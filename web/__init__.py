@@ -50,13 +50,16 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Flask:
     app.extensions["settings"] = settings
 
     from web import auth
-    from web.views import actions, api, pages, replay
+    from web.views import actions, api, embed, ops, pages, replay
 
+    app.before_request(replay.refuse_ui_on_replay_origin)
     auth.install(app)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(actions.blueprint)
+    app.register_blueprint(ops.blueprint)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(replay.blueprint)
+    app.register_blueprint(embed.blueprint)
 
     @app.after_request
     def security_headers(response: Response) -> Response:
