@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -60,3 +61,41 @@ def app(archive: Archive) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+INSTALL_HINT = ("the browser tests need Debian's Chromium and the Python playwright package "
+                "(`make test` installs both; never `playwright install`: the system browser "
+                "is used)")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (the system's), driven by Playwright."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(f"playwright is not installed: {INSTALL_HINT}")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: {INSTALL_HINT}")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+class Server(Site):
+    """A Flask app on a real loopback HTTP server (``with Server(app) as server:``)."""
+
+    def __init__(self, app: Flask) -> None:
+        super().__init__("app", app=app)
+
+    @property
+    def origin(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return self.base_url

@@ -4,9 +4,6 @@ Chromium, on a blog served from another loopback origin) and a post's references
 from __future__ import annotations
 
 import re
-import shutil
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +11,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from archiver.archive import Archive
 from archiver.demo.fixtureweb import Site
 from archiver.discover import add_source, discover
 from archiver.jobs import WorkKind, run_due
 from archiver.models import IgnoredDomain
+from tests.conftest import Server
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]
-INSTALL_HINT = ("the embed.js browser test needs Debian's Chromium and the Python playwright "
-                "package: `apt-get install -y chromium` and `.venv/bin/pip install playwright` "
-                "(never `playwright install`: the system browser is used)")
 RFC1123 = re.compile(r"^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$")
 
 
@@ -205,49 +195,6 @@ def test_references_page_lists_every_copy(client: FlaskClient, refs: Site) -> No
 
 # --------------------------------------------------------------------------------------------
 # embed.js in a real browser
-
-
-class QuietHandler(WSGIRequestHandler):
-    def log(self, type: str, message: str, *args: Any) -> None:
-        """No access log in the test output."""
-
-
-class Server:
-    """The archive's Flask app on a real loopback HTTP server."""
-
-    def __init__(self, app: Flask) -> None:
-        self.server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True,
-                                                  request_handler=QuietHandler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
-                                       kwargs={"poll_interval": 0.05})
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail(f"playwright is not installed: {INSTALL_HINT}")
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-        pytest.fail(f"{CHROMIUM} not found: {INSTALL_HINT}")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 BLOG = """<!doctype html>

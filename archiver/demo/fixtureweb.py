@@ -24,17 +24,21 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class Site:
-    """One loopback web site: routes by path (query string ignored unless routed exactly)."""
+    """One loopback web site: routes by path (query string ignored unless routed exactly),
+    or any WSGI app (e.g. the archive's own Flask app, for browser tests)."""
 
-    def __init__(self, name: str = "site", host: str = "127.0.0.1") -> None:
+    def __init__(self, name: str = "site", host: str = "127.0.0.1",
+                 app: Callable[..., Any] | None = None) -> None:
         self.name = name
         self.host = host
+        self.app = app  # serve this WSGI app instead of the route table
         self.routes: dict[str, Handler] = {}
         self.fallback: Handler | None = None
         self.hits: dict[str, int] = {}
         self._lock = threading.Lock()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._port: int | None = None
 
     # -- building ------------------------------------------------------------------------
 
@@ -81,12 +85,13 @@ class Site:
 
     def start(self) -> Site:
         """Start serving on a free loopback port."""
-        self._server = make_server(self.host, 0, self._app, threaded=True,
+        self._server = make_server(self.host, 0, self.app or self._app, threaded=True,
                                    request_handler=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05},
                                         name=f"site-{self.name}", daemon=True)
         self._thread.start()
+        self._port = int(self._server.server_port)
         return self
 
     def stop(self) -> None:
@@ -98,9 +103,9 @@ class Site:
 
     @property
     def port(self) -> int:
-        """The port the site listens on."""
-        assert self._server is not None, "site not started"
-        return int(self._server.server_port)
+        """The port the site listens (or, once stopped, listened) on."""
+        assert self._port is not None, "site not started"
+        return self._port
 
     @property
     def base_url(self) -> str:
