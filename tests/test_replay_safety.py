@@ -27,8 +27,10 @@ HOSTILE = """<!doctype html><html><head><title>Innocent article</title></head><b
 function say(what) {{ console.log("hostile:" + what); }}
 say("running");
 try {{ say("cookie=" + document.cookie); }} catch (e) {{ say("cookie-error=" + e.name); }}
-try {{ say("top-cookie=" + top.document.cookie); }} catch (e) {{ say("top-cookie-error=" + e.name); }}
-try {{ localStorage.setItem("x", "1"); say("storage=ok"); }} catch (e) {{ say("storage-error=" + e.name); }}
+try {{ say("top-cookie=" + top.document.cookie); }}
+catch (e) {{ say("top-cookie-error=" + e.name); }}
+try {{ localStorage.setItem("x", "1"); say("storage=ok"); }}
+catch (e) {{ say("storage-error=" + e.name); }}
 fetch("/links/1/recheck", {{method: "POST", credentials: "include"}})
   .then(function (r) {{ say("recheck=" + r.status); }})
   .catch(function (e) {{ say("recheck-error=" + e.name); }});

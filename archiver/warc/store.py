@@ -5,6 +5,12 @@ write, flushed and fsynced before their locations are returned, so an index row 
 after ``write_exchange`` always points at bytes that are on disk.  Files roll over by size;
 names are created exclusively, so processes sharing the folder never write the same file.
 
+While a file is being written it has a ``<name>.open`` marker beside it naming its writer
+(pid, host name, boot ID), and the writer holds an exclusive ``flock`` on it; a clean close
+removes the marker.  A marker left behind means the writer died: before its first write, a
+store runs its ``prepare`` hook once, which the archive points at ``archiver.warc.repair`` to
+cut such a file's partial tail record.
+
 Reading: a record is read back by (file, offset, length) alone; files are walked record by
 record to rebuild the index.
 """
@@ -12,12 +18,14 @@ record to rebuild the index.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import io
+import json
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -37,6 +45,69 @@ SOFTWARE = f"link-archiver/{__version__} (warcio)"
 # Hop-by-hop framing that no longer describes the stored (de-chunked) body.
 _FRAMING_HEADERS = frozenset({"transfer-encoding"})
 DIGEST_MEMORY = 100_000  # payload digests remembered for deduplication within a process
+OPEN_SUFFIX = ".open"  # ``<name>.open``: the file is being written (or its writer died)
+BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+_WRITING: set[Path] = set()  # files open for writing in this process
+_WRITING_LOCK = threading.Lock()
+
+
+def boot_id() -> str:
+    """This machine's boot ID (Linux), shared by its containers; '' where there is none."""
+    try:
+        return BOOT_ID_FILE.read_text(encoding="ascii").strip()
+    except OSError:
+        return ""
+
+
+def writer_identity() -> dict[str, object]:
+    """Who is writing: what an ``.open`` marker records."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "boot": boot_id(),
+            "started": utcnow().isoformat()}
+
+
+def marker_path(path: Path) -> Path:
+    """The ``.open`` marker of a WARC file."""
+    return path.with_name(path.name + OPEN_SUFFIX)
+
+
+def written_here(path: Path) -> bool:
+    """Whether a store of this process has ``path`` open for writing."""
+    with _WRITING_LOCK:
+        return path.resolve() in _WRITING
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a file's creation, removal or renaming in ``directory`` durable."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _create_marker(marker: Path) -> bool:
+    """Create ``marker`` holding this writer's identity, atomically; False if it exists."""
+    data = json.dumps(writer_identity()).encode("utf-8")
+    draft = marker.with_name(f".{marker.name}.{os.getpid()}.{threading.get_ident()}")
+    with open(draft, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        os.link(draft, marker)  # appears whole or not at all
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links on this file system: an exclusive create will do
+        try:
+            with open(marker, "xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except FileExistsError:
+            return False
+    finally:
+        draft.unlink()
+    return True
 
 
 def payload_digest(body: bytes) -> str:
@@ -71,20 +142,44 @@ class WarcStore:
         self._name: str | None = None
         self._serial = 0
         self._digests: dict[str, RecordLocation] = {}
+        # Run once, before the first file is begun (the archive repairs dead writers' files).
+        self.prepare: Callable[[], None] | None = None
+        self._prepared = False
 
     # -- writing -------------------------------------------------------------------------
 
+    def _prepare_once(self) -> None:
+        if not self._prepared:
+            self._prepared = True
+            if self.prepare is not None:
+                self.prepare()
+
+    def prepare_for_writing(self) -> None:
+        """Run the ``prepare`` hook now (it runs once per store, before the first write)."""
+        with self._lock:
+            self._prepare_once()
+
     def _open_new_file(self) -> None:
+        self._prepare_once()
         self.directory.mkdir(parents=True, exist_ok=True)
         stamp = utcnow().strftime("%Y%m%d%H%M%S%f")
         while True:
             self._serial += 1
             name = f"{self.prefix}-{stamp}-{self._serial:05d}.warc.gz"
+            path = self.directory / name
+            # The marker comes first, so no file is ever being written without one.
+            if not _create_marker(marker_path(path)):
+                continue
             try:
-                handle = open(self.directory / name, "xb")  # noqa: SIM115 - kept open across writes
+                handle = open(path, "xb")  # noqa: SIM115 - kept open across writes
             except FileExistsError:
+                marker_path(path).unlink()
                 continue
             break
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # held while the file is written
+        with _WRITING_LOCK:
+            _WRITING.add(path.resolve())
+        fsync_directory(self.directory)
         self._file, self._name = handle, name
         info = {
             "software": SOFTWARE,
@@ -175,8 +270,18 @@ class WarcStore:
             return self._digests.get(digest)
 
     def _close_current(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        """Close the file cleanly: synced, marker removed, then the lock let go."""
+        if self._file is not None and self._name is not None:
+            path = self.directory / self._name
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                marker_path(path).unlink(missing_ok=True)
+                fsync_directory(self.directory)
+            finally:
+                with _WRITING_LOCK:
+                    _WRITING.discard(path.resolve())
+                self._file.close()  # releases the flock
         self._file = None
         self._name = None
 
