@@ -110,6 +110,15 @@ def unit_interval(value: Any) -> None:
         raise ValueError("must be between 0 and 1")
 
 
+def networks(value: Any) -> None:
+    """Validator: comma-separated CIDR networks."""
+    import ipaddress
+
+    for part in str(value).split(","):
+        if part.strip():
+            ipaddress.ip_network(part.strip(), strict=False)
+
+
 def one_of(*choices: str) -> Callable[[Any], None]:
     """Validator factory: the value must be one of ``choices``."""
 
@@ -170,6 +179,10 @@ REGISTRY: tuple[Setting, ...] = (
     _s("fetch.allow_private_networks", "bool", False,
        "Allow fetching loopback, private, link-local and other non-public addresses. "
        "Leave off unless every source is trusted."),
+    _s("fetch.allowed_networks", "str", "",
+       "Comma-separated private networks (CIDR) that may be fetched anyway, e.g. an intranet "
+       "blog's 10.20.0.0/16; everything else non-public stays refused.",
+       validate=networks),
     _s("fetch.concurrency", "int", 8, "Requests in flight at once across all hosts.",
        validate=positive),
     _s("fetch.per_host_concurrency", "int", 2, "Requests in flight at once to one host.",

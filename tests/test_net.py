@@ -220,3 +220,26 @@ def test_per_host_delay_spaces_request_starts(tmp_path: Path, site: Site) -> Non
         polite.fetch(site.url("/"))
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert all(gap >= 0.18 for gap in gaps), gaps
+
+
+def test_redirects_into_private_networks_are_refused(tmp_path: Path) -> None:
+    """127.0.0.2 is trusted as an intranet host; its redirect to 127.0.0.1 is refused."""
+    with Site("intranet", host="127.0.0.2") as trusted, Site("other") as private:
+        private.page("/secret", "secret")
+        trusted.redirect("/go", private.url("/secret"), 302)
+        trusted.redirect("/meta", "http://169.254.169.254/latest/meta-data/", 302)
+        client = HttpClient(make_settings(tmp_path, fetch__allow_private_networks=False,
+                                          fetch__allowed_networks="127.0.0.2/32"))
+        for path in ("/go", "/meta"):
+            with pytest.raises(FetchError) as caught:
+                client.fetch(trusted.url(path))
+            assert caught.value.verdict is Verdict.FORBIDDEN_ADDRESS
+            assert [e.status for e in caught.value.exchanges] == [302]
+        assert private.hits == {}
+
+
+def test_allowed_networks_setting_is_validated(tmp_path: Path) -> None:
+    from archiver.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="allowed_networks"):
+        make_settings(tmp_path, fetch__allowed_networks="10.0.0.0/33")

@@ -35,7 +35,7 @@ from urllib3.exceptions import (
 from urllib3.poolmanager import PoolManager
 
 from archiver.clock import utcnow
-from archiver.net.guard import forbidden_reason
+from archiver.net.guard import AddressPolicy, parse_networks
 from archiver.net.politeness import HostLimiter
 from archiver.settings import Settings
 from archiver.urls import FETCHABLE_SCHEMES, host_of
@@ -212,7 +212,7 @@ _DEADLINE = _Deadline()
 class _GuardedConnectionMixin:
     """Resolves, checks and connects to one checked address; remembers the peer address."""
 
-    allow_private: bool = False
+    policy: AddressPolicy = AddressPolicy(allow_private=False)
     peer_ip: str | None = None
     host: str
     port: int
@@ -232,7 +232,7 @@ class _GuardedConnectionMixin:
         last_error: OSError | None = None
         for family, socktype, proto, _name, sockaddr in infos:
             address = str(sockaddr[0])
-            reason = None if self.allow_private else forbidden_reason(address)
+            reason = self.policy.refusal(address)
             if reason:
                 refused.append(reason)
                 continue
@@ -268,19 +268,19 @@ def _timeout_seconds(timeout: Any) -> float:
     return float(timeout) if isinstance(timeout, int | float) else 30.0
 
 
-def _pool_classes(allow_private: bool) -> dict[str, type[HTTPConnectionPool]]:
+def _pool_classes(policy: AddressPolicy) -> dict[str, type[HTTPConnectionPool]]:
     http_conn = type("GuardedHTTPConnection", (_GuardedConnectionMixin, HTTPConnection),
-                     {"allow_private": allow_private})
+                     {"policy": policy})
     https_conn = type("GuardedHTTPSConnection", (_GuardedConnectionMixin, HTTPSConnection),
-                      {"allow_private": allow_private})
+                      {"policy": policy})
     http_pool = type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn})
     https_pool = type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})
     return {"http": http_pool, "https": https_pool}
 
 
 class _GuardedAdapter(HTTPAdapter):
-    def __init__(self, allow_private: bool, pool_size: int) -> None:
-        self._classes = _pool_classes(allow_private)
+    def __init__(self, policy: AddressPolicy, pool_size: int) -> None:
+        self._classes = _pool_classes(policy)
         super().__init__(pool_connections=64, pool_maxsize=pool_size, max_retries=0)
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False,
@@ -340,7 +340,9 @@ class HttpClient:
                                               settings["fetch.concurrency"])
         self.session = requests.Session()
         self.session.trust_env = False  # a proxy from the environment would bypass the guard
-        adapter = _GuardedAdapter(self.allow_private, max(10, settings["fetch.concurrency"] * 2))
+        policy = AddressPolicy(self.allow_private,
+                               parse_networks(settings["fetch.allowed_networks"]))
+        adapter = _GuardedAdapter(policy, max(10, settings["fetch.concurrency"] * 2))
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 

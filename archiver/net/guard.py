@@ -43,3 +43,34 @@ def forbidden_reason(address: str) -> str | None:
     if not ip.is_global:
         return f"non-global address {ip}"
     return None
+
+
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated CIDR networks (``10.1.2.0/24, fd00::/8``); ValueError when malformed."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False)
+                 for part in text.split(",") if part.strip())
+
+
+class AddressPolicy:
+    """Which addresses outbound requests may connect to."""
+
+    def __init__(self, allow_private: bool,
+                 allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()) -> None:
+        self.allow_private = allow_private
+        self.allowed = allowed
+
+    def refusal(self, address: str) -> str | None:
+        """Why ``address`` is refused, or None when it may be connected to."""
+        if self.allow_private:
+            return None
+        reason = forbidden_reason(address)
+        if reason is None or not self.allowed:
+            return reason
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return reason
+        mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+        if any((ip in net) or (mapped is not None and mapped in net) for net in self.allowed):
+            return None
+        return reason
