@@ -20,6 +20,7 @@ from archiver.net.content import charset_of, decode_reversibly
 from archiver.replay.rewrite import UrlRewriter, rewrite_css, rewrite_html
 from archiver.warc.store import WarcStore, open_record
 
+DEFAULT_MAX_DECODED = 256 * 1024 * 1024
 PASSED_HEADERS = frozenset({"content-type", "content-language", "last-modified"})
 DROPPED_HEADERS = frozenset({
     "set-cookie", "set-cookie2", "content-security-policy",
@@ -64,18 +65,31 @@ def document_csp(origin: str, scripts: bool) -> str:
     return f"{sandbox}; default-src {sources} 'unsafe-inline' 'unsafe-eval'; form-action 'none'"
 
 
+class TooLargeError(StorageError):
+    """An archived body larger than replay will decode (a decompression bomb, say)."""
+
+
+def _read_decoded(record: Any, max_bytes: int) -> bytes:
+    stream = record.content_stream()
+    body = stream.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise TooLargeError(f"the archived body is larger than {max_bytes} bytes once decoded")
+    return bytes(body)
+
+
 def render_capture(session: Session, store: WarcStore, capture: Capture,
                    prefix: str = "/web/", *, rewrite: bool = True, scripts: bool = False,
-                   origin: str = "") -> ArchivedResponse:
+                   origin: str = "", max_bytes: int = DEFAULT_MAX_DECODED) -> ArchivedResponse:
     """The reader's response for ``capture``, with HTML and CSS rewritten into the archive.
 
     ``rewrite=False`` gives the archived bytes as they are (pywb's ``id_``); ``origin`` is
-    the only place the document may load from (the archive itself).
+    the only place the document may load from (the archive itself). A body that decodes to
+    more than ``max_bytes`` raises :class:`TooLargeError` instead of filling memory.
     """
     head_record, payload_record = _payload_record(session, store, capture)
     http_headers = head_record.http_headers or payload_record.http_headers
     status = int(http_headers.get_statuscode() or 200) if http_headers else 200
-    body = payload_record.content_stream().read()
+    body = _read_decoded(payload_record, max_bytes)
     rewriter = UrlRewriter(base_url=capture.url, timestamp=warc_timestamp(capture.captured_at),
                            prefix=prefix)
     headers: list[tuple[str, str]] = []

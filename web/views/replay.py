@@ -32,7 +32,7 @@ from archiver.replay.memento import (
     timemap_json,
     timemap_link,
 )
-from archiver.replay.render import render_capture
+from archiver.replay.render import TooLargeError, render_capture
 from archiver.urls import url_key
 from web.views import archive, settings
 
@@ -109,10 +109,14 @@ def replay(rest: str) -> Any:
             return redirect(replay_path(capture.captured_at, url, modifier), code=302)
         if not bare:
             return _frame(session, url, captures, index)
-        archived = render_capture(session, archive().store, capture,
-                                  rewrite=modifier != "id_",
-                                  scripts=settings()["web.replay_scripts"],
-                                  origin=request.host_url.rstrip("/"))
+        try:
+            archived = render_capture(session, archive().store, capture,
+                                      rewrite=modifier != "id_",
+                                      scripts=settings()["web.replay_scripts"],
+                                      origin=request.host_url.rstrip("/"),
+                                      max_bytes=4 * settings()["fetch.max_body_bytes"])
+        except TooLargeError as exc:
+            abort(502, str(exc))
     response = Response(archived.body, status=archived.status)
     response.headers.clear()
     for name, value in archived.headers:
