@@ -19,13 +19,9 @@ from archiver.replay.lookup import latest_good_captures, replay_path
 from archiver.replay.rewrite import (
     _ATTR,
     _C0_SPACE,
-    _COMMENT,
-    _RAW_TEXT_END,
-    _SKIP,
-    _TAG,
-    _TAG_OPEN,
     _escape_attr,
     _unescape_attr,
+    iter_start_tags,
 )
 from archiver.urls import FETCHABLE_SCHEMES, InvalidURL, canonicalize, scheme_of, url_key
 
@@ -58,44 +54,9 @@ def _value(match: re.Match[str]) -> str:
 
 def _start_tags(html: str) -> Iterator[re.Match[str]]:
     """The ``<a>`` and ``<base>`` start tags of a document, skipping comments and raw text."""
-    length = len(html)
-    pos = 0
-    while True:
-        skipped = _SKIP.match(html, pos)
-        start = length if skipped is None else skipped.end()
-        if start + 1 >= length:
-            return
-        if html[start + 1] in "!?":
-            if html.startswith("<!--", start):
-                comment = _COMMENT.match(html, start)
-                pos = length if comment is None else comment.end()
-                continue
-            close = html.find(">", start + 2)
-            if close < 0:
-                return
-            pos = close + 1
-            continue
-        tag = _TAG.match(html, start)
-        if tag is None:
-            if _TAG_OPEN.match(html, start):
-                return  # an unclosed tag runs to the end of the document
-            close = html.find(">", start + 2)  # "</" + non-letter: a bogus comment
-            if close < 0:
-                return
-            pos = close + 1
-            continue
-        pos = tag.end()
-        if tag.group(1):
-            continue  # end tag
-        name = tag.group(2).lower()
+    for tag, name, _raw_start, _raw_stop in iter_start_tags(html):
         if name in ("a", "base"):
             yield tag
-        raw_end = _RAW_TEXT_END.get(name)
-        if raw_end is not None:
-            end_tag = raw_end.search(html, pos)
-            pos = length if end_tag is None else end_tag.start()
-        elif name == "plaintext":
-            return
 
 
 def _insertion_point(html: str, tag: re.Match[str],

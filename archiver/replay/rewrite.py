@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from html import unescape as _html_unescape
@@ -282,6 +283,57 @@ def _rewrite_refresh(value: str, rewriter: UrlRewriter) -> str:
     return head + quote + new + body[len(core) :]
 
 
+def iter_start_tags(html: str) -> Iterator[tuple[re.Match[str], str, int, int]]:
+    """Start tags that may carry URLs or styles, in document order, skipping comments and the
+    text of raw-text elements: (tag match, lower-case name, raw text start, raw text end) —
+    for a raw-text element (script, style, ...) the span of its text, else an empty span."""
+    length = len(html)
+    pos = 0
+    skip = _SKIP.match
+    while True:
+        skipped = skip(html, pos)  # always matches, possibly empty
+        start = length if skipped is None else skipped.end()
+        if start >= length:
+            return
+        kind = html[start + 1] if start + 1 < length else ""
+        if kind in ("!", "?"):
+            if html.startswith("<!--", start):
+                comment = _COMMENT.match(html, start)
+                pos = length if comment is None else comment.end()
+                continue
+            close = html.find(">", start + 2)  # doctype, bogus comment, <?...>
+            if close < 0:
+                return
+            pos = close + 1
+            continue
+        tag = _TAG.match(html, start)
+        if tag is None:
+            if _TAG_OPEN.match(html, start):
+                return  # the tag runs to EOF: the rest is left unchanged
+            if html.startswith("</>", start):
+                pos = start + 3
+                continue
+            close = html.find(">", start + 2)  # "</" + non-letter: a bogus comment
+            if close < 0:
+                return
+            pos = close + 1
+            continue
+        pos = tag.end()
+        if tag.group(1):
+            continue  # end tag
+        name = tag.group(2).lower()
+        raw_end = _RAW_TEXT_END.get(name)
+        if raw_end is not None:
+            end_tag = raw_end.search(html, pos)
+            stop = length if end_tag is None else end_tag.start()
+            yield tag, name, pos, stop
+            pos = stop
+        else:
+            yield tag, name, pos, pos
+            if name == "plaintext":
+                return
+
+
 class _HtmlPass:
     """One left-to-right pass over a document, collecting the unchanged spans and the edits."""
 
@@ -304,59 +356,18 @@ class _HtmlPass:
     def run(self) -> str:
         """Rewrite the whole document."""
         html = self.html
-        length = len(html)
-        pos = 0
-        skip = _SKIP.match
-        while True:
-            skipped = skip(html, pos)  # always matches, possibly empty
-            start = length if skipped is None else skipped.end()
-            if start >= length:
-                break
-            kind = html[start + 1]
-            if kind in "!?":
-                if html.startswith("<!--", start):
-                    comment = _COMMENT.match(html, start)
-                    pos = length if comment is None else comment.end()
-                    continue
-                close = html.find(">", start + 2)  # doctype, bogus comment, <?...>
-                if close < 0:
-                    break
-                pos = close + 1
-                continue
-            tag = _TAG.match(html, start)
-            if tag is None:
-                if _TAG_OPEN.match(html, start):
-                    break  # the tag runs to EOF: the rest is emitted unchanged
-                if html.startswith("</>", start):
-                    pos = start + 3
-                    continue
-                close = html.find(">", start + 2)  # "</" + non-letter: a bogus comment
-                if close < 0:
-                    break
-                pos = close + 1
-                continue
-            pos = tag.end()
-            if tag.group(1):
-                continue  # end tag
-            name = tag.group(2).lower()
+        for tag, name, raw_start, raw_stop in iter_start_tags(html):
             attrs_start, attrs_end = tag.span(3)
             modifiers = _ATTR_MODIFIERS.get(name)
             if attrs_end > attrs_start and (
                 modifiers is not None or _STYLE_HINT.search(html, attrs_start, attrs_end)
             ):
                 self.attributes(name, modifiers, attrs_start, attrs_end)
-            raw_end = _RAW_TEXT_END.get(name)
-            if raw_end is not None:
-                end_tag = raw_end.search(html, pos)
-                stop = length if end_tag is None else end_tag.start()
-                if name == "style" and stop > pos:
-                    css = html[pos:stop]
-                    new = _rewrite_css(css, self.rewriter)
-                    if new != css:
-                        self.emit(pos, stop, new)
-                pos = stop
-            elif name == "plaintext":
-                break
+            if name == "style" and raw_stop > raw_start:
+                css = html[raw_start:raw_stop]
+                new = _rewrite_css(css, self.rewriter)
+                if new != css:
+                    self.emit(raw_start, raw_stop, new)
         if not self.out:
             return html
         self.out.append(html[self.last :])
