@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 from archiver.capture import Capturer, index_lookup
 from archiver.check import ProbeCache
@@ -13,6 +19,8 @@ from archiver.net.client import HttpClient
 from archiver.robots import RobotsPolicy
 from archiver.settings import Settings
 from archiver.warc.store import WarcStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -25,6 +33,27 @@ class Archive:
     _client: HttpClient | None = field(default=None, repr=False)
     _probes: ProbeCache | None = field(default=None, repr=False)
     _capturer: Capturer | None = field(default=None, repr=False)
+    # Set (by a SIGTERM handler) to ask runs to start nothing new and finish what is in hand.
+    stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    repairs: list[str] = field(default_factory=list, repr=False)  # notes of the crash repair
+
+    def __post_init__(self) -> None:
+        if self.store.prepare is None:
+            self.store.prepare = self._repair_store
+
+    def _repair_store(self) -> None:
+        """Repair WARC files whose writer died (run once, before this store's first write)."""
+        from archiver.warc.repair import repair_folder
+
+        try:
+            self.repairs = repair_folder(self.store, self.db)
+        except Exception:  # a failed repair must not stop new captures into new files
+            log.exception("repair of %s failed", self.store.directory)
+
+    def prepare_store(self) -> list[str]:
+        """Run the crash repair now rather than at the first write; return its notes."""
+        self.store.prepare_for_writing()
+        return self.repairs
 
     @classmethod
     def open(cls, settings: Settings, *, require_schema: bool = True) -> Archive:
@@ -69,6 +98,25 @@ class Archive:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def stop_on_sigterm(event: threading.Event) -> Iterator[threading.Event]:
+    """While inside, SIGTERM sets ``event`` instead of ending the process (main thread only)."""
+    # A second SIGTERM ends the process at once (status 143): crash-safe too, just abrupt.
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+
+    def handle(_signal: int, _frame: FrameType | None) -> None:
+        event.set()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 SECRET_KEY_FILE = "secret.key"  # noqa: S105 - a file name, not a secret

@@ -148,17 +148,24 @@ def discover_command(ctx: Context) -> None:
         sys.exit(1)
 
 
-def _work(ctx: Context, kind: str, everything: bool) -> None:
+def _work(ctx: Context, kind: str, everything: bool) -> bool:
+    """Run one kind of work; on SIGTERM, finish the pages in hand and return True (exit 0)."""
+    from archiver.archive import stop_on_sigterm
     from archiver.jobs import WorkKind, check_round, run_due
 
-    with ctx.open() as archive:
+    with ctx.open() as archive, stop_on_sigterm(archive.stopping) as stopping:
+        if kind == WorkKind.CAPTURE:
+            archive.prepare_store()  # repair files of writers that died, even if nothing is due
         progress = ctx.progress(kind)
         summary = (check_round(archive, everything=everything, progress=progress)
                    if kind == WorkKind.CHECK else
                    run_due(archive, WorkKind(kind), everything=everything, progress=progress))
     ctx.say(summary.line())
+    if stopping.is_set():
+        ctx.say(f"{kind}: stopped by SIGTERM: work in hand finished, the rest left to a later run")
     if summary.outcomes.get("error"):
         sys.exit(1)
+    return stopping.is_set()
 
 
 @cli.command()
@@ -183,10 +190,17 @@ def check(ctx: Context, everything: bool) -> None:
 @click.pass_context
 @run_safely
 def run(click_ctx: click.Context) -> None:
-    """Discover, capture and check once: what each scheduler tick does."""
-    click_ctx.invoke(discover_command)
-    _work(click_ctx.obj, "capture", False)
-    _work(click_ctx.obj, "check", False)
+    """Discover, capture and check once: what each scheduler tick does (SIGTERM: exit 0)."""
+    import threading
+
+    from archiver.archive import stop_on_sigterm
+
+    with stop_on_sigterm(threading.Event()) as stopping:
+        click_ctx.invoke(discover_command)
+        if stopping.is_set():
+            click_ctx.obj.say("run: stopped by SIGTERM after discovering")
+        elif not _work(click_ctx.obj, "capture", False):
+            _work(click_ctx.obj, "check", False)
 
 
 @cli.command()
@@ -282,13 +296,21 @@ def config_command(ctx: Context) -> None:
 @pass_context
 @run_safely
 def scheduler(ctx: Context) -> None:
-    """The scheduler alone: discover, capture and check on their intervals."""
+    """The scheduler alone: discover, capture and check on their intervals (SIGTERM: exit 0)."""
+    from archiver.archive import stop_on_sigterm
     from archiver.scheduler import build_scheduler
 
-    with ctx.open() as archive:
-        ctx.say("scheduler running; Ctrl-C to stop")
+    with ctx.open() as archive, stop_on_sigterm(archive.stopping) as stopping:
+        archive.prepare_store()
+        ctx.say("scheduler running; Ctrl-C or SIGTERM to stop")
+        running = build_scheduler(archive, blocking=False)
+        running.start()
         with contextlib.suppress(KeyboardInterrupt, SystemExit):
-            build_scheduler(archive, blocking=True).start()
+            while not stopping.wait(1.0):
+                pass
+        stopping.set()  # Ctrl-C stops the same way: nothing new, the tick in hand finishes
+        running.shutdown(wait=True)
+    ctx.say("scheduler stopped: work in hand finished, the rest left to a later run")
 
 
 @cli.command()

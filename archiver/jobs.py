@@ -81,10 +81,16 @@ def claim_due(archive: Archive, kind: WorkKind, limit: int, *, everything: bool 
     due = due_col.is_not(None) if everything else and_(due_col.is_not(None), due_col <= now)
     with archive.db.session() as session:
         candidates = (select(Link.id).where(due, free, ~link_is_ignored())
-                      .order_by(due_col, Link.id).limit(limit).scalar_subquery())
-        session.execute(update(Link).where(Link.id.in_(candidates), free)
-                        .values({lease_col: lease_until, owner_col: owner})
-                        .execution_options(synchronize_session=False))
+                      .order_by(due_col, Link.id).limit(limit))
+        claim = (update(Link).values({lease_col: lease_until, owner_col: owner})
+                 .execution_options(synchronize_session=False))
+        if session.get_bind().dialect.name == "postgresql":
+            # Lock the candidates, passing over rows another claim has locked: claims at the
+            # same moment neither wait for each other nor come back short while work is left.
+            locked = candidates.with_for_update(skip_locked=True).scalar_subquery()
+            return sorted(session.scalars(claim.where(Link.id.in_(locked), free)
+                                          .returning(Link.id)))
+        session.execute(claim.where(Link.id.in_(candidates.scalar_subquery()), free))
         ids = list(session.scalars(select(Link.id).where(owner_col == owner)))
     return ids
 
@@ -225,6 +231,8 @@ def _store_checks(archive: Archive, results: list[tuple[DueLink, CheckOutcome]])
 
 def capture_link(archive: Archive, link_id: int) -> str | None:
     """Capture one link by ID (with its requisites) and index it; None if the link is gone."""
+    if archive.stopping.is_set():
+        return "stopped"  # not begun before the stop: its lease lapses and a later run takes it
     url = _url_of(archive, link_id)
     if url is None:
         return None
@@ -267,7 +275,8 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
     batch = limit or archive.settings[_BATCH_SETTING[kind]]
     if everything:
         batch = max(batch, _count_links(archive))
-    ids = interleave_by_host(archive, claim_due(archive, kind, batch, everything=everything))
+    ids = interleave_by_host(archive, claim_due(archive, kind, batch, everything=everything)
+                             if not archive.stopping.is_set() else [])
     summary = RunSummary(kind=str(kind), claimed=len(ids))
     if progress:
         progress(0, len(ids))
@@ -291,6 +300,12 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
                        for due in load_due(archive, ids)}
             summary.outcomes["gone"] += len(ids) - len(futures)
             for future in as_completed(futures):
+                if archive.stopping.is_set():
+                    for waiting in futures:
+                        waiting.cancel()  # checks not begun: their leases lapse
+                if future.cancelled():
+                    count("stopped")
+                    continue
                 try:
                     pending.append((futures[future], future.result()))
                 except Exception:

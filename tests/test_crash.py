@@ -1,0 +1,415 @@
+"""No data lost: SIGKILL at random moments, torn writes, SIGTERM, and two capture runs at once.
+
+Every child is a real process (``tests/crash_worker.py`` or ``python -m archiver``) capturing a
+loopback corpus into a real SQLite file and WARC folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import pytest
+from sqlalchemy import func, select, update
+from werkzeug.wrappers import Request, Response
+
+from archiver.archive import Archive, initialise
+from archiver.clock import utcnow
+from archiver.demo.fixtureweb import Site
+from archiver.models import Capture, Link
+from archiver.settings import Settings, load_settings
+from archiver.urls import host_of, url_key
+from archiver.warc.repair import QUARANTINE
+from archiver.warc.store import OPEN_SUFFIX
+from archiver.warc.verify import verify
+from tests.crash_worker import exchange
+from tests.test_warc import warcio_check
+
+WORKER = Path(__file__).with_name("crash_worker.py")
+ROOT = WORKER.parent.parent
+KILLS = 22  # SIGKILLs that land while the child is working
+SEED = 20240611
+PAGE_TYPES = ("response", "revisit")
+
+
+# -- set-up ----------------------------------------------------------------------------------
+
+def write_config(tmp_path: Path, **values: object) -> tuple[Path, Settings]:
+    """A TOML settings file the children read (no environment), and the same settings here."""
+    base: dict[str, object] = {
+        "data_dir": str(tmp_path / "data"), "log_level": "WARNING",
+        "fetch.allow_private_networks": True, "fetch.per_host_delay": "0s",
+        "fetch.per_host_concurrency": 8, "fetch.concurrency": 8, "fetch.timeout": "20s",
+        "capture.respect_robots": False,
+    }
+    base.update(values)
+    sections: dict[str, dict[str, object]] = {}
+    for name, value in base.items():
+        section, _, key = name.rpartition(".")
+        sections.setdefault(section, {})[key] = value
+
+    def toml(value: object) -> str:
+        return ("true" if value else "false") if isinstance(value, bool) else json.dumps(value)
+
+    lines = [f"{key} = {toml(value)}" for key, value in sections.pop("", {}).items()]
+    for section, table in sections.items():
+        lines += [f"[{section}]", *(f"{key} = {toml(value)}" for key, value in table.items())]
+    path = tmp_path / "archiver.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    settings = load_settings(path, env={})
+    initialise(settings)
+    return path, settings
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a child: no ARCHIVER_* leaking in, the repository importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def slow(body: bytes, content_type: str, delay: float) -> Callable[[Request], Response]:
+    """A route handler that sends a fixed answer after ``delay`` seconds."""
+
+    def handler(_request: Request) -> Response:
+        time.sleep(delay)
+        return Response(body, content_type=content_type)
+
+    return handler
+
+
+def build_corpus(site: Site, pages: int, rng: random.Random, page_delay: float,
+                 requisite_delay: float) -> list[str]:
+    """Pages with a shared style sheet and three requisites of their own; some images are big."""
+    site.route("/s/common.css", slow(b"body{margin:0}", "text/css", requisite_delay))
+    urls = []
+    for n in range(pages):
+        html = (f"<html><head><link rel=stylesheet href=/s/common.css>"
+                f"<link rel=stylesheet href=/s/{n}.css><script src=/j/{n}.js></script></head>"
+                f"<body><h1>Page {n}</h1><img src=/i/{n}.png><p>{'text ' * 200}</p></body></html>")
+        image = rng.randbytes(1_500_000 if n % 8 == 0 else rng.randrange(2_000, 40_000))
+        for path, body, kind, delay in (
+                (f"/p/{n}.html", html.encode(), "text/html; charset=utf-8", page_delay),
+                (f"/s/{n}.css", f"h1{{color:#{n:06x}}}".encode(), "text/css", requisite_delay),
+                (f"/j/{n}.js", f"var page={n};".encode(), "text/javascript", requisite_delay),
+                (f"/i/{n}.png", image, "image/png", requisite_delay)):
+            site.route(path, slow(body, kind, delay * rng.uniform(0.5, 1.5)))
+        urls.append(site.url(f"/p/{n}.html"))
+    return urls
+
+
+def add_due_links(archive: Archive, urls: list[str]) -> None:
+    """Links due for capture now (and never for checking)."""
+    now = utcnow()
+    with archive.db.session() as session:
+        session.add_all(Link(url=u, url_key=url_key(u), host=host_of(u), next_capture_at=now)
+                        for u in urls)
+
+
+def due_count(archive: Archive) -> int:
+    """Links still due for capture."""
+    with archive.db.session() as session:
+        return int(session.scalar(select(func.count(Link.id))
+                                  .where(Link.next_capture_at <= utcnow())) or 0)
+
+
+def page_captures(archive: Archive) -> dict[str, int]:
+    """Index rows of each link's own page (response or revisit), by link URL."""
+    with archive.db.session() as session:
+        links = list(session.execute(select(Link.url, Link.url_key)))
+        counts = dict(session.execute(
+            select(Capture.url_key, func.count(Capture.id))
+            .where(Capture.record_type.in_(PAGE_TYPES)).group_by(Capture.url_key)).all())
+    return {url: int(counts.get(key, 0)) for url, key in links}
+
+
+def start_worker(config: Path, *args: str, log: IO[str] | None = None) -> subprocess.Popen[str]:
+    """``crash_worker.py cli --config CONFIG ARGS...``, its stdout piped."""
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), "cli", "--config", str(config), *args],
+        stdout=subprocess.PIPE, stderr=log if log is not None else subprocess.PIPE, text=True,
+        env=child_env(), cwd=ROOT)
+
+
+def wait_ready(child: subprocess.Popen[str]) -> None:
+    """Block until the child printed ``ready`` (its imports are done)."""
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    assert line.strip() == "ready", line
+
+
+def assert_archive_sound(archive: Archive) -> None:
+    """Every WARC file passes warcio check, verify is clean, and no writer is left open."""
+    files = [archive.store.path_of(name) for name in archive.store.files()]
+    assert files
+    result = warcio_check(*files)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert [p.line() for p in verify(archive)] == []
+    assert list(archive.store.directory.glob("*" + OPEN_SUFFIX)) == []
+    with archive.db.session() as session:
+        rows = session.scalar(select(func.count(Capture.id)))
+        distinct = session.scalar(select(func.count(func.distinct(Capture.record_id))))
+    assert rows == distinct  # no record indexed twice
+
+
+# -- (a) SIGKILL at random moments -------------------------------------------------------------
+
+@dataclass
+class KillStats:
+    """What the kill loop saw."""
+
+    started: int = 0
+    kills: int = 0
+    rounds: int = 1
+    dead_writers: int = 0  # ``.open`` markers seen after each kill: files left open
+    left_for_final: int = 0  # links still due when the kills stopped
+
+
+def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
+    rng = random.Random(SEED)
+    lease = 0.3  # runs never overlap here; the lease only has to lapse between them
+    config, settings = write_config(tmp_path, **{"capture.lease": f"{lease}s"})
+    stats = KillStats()
+    started = time.monotonic()
+    with Site("crash") as site, Archive.open(settings) as archive, \
+            open(tmp_path / "children.log", "w", encoding="utf-8") as log:
+        urls = build_corpus(site, 40, random.Random(SEED + 1), page_delay=0.1,
+                            requisite_delay=0.06)
+        add_due_links(archive, urls)
+        # The zygote imports once and forks each run, so the kills land in the work, not in
+        # the imports; each child is a separate process that a SIGKILL ends on the spot.
+        zygote = subprocess.Popen(
+            [sys.executable, str(WORKER), "zygote", "--config", str(config), "capture"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+            env=child_env(), cwd=ROOT)
+        assert zygote.stdin is not None and zygote.stdout is not None
+
+        def tell(command: str) -> str:
+            assert zygote.stdin is not None and zygote.stdout is not None
+            zygote.stdin.write(command + "\n")
+            zygote.stdin.flush()
+            return zygote.stdout.readline().strip()
+
+        try:
+            while stats.kills < KILLS:
+                requests = sum(dict(site.hits).values())
+                assert tell("run") == "started"
+                stats.started += 1
+                if rng.random() < 0.75:  # mostly timed from the child's first request, so
+                    deadline = time.monotonic() + 5  # the kill lands in fetching and writing
+                    while (sum(dict(site.hits).values()) == requests
+                           and time.monotonic() < deadline):
+                        time.sleep(0.01)
+                time.sleep(rng.uniform(0.05, 1.0))
+                if int(tell("kill")) == -signal.SIGKILL:
+                    stats.kills += 1
+                stats.dead_writers += len(list(settings.warc_dir.glob("*" + OPEN_SUFFIX)))
+                if due_count(archive) == 0:  # a round is complete: make every link due again
+                    with archive.db.session() as session:
+                        session.execute(update(Link).values(next_capture_at=utcnow()))
+                    stats.rounds += 1
+                time.sleep(lease)
+                assert time.monotonic() - started < 120, stats
+        finally:
+            zygote.stdin.close()
+            zygote.wait(timeout=30)
+        # Restart and finish: leases of the killed runs lapse after capture.lease.
+        stats.left_for_final = due_count(archive)
+        for _ in range(5):
+            if due_count(archive) == 0:
+                break
+            child = start_worker(config, "capture", log=log)
+            wait_ready(child)
+            assert child.wait(timeout=60) == 0
+        assert due_count(archive) == 0
+    log_text = (tmp_path / "children.log").read_text(encoding="utf-8")
+    repairs = [line.split("repair: ", 1)[1] for line in log_text.splitlines() if "repair: " in line]
+    quarantined = list((settings.warc_dir / QUARANTINE).glob("*")) \
+        if (settings.warc_dir / QUARANTINE).exists() else []
+
+    with Archive.open(settings) as archive:
+        assert_archive_sound(archive)
+        written = sum(1 for name in archive.store.files()
+                      for _ in archive.store.iter_locations(name))
+        with archive.db.session() as session:
+            indexed = int(session.scalar(select(func.count(Capture.id))) or 0)
+        print(f"\n{stats}; {written - indexed} of {written} records written but never indexed "
+              f"(the killed runs'), {len(quarantined)} quarantined, "
+              f"{time.monotonic() - started:.1f}s; repairs: {repairs}")
+        assert stats.dead_writers >= KILLS // 4  # the kills did land while files were open
+        # Runs never overlap here, and a capture's index rows and the release of its lease are
+        # one transaction: so each round captured each link's page exactly once.
+        assert page_captures(archive) == {url: stats.rounds for url in urls}
+        with archive.db.session() as session:
+            assert session.scalar(select(func.count(Link.id))
+                                  .where(Link.capture_lease_owner.is_not(None))) == 0
+        assert archive.prepare_store() == []  # nothing left to repair
+
+
+# -- (b) a torn write is cut off at the next start ----------------------------------------------
+
+def run_torn(config: Path, *flags: str) -> tuple[subprocess.Popen[str], dict[str, object]]:
+    """A child that writes three records and half a fourth, then dies (or holds)."""
+    child = subprocess.Popen([sys.executable, str(WORKER), "torn", str(config), "3", *flags],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=child_env(), cwd=ROOT)
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    assert line, child.communicate()[1] if "--hold" not in flags else ""
+    return child, json.loads(line)
+
+
+@pytest.mark.parametrize("indexed", [True, False], ids=["tail-from-last-row", "whole-file"])
+def test_partial_tail_is_cut_and_quarantined(tmp_path: Path, indexed: bool) -> None:
+    config, settings = write_config(tmp_path)
+    child, torn = run_torn(config, *([] if indexed else ["--no-index"]))
+    assert child.wait(timeout=30) == -signal.SIGKILL
+    name, good_end, size = str(torn["file"]), int(str(torn["good_end"])), int(str(torn["size"]))
+    path = settings.warc_dir / name
+    assert path.stat().st_size == size > good_end
+    assert (settings.warc_dir / (name + OPEN_SUFFIX)).exists()
+    with Archive.open(settings) as archive:
+        assert verify(archive)  # the partial tail is reported before the repair
+        with archive.db.session() as session:  # an index row pointing into the torn bytes
+            session.add(Capture(url="http://example.test/torn/cut",
+                                url_key=url_key("http://example.test/torn/cut"),
+                                captured_at=utcnow(), record_type="response", status=200,
+                                warc_file=name, offset=good_end, length=size - good_end,
+                                record_id="<urn:uuid:00000000-0000-0000-0000-000000000000>"))
+        # Repair runs lazily, before this process's first write.
+        archive.store.write_exchange(exchange(99))
+        notes = archive.repairs
+        assert any(f"cut {size - good_end} bytes" in note for note in notes), notes
+        assert any("removed 1 index rows" in note for note in notes), notes
+    assert path.stat().st_size == good_end
+    kept = list((settings.warc_dir / QUARANTINE).glob(f"{name}.partial-*"))
+    assert len(kept) == 1 and kept[0].stat().st_size == size - good_end
+    assert not (settings.warc_dir / (name + OPEN_SUFFIX)).exists()
+    with Archive.open(settings) as archive:
+        assert_archive_sound(archive)
+        with archive.db.session() as session:
+            rows = session.scalar(select(func.count(Capture.id)))
+        assert rows == (3 if indexed else 0)  # the bogus row is gone
+
+
+def test_damage_inside_a_file_is_not_cut(tmp_path: Path) -> None:
+    config, settings = write_config(tmp_path)
+    child, torn = run_torn(config, "--no-index")
+    assert child.wait(timeout=30) == -signal.SIGKILL
+    path = settings.warc_dir / str(torn["file"])
+    with open(path, "r+b") as handle:  # spoil bytes inside the second exchange's records
+        handle.seek(int(str(torn["good_end"])) // 2)
+        handle.write(b"\0" * 64)
+    with Archive.open(settings) as archive:
+        notes = archive.prepare_store()
+    assert any("nothing cut" in note for note in notes), notes
+    assert path.stat().st_size == torn["size"]  # whole records follow the damage: kept
+
+
+def test_a_live_writers_file_is_left_alone(tmp_path: Path) -> None:
+    config, settings = write_config(tmp_path)
+    child, torn = run_torn(config, "--hold")
+    path = settings.warc_dir / str(torn["file"])
+    try:
+        with Archive.open(settings) as archive:
+            assert archive.prepare_store() == []  # its writer is alive: hands off
+        assert path.stat().st_size == torn["size"]
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    with Archive.open(settings) as archive:
+        assert any("cut" in note for note in archive.prepare_store())
+    assert path.stat().st_size == torn["good_end"]
+
+
+# -- (c) SIGTERM finishes the pages in hand ------------------------------------------------------
+
+@pytest.mark.parametrize(("command", "message"), [("capture", "stopped by SIGTERM"),
+                                                   ("scheduler", "scheduler stopped")])
+def test_sigterm_finishes_the_pages_in_hand_and_exits_0(tmp_path: Path, command: str,
+                                                        message: str) -> None:
+    config, settings = write_config(tmp_path, **{"fetch.concurrency": 2})
+    with Site("slow") as site, Archive.open(settings) as archive:
+        urls = build_corpus(site, 12, random.Random(SEED), page_delay=0.6, requisite_delay=0.3)
+        add_due_links(archive, urls)
+        child = start_worker(config, command)
+        wait_ready(child)
+        deadline = time.monotonic() + 20
+        while not any(path.startswith("/p/") for path in dict(site.hits)):
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.02)
+        child.send_signal(signal.SIGTERM)
+        _out, err = child.communicate(timeout=30)
+        begun = {site.url(path) for path in site.hits if path.startswith("/p/")}
+    assert child.returncode == 0, err
+    assert message in err, err
+    captured = {url for url, count in page_captures(archive).items() if count}
+    assert captured == begun  # every page begun was finished, and no other was begun
+    assert 0 < len(captured) < len(urls)
+    with Archive.open(settings) as reopened:
+        assert_archive_sound(reopened)
+        assert reopened.prepare_store() == []
+
+
+# -- (d) two `archiver capture` processes at once --------------------------------------------------
+
+@dataclass
+class Run:
+    """One `archiver capture` process: when it ran and how many links it claimed."""
+
+    lane: int
+    began: float
+    ended: float
+    claimed: int
+
+
+def capture_lane(config: Path, lane: int, runs: list[Run], lock: threading.Lock) -> None:
+    """Run `archiver capture` again and again until a run finds nothing to claim."""
+    for _ in range(30):
+        began = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "archiver", "--config", str(config),
+                               "capture"], capture_output=True, text=True, env=child_env(),
+                              cwd=ROOT, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        match = re.search(r"capture: \d+ of (\d+) links", done.stderr)
+        assert match, done.stderr
+        with lock:
+            runs.append(Run(lane, began, time.monotonic(), int(match.group(1))))
+        if match.group(1) == "0":
+            return
+
+
+def test_two_capture_processes_capture_each_link_once(tmp_path: Path) -> None:
+    config, settings = write_config(tmp_path, **{"capture.batch_size": 5})
+    runs: list[Run] = []
+    lock = threading.Lock()
+    with Site("shared") as site, Archive.open(settings) as archive:
+        urls = build_corpus(site, 12, random.Random(SEED), page_delay=0.05,
+                            requisite_delay=0.02)
+        add_due_links(archive, urls)
+        lanes = [threading.Thread(target=capture_lane, args=(config, n, runs, lock))
+                 for n in (1, 2)]
+        for lane in lanes:
+            lane.start()
+        for lane in lanes:
+            lane.join(timeout=120)
+        page_hits = {path: hits for path, hits in site.hits.items() if path.startswith("/p/")}
+    assert {run.lane for run in runs} == {1, 2}
+    assert any(a.lane != b.lane and a.began < b.ended and b.began < a.ended
+               for a in runs for b in runs)  # the two lanes really ran at the same time
+    assert sum(run.claimed for run in runs) == len(urls)  # no link claimed twice
+    assert page_captures(archive) == {url: 1 for url in urls}
+    assert set(page_hits.values()) == {1}  # and no page fetched twice
+    with Archive.open(settings) as reopened:
+        assert_archive_sound(reopened)
