@@ -11,13 +11,19 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from archiver.errors import NotInitialisedError
+from archiver.errors import ConfigError, NotInitialisedError
 from archiver.settings import Settings
 
 if TYPE_CHECKING:  # Alembic is imported only when migrations are looked at (it is slow to load)
     from alembic.config import Config
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Connection pool of a server database: kept connections, extra ones under load, how long a
+# thread waits for one, and the age after which one is replaced (idle firewalls drop them).
+POOL_SIZE = 5
+POOL_OVERFLOW = 10
+POOL_TIMEOUT_S = 30
+POOL_RECYCLE_S = 1800
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -29,14 +35,34 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(database_url: str) -> Engine:
-    """Create an engine; SQLite connections get WAL mode, a busy timeout and foreign keys."""
+def engine_url(database_url: str) -> str:
+    """``database_url`` with a plain ``postgresql://`` (or ``postgres://``) sent to psycopg 3."""
+    for plain in ("postgresql://", "postgres://"):
+        if database_url.startswith(plain):
+            return "postgresql+psycopg://" + database_url.removeprefix(plain)
+    return database_url
+
+
+def make_engine(database_url: str, *, threads: int = POOL_SIZE) -> Engine:
+    """Create an engine; SQLite connections get WAL mode, a busy timeout and foreign keys.
+
+    A server database (PostgreSQL through psycopg 3: ``postgresql+psycopg://``) gets a pool
+    big enough for ``threads`` workers plus the thread that hands them work, and connections
+    checked before use, so a restarted server costs one retry rather than an error.
+    """
     if database_url.startswith("sqlite"):
         connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         engine = create_engine(database_url, connect_args=connect_args)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(database_url, pool_pre_ping=True)
+    try:
+        return create_engine(engine_url(database_url), pool_pre_ping=True,
+                             pool_size=max(POOL_SIZE, threads + 2), max_overflow=POOL_OVERFLOW,
+                             pool_timeout=POOL_TIMEOUT_S, pool_recycle=POOL_RECYCLE_S)
+    except ModuleNotFoundError as exc:  # the URL's driver is an optional dependency
+        raise ConfigError(f"database_url needs the Python package {exc.name!r}, which is not "
+                          "installed (for PostgreSQL: pip install 'link-archiver[postgres]')"
+                          ) from exc
 
 
 class Database:
@@ -44,8 +70,8 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.url = settings.database_url
-        self.engine = make_engine(self.url)
+        self.url = engine_url(settings.database_url)
+        self.engine = make_engine(self.url, threads=settings["fetch.concurrency"])
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

@@ -105,6 +105,10 @@ class Link(Base):
     """One outbound URL (canonical form), however many posts cite it."""
 
     __tablename__ = "links"
+    # Links of a state in ID order (the links page's filter, the dead links to report), and
+    # counts by state without ignored domains (the dashboard's, the daily snapshot's) read
+    # from the index alone, not from the wide rows.
+    __table_args__ = (Index("ix_links_state_id_host", "state", "id", "host"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     url: Mapped[str] = mapped_column(Text, unique=True)
@@ -153,7 +157,9 @@ class Citation(Base):
 
     __tablename__ = "citations"
     __table_args__ = (UniqueConstraint("post_id", "link_id", "href",
-                                       name="uq_citations_post_link_href"),)
+                                       name="uq_citations_post_link_href"),
+                      # From links to the posts citing them without reading the rows.
+                      Index("ix_citations_link_post", "link_id", "post_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), index=True)
@@ -196,6 +202,10 @@ class Capture(Base):
     __table_args__ = (
         Index("ix_captures_key_time", "url_key", "captured_at"),
         UniqueConstraint("warc_file", "offset", name="uq_captures_file_offset"),
+        # Key prefix searches (replay's fuzzy match): PostgreSQL can use a plain index for
+        # LIKE 'prefix%' only under the C collation; text_pattern_ops works under any.
+        Index("ix_captures_url_key_pattern", "url_key",
+              postgresql_ops={"url_key": "text_pattern_ops"}),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -231,6 +241,10 @@ class DailyStateCount(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     state: Mapped[str] = mapped_column(String(16), primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
+
+
+# The posts page's order (newest first, undated last) read from an index, not sorted.
+Index("ix_posts_published_id", Post.published_at.desc().nulls_last(), Post.id.desc())
 
 
 def link_is_ignored() -> ColumnElement[bool]:
