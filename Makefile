@@ -70,3 +70,30 @@ bench-tools: $(BENCH_STAMP)
 
 bench: $(STAMP) bench-tools
 	BENCH_BIN=$(abspath $(BENCH_VENV)/bin) $(BIN)/python bench/check_politeness.py $(BENCH_ARGS)
+
+# Capture benchmark (not a test): wget --warc-file --page-requisites and `archiver capture` on
+# the same loopback corpus of article pages with their images and style sheets; see
+# bench/README.md.  It needs wget (apt-get install wget; the benchmark installs it when run as
+# root and it is missing).
+CAPTURE_BENCH_ARGS ?= --pages 300
+
+.PHONY: bench-capture
+
+bench-capture: $(STAMP)
+	$(BIN)/python bench/capture_vs_wget.py $(CAPTURE_BENCH_ARGS)
+
+# Replay benchmarks (not tests); see bench/README.md.  bench-replay: `archiver web` against
+# pywb (from the interoperability environment) on the same WARC files, driven by wrk (the
+# benchmark installs it with apt-get when run as root and it is missing).  bench-fidelity:
+# replayed pages of a fixture web in headless Chromium, every request recorded.
+REPLAY_BENCH_ARGS ?= --pages 200 --duration 15 --repeat 3
+FIDELITY_BENCH_ARGS ?=
+
+.PHONY: bench-replay bench-fidelity
+
+bench-replay: $(STAMP) interop-tools
+	ARCHIVER_INTEROP_BIN=$(abspath $(INTEROP_VENV)/bin) BENCH_BIN=$(abspath $(BENCH_VENV)/bin) \
+	  $(BIN)/python bench/replay_vs_pywb.py $(REPLAY_BENCH_ARGS)
+
+bench-fidelity: $(STAMP) system-tools
+	$(BIN)/python bench/replay_fidelity.py $(FIDELITY_BENCH_ARGS)
