@@ -88,6 +88,8 @@ class Archive:
 
     def close(self) -> None:
         """Close the WARC file, the HTTP pool and the database pool."""
+        if self._capturer is not None:
+            self._capturer.close()
         self.store.close()
         if self._client is not None:
             self._client.close()

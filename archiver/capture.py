@@ -10,13 +10,14 @@ such, not as a failure of the link.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from archiver.check import VALIDATORS
@@ -31,6 +32,7 @@ from archiver.warc.records import RecordLocation
 from archiver.warc.store import WarcStore, payload_digest
 
 REQUISITE_WORKERS = 4
+RECENT_MEMORY = 50_000  # requisites remembered for reuse within capture.requisite_reuse
 MEDIA_PREFIXES = ("audio/", "video/")
 CSS_TYPE = "text/css"
 DigestLookup = Callable[[str], RecordLocation | None]
@@ -101,6 +103,41 @@ class Capturer:
         self.lookup = lookup
         self.robots = robots if settings["capture.respect_robots"] else None
         self.max_media: int = settings["capture.max_media_bytes"]
+        self.reuse: float = settings["capture.requisite_reuse"]
+        # Requisites captured lately (URL -> when, what they load), shared by the pages of a
+        # run: a site's style sheet is fetched once, not once per page.
+        self._recent: dict[str, tuple[float, list[str]]] = {}
+        self._recent_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max(REQUISITE_WORKERS, settings["fetch.concurrency"]),
+                                        thread_name_prefix="requisite")
+
+    def close(self) -> None:
+        """Stop the requisite threads."""
+        self._pool.shutdown(wait=True)
+
+    def _reusable(self, url: str) -> list[str] | None:
+        """The remembered requisites of ``url`` when it was captured (or is being captured)
+        recently enough; None when it must be fetched. Claims the URL when it returns None."""
+        now = time.monotonic()
+        with self._recent_lock:
+            seen = self._recent.get(url)
+            if seen is not None and now - seen[0] < self.reuse:
+                return seen[1]
+            if self.reuse > 0:
+                self._recent[url] = (now, [])  # in flight: other pages will not fetch it too
+                if len(self._recent) > RECENT_MEMORY:
+                    self._recent = {u: v for u, v in self._recent.items()
+                                    if now - v[0] < self.reuse}
+            return None
+
+    def _remember(self, url: str, children: list[str]) -> None:
+        if self.reuse > 0:
+            with self._recent_lock:
+                self._recent[url] = (time.monotonic(), children)
+
+    def _forget(self, url: str) -> None:
+        with self._recent_lock:
+            self._recent.pop(url, None)
 
     # -- one exchange --------------------------------------------------------------------
 
@@ -121,8 +158,11 @@ class Capturer:
         original = None
         if 200 <= exchange.status < 300 and not exchange.truncated and exchange.body:
             digest = payload_digest(exchange.body)
-            original = self.store.written(digest) or (self.lookup(digest) if self.lookup
-                                                      else None)
+            original = self.store.written(digest)
+            if original is None and self.lookup is not None:
+                original = self.lookup(digest)
+                if original is not None:
+                    self.store.remember(original)  # the next copy needs no query
         location = self.store.write_exchange(exchange, revisit_of=original)
         result.locations.append(location)
         result.revisits += int(original is not None)
@@ -185,28 +225,40 @@ class Capturer:
         css_depth: int = self.settings["capture.css_depth"]
         wave = [(u, 1) for u in first if u not in seen]
         seen.update(u for u, _ in wave)
-        with ThreadPoolExecutor(REQUISITE_WORKERS, thread_name_prefix="requisite") as pool:
-            while wave and not budget.spent():
-                wave = wave[:budget.count]
-                budget.count -= len(wave)
-                fetched = list(pool.map(
-                    lambda item: (item, self._fetch_requisite(item[0], budget.bytes)), wave))
-                wave = []
-                for (_req_url, depth), (exchanges, _error) in fetched:
-                    if not exchanges:
-                        continue
-                    final = exchanges[-1]
-                    if self._too_big_media(final):
-                        result.skipped.append(final.url)
-                        continue
-                    for exchange in exchanges:
-                        self._write(exchange, result)
-                        budget.bytes -= len(exchange.body)
-                    result.requisites += 1
-                    for child in self._children(final, depth, css_depth):
-                        if child not in seen:
-                            seen.add(child)
-                            wave.append((child, depth + 1))
+        while wave and not budget.spent():
+            wave = wave[:budget.count]
+            budget.count -= len(wave)
+            fetch: list[tuple[str, int]] = []
+            following: list[tuple[str, int]] = []
+            for url, depth in wave:
+                known = self._reusable(url)
+                if known is None:
+                    fetch.append((url, depth))
+                else:  # captured moments ago for another page: its own requisites still count
+                    following += [(child, depth + 1) for child in known]
+            fetched = list(self._pool.map(
+                lambda item: (item, self._fetch_requisite(item[0], budget.bytes)), fetch))
+            for (req_url, depth), (exchanges, _error) in fetched:
+                if not exchanges:
+                    self._forget(req_url)
+                    continue
+                final = exchanges[-1]
+                if self._too_big_media(final):
+                    result.skipped.append(final.url)
+                    self._forget(req_url)
+                    continue
+                for exchange in exchanges:
+                    self._write(exchange, result)
+                    budget.bytes -= len(exchange.body)
+                result.requisites += 1
+                children = self._children(final, depth, css_depth)
+                self._remember(req_url, children)
+                following += [(child, depth + 1) for child in children]
+            wave = []
+            for child, depth in following:
+                if child not in seen:
+                    seen.add(child)
+                    wave.append((child, depth))
 
     def _fetch_requisite(self, url: str,
                          cap: int) -> tuple[list[Exchange], FetchError | None]:
@@ -248,19 +300,32 @@ def location_of(row: Capture) -> RecordLocation:
                           payload_digest=row.payload_digest, truncated=row.truncated)
 
 
+def _rows(locations: list[RecordLocation]) -> list[dict[str, object]]:
+    return [{"url": loc.url, "url_key": loc.url_key, "captured_at": loc.captured_at,
+             "record_type": loc.record_type, "status": loc.status, "mime": loc.mime,
+             "payload_digest": loc.payload_digest, "warc_file": loc.warc_file,
+             "offset": loc.offset, "length": loc.length, "record_id": loc.record_id,
+             "truncated": loc.truncated} for loc in locations]
+
+
+def index_new_locations(session: Session, locations: list[RecordLocation]) -> int:
+    """Index records this process has just written (none of them can be indexed yet)."""
+    if locations:
+        session.execute(insert(Capture), _rows(locations))
+    return len(locations)
+
+
 def index_locations(session: Session, locations: list[RecordLocation]) -> int:
     """Add index rows for records on disk; rows already present are left alone."""
-    added = 0
+    by_file: dict[str, list[RecordLocation]] = {}
     for location in locations:
-        exists = session.scalar(select(Capture.id).where(
-            Capture.warc_file == location.warc_file, Capture.offset == location.offset))
-        if exists is not None:
-            continue
-        session.add(Capture(
-            url=location.url, url_key=location.url_key, captured_at=location.captured_at,
-            record_type=location.record_type, status=location.status, mime=location.mime,
-            payload_digest=location.payload_digest, warc_file=location.warc_file,
-            offset=location.offset, length=location.length, record_id=location.record_id,
-            truncated=location.truncated))
-        added += 1
-    return added
+        by_file.setdefault(location.warc_file, []).append(location)
+    fresh: list[RecordLocation] = []
+    for warc_file, group in by_file.items():
+        known: set[int] = set()
+        offsets = [loc.offset for loc in group]
+        for start in range(0, len(offsets), 500):
+            known.update(session.scalars(select(Capture.offset).where(
+                Capture.warc_file == warc_file, Capture.offset.in_(offsets[start:start + 500]))))
+        fresh += [loc for loc in group if loc.offset not in known]
+    return index_new_locations(session, fresh)

@@ -42,12 +42,12 @@ def _hash(shingle: str) -> int:
 
 def sketch(text: str) -> str:
     """Bottom-k sketch of a text, as a compact string to store."""
-    words = [word.lower() for word in _WORD_RE.findall(text)]
+    words = _WORD_RE.findall(text.lower())
     if len(words) < SHINGLE_WORDS:
         shingles = {" ".join(words)} if words else set()
-    else:
-        shingles = {" ".join(words[i:i + SHINGLE_WORDS])
-                    for i in range(len(words) - SHINGLE_WORDS + 1)}
+    else:  # distinct shingles first: repeated boilerplate is hashed once
+        shingles = {" ".join(triple) for triple in set(zip(words, words[1:], words[2:],
+                                                            strict=False))}
     smallest = heapq.nsmallest(SKETCH_SIZE, {_hash(shingle) for shingle in shingles})
     return ",".join(f"{value:x}" for value in smallest)
 

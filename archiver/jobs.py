@@ -24,7 +24,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from archiver.archive import Archive
-from archiver.capture import CaptureOutcome, index_locations
+from archiver.capture import CaptureOutcome, index_new_locations
 from archiver.check import SUCCESS, VALIDATORS, CheckOutcome, check_url
 from archiver.clock import utcnow
 from archiver.fingerprint import similarity
@@ -240,7 +240,8 @@ def capture_link(archive: Archive, link_id: int) -> str | None:
     now = utcnow()
     settings = archive.settings
     with archive.db.session() as session:
-        index_locations(session, result.locations)  # the records are on disk (fsynced) now
+        archive.store.sync()  # the records are on disk before their index rows exist
+        index_new_locations(session, result.locations)
         link = session.get(Link, link_id)
         if link is None:
             return None

@@ -228,6 +228,9 @@ REGISTRY: tuple[Setting, ...] = (
     _s("capture.max_media_bytes", "size", "25MB",
        "Largest audio or video file captured; larger ones are recorded as skipped.",
        validate=positive),
+    _s("capture.requisite_reuse", "duration", "15m",
+       "A requisite captured this recently (a site's style sheet, say) is not fetched again "
+       "for the next page; 0s fetches every page's requisites afresh."),
     _s("capture.css_depth", "int", 3,
        "How deep style sheets that import style sheets are followed.", validate=non_negative),
     _s("capture.respect_robots", "bool", True,

@@ -98,7 +98,15 @@ def test_a_captured_article_replays_with_its_images_and_styles(
     assert css.status_code == 200 and b"/web/" in css.data  # its url()s point into the archive
 
 
-def test_unchanged_page_writes_only_revisits(archive: Archive, article: Site) -> None:
+def test_unchanged_page_writes_only_revisits(tmp_path: Path, article: Site) -> None:
+    """A daily recapture (past capture.requisite_reuse) of an unchanged page: revisits only."""
+    settings = make_settings(tmp_path / "d", capture__requisite_reuse="0s")
+    initialise(settings)
+    with Archive.open(settings) as archive:
+        _recapture_unchanged(archive, article)
+
+
+def _recapture_unchanged(archive: Archive, article: Site) -> None:
     link_id = add_link(archive, article.url("/article"))
     capture_link(archive, link_id)
     files_before = {name: archive.store.path_of(name).stat().st_size
@@ -119,6 +127,19 @@ def test_unchanged_page_writes_only_revisits(archive: Archive, article: Site) ->
             Capture.url == article.url("/article"), Capture.record_type == "revisit")).one()
     assert page_revisit.length < 2048  # a revisit of an unchanged page costs under 2 KB
     assert added < 12 * 2048
+
+
+def test_requisites_shared_by_pages_are_fetched_once_per_run(archive: Archive,
+                                                              article: Site) -> None:
+    article.page("/second", '<html><head><link rel="stylesheet" href="/style.css"></head>'
+                 '<body><img src="/img/photo.png"></body></html>')
+    add_link(archive, article.url("/article"))
+    run_due(archive, WorkKind.CAPTURE)
+    add_link(archive, article.url("/second"))
+    run_due(archive, WorkKind.CAPTURE)
+    assert article.hits["/style.css"] == 1 and article.hits["/img/photo.png"] == 1
+    urls = captured_urls(archive)
+    assert urls[article.url("/style.css")] == ["response"]
 
 
 def test_revisits_replay_the_original_payload(archive: Archive, site: Site,
