@@ -204,3 +204,33 @@ def test_scripts_setting(archive: Archive, history: str) -> None:
 
 def test_dates_are_days_apart() -> None:
     assert DAYS[1] - DAYS[0] > timedelta(days=365)
+
+
+def test_resources_are_served_bare_and_readable_cross_origin(client: FlaskClient,
+                                                             archive: Archive,
+                                                             site: Site) -> None:
+    """Images behind redirects, and fonts loaded by a sandboxed (opaque origin) page."""
+    from tests.test_capture import PNG
+
+    site.redirect("/old.png", "/new.png", 301)
+    site.page("/new.png", PNG, content_type="image/png")
+    site.page("/font.woff2", b"wOF2" + bytes(20), content_type="font/woff2")
+    site.page("/p", '<img src="/old.png"><style>@font-face{src:url(/font.woff2)}</style>'
+              '<base href="/elsewhere/">')
+    url = site.url("/p")
+    with archive.db.session() as session:
+        link = Link(url=url, url_key=url_key(url), host=host_of(url), next_capture_at=utcnow())
+        session.add(link)
+        session.flush()
+        link_id = link.id
+    capture_link(archive, link_id)
+    assert site.hits.get("/elsewhere/") is None  # a <base> is not a requisite
+    stamp = client.get(f"/web/{url}").headers["Location"].split("/")[2]
+    moved = client.get(f"/web/{stamp}mp_/{site.url('/old.png')}")
+    assert moved.status_code == 301
+    assert moved.headers["Location"] == f"/web/{stamp}mp_/{site.url('/new.png')}"
+    image = client.get(f"/web/{stamp}/{site.url('/new.png')}",
+                       headers={"Sec-Fetch-Dest": "image"})
+    assert image.data == PNG  # not the banner page
+    font = client.get(f"/web/{stamp}mp_/{site.url('/font.woff2')}")
+    assert font.headers["Access-Control-Allow-Origin"] == "*"

@@ -84,6 +84,10 @@ def resolve_key(session: Session, url: str) -> str | None:
 
 def captures_of(session: Session, url: str) -> list[Capture]:
     """Every replayable capture of ``url`` (fuzzy matched if need be), oldest first."""
+    exact = list(session.scalars(_replayable(url_key(url))
+                                 .order_by(Capture.captured_at, Capture.id)))
+    if exact:
+        return exact  # the usual case: one query
     key = resolve_key(session, url)
     if key is None:
         return []

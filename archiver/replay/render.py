@@ -79,12 +79,15 @@ def _read_decoded(record: Any, max_bytes: int) -> bytes:
 
 def render_capture(session: Session, store: WarcStore, capture: Capture,
                    prefix: str = "/web/", *, rewrite: bool = True, scripts: bool = False,
-                   origin: str = "", max_bytes: int = DEFAULT_MAX_DECODED) -> ArchivedResponse:
+                   origin: str = "", max_bytes: int = DEFAULT_MAX_DECODED,
+                   modifier: str = "") -> ArchivedResponse:
     """The reader's response for ``capture``, with HTML and CSS rewritten into the archive.
 
     ``rewrite=False`` gives the archived bytes as they are (pywb's ``id_``); ``origin`` is
     the only place the document may load from (the archive itself). A body that decodes to
-    more than ``max_bytes`` raises :class:`TooLargeError` instead of filling memory.
+    more than ``max_bytes`` raises :class:`TooLargeError` instead of filling memory. An
+    archived redirect keeps the request's ``modifier``, so an image behind a redirect is
+    still answered bare.
     """
     head_record, payload_record = _payload_record(session, store, capture)
     http_headers = head_record.http_headers or payload_record.http_headers
@@ -99,7 +102,7 @@ def render_capture(session: Session, store: WarcStore, capture: Capture,
         if lowered == "content-type":
             content_type = value
         if lowered == "location":
-            headers.append(("Location", rewriter.rewrite(value.strip())))
+            headers.append(("Location", rewriter.rewrite(value.strip(), modifier)))
         elif lowered in PASSED_HEADERS:
             headers.append((name, value))
         elif lowered not in DROPPED_HEADERS and lowered not in FRAMING_HEADERS:
@@ -115,6 +118,9 @@ def render_capture(session: Session, store: WarcStore, capture: Capture,
         body = rewrite_css(text, rewriter).encode(charset, "xmlcharrefreplace")
     headers += [
         ("Content-Security-Policy", document_csp(origin, scripts)),
+        # Sandboxed documents have an opaque origin: fonts and crossorigin images they load
+        # from the archive need CORS. Archived responses are public; no credentials go along.
+        ("Access-Control-Allow-Origin", "*"),
         ("Memento-Datetime", capture.captured_at.strftime("%a, %d %b %Y %H:%M:%S GMT")),
         ("Content-Length", str(len(body))),
     ]

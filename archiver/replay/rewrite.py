@@ -98,6 +98,10 @@ class UrlRewriter:
             absolute = absolute[:colon].lower() + absolute[colon:]
         return f"{self.prefix}{self.timestamp}{modifier}/{absolute}"
 
+    def rewrite_base(self, url: str, modifier: str) -> str:
+        """Rewrite a ``<base href>`` (a base is not something the page loads)."""
+        return self.rewrite(url, modifier)
+
 
 # --------------------------------------------------------------------------------------------
 # HTML
@@ -421,7 +425,7 @@ class _HtmlPass:
         if kind == "url":
             new = self.rewriter.rewrite(value, modifier)
         elif kind == "base":  # resolved against the document URL, not against itself
-            new = self.doc_rewriter.rewrite(value, modifier)
+            new = self.doc_rewriter.rewrite_base(value, modifier)
         elif kind == "srcset":
             new = _rewrite_srcset(value, self.rewriter, modifier)
         elif kind == "style":
@@ -602,6 +606,10 @@ class UrlCollector(UrlRewriter):
         if rewritten is not url and rewritten != url:
             cut = len(self.prefix) + len(self.timestamp) + len(modifier) + 1
             self.found.append((rewritten[cut:], modifier))
+        return url
+
+    def rewrite_base(self, url: str, modifier: str) -> str:
+        """A ``<base href>`` is not a requisite: leave it out."""
         return url
 
 

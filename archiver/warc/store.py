@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import socket
 import threading
 import zlib
@@ -47,6 +48,8 @@ SOFTWARE = f"link-archiver/{__version__} (warcio)"
 # Hop-by-hop framing that no longer describes the stored (de-chunked) body.
 _FRAMING_HEADERS = frozenset({"transfer-encoding"})
 GZIP_LEVEL = 6
+# A WARC file name: one path segment, no separators, ending in .warc or .warc.gz.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._+@-]+\.warc(?:\.gz)?")
 DIGEST_MEMORY = 100_000  # payload digests remembered for deduplication within a process
 OPEN_SUFFIX = ".open"  # ``<name>.open``: the file is being written (or its writer died)
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
@@ -149,6 +152,7 @@ class WarcStore:
         self._name: str | None = None
         self._serial = 0
         self._digests: dict[str, RecordLocation] = {}
+        self._root: Path | None = None
         # Run once, before the first file is begun (the archive repairs dead writers' files).
         self.prepare: Callable[[], None] | None = None
         self._prepared = False
@@ -307,11 +311,11 @@ class WarcStore:
 
     def path_of(self, warc_file: str) -> Path:
         """Absolute path of a WARC file name, refusing anything outside the folder."""
-        root = self.directory.resolve()
-        path = (root / warc_file).resolve()
-        if path.parent != root or not path.name.endswith((".warc.gz", ".warc")):
+        if self._root is None:
+            self._root = self.directory.resolve()
+        if not _PLAIN_NAME.fullmatch(warc_file) or warc_file.startswith("."):
             raise StorageError(f"not a WARC file of this store: {warc_file!r}")
-        return path
+        return self._root / warc_file
 
     def read_record_bytes(self, warc_file: str, offset: int, length: int) -> bytes:
         """The raw (gzipped) bytes of one record."""

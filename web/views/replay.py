@@ -95,8 +95,10 @@ def replay(rest: str) -> Any:
         moment = parse_timestamp(stamp)
     except ValueError:
         moment = None
-    bare = bool(modifier) or request.headers.get("Sec-Fetch-Dest") == "iframe" \
-        or on_replay_origin()
+    # A browser says what a request is for: only a top-level page gets the banner frame;
+    # an iframe, image or style sheet gets the archived document itself.
+    destination = request.headers.get("Sec-Fetch-Dest", "document")
+    bare = bool(modifier) or destination != "document" or on_replay_origin()
     if bare and replay_origin() and not on_replay_origin():
         return redirect(replay_origin() + request.full_path.rstrip("?"), code=302)
     with archive().db.session() as session:
@@ -114,7 +116,8 @@ def replay(rest: str) -> Any:
                                       rewrite=modifier != "id_",
                                       scripts=settings()["web.replay_scripts"],
                                       origin=request.host_url.rstrip("/"),
-                                      max_bytes=4 * settings()["fetch.max_body_bytes"])
+                                      max_bytes=4 * settings()["fetch.max_body_bytes"],
+                                      modifier=modifier)
         except TooLargeError as exc:
             abort(502, str(exc))
     response = Response(archived.body, status=archived.status)
