@@ -251,6 +251,16 @@ REGISTRY: tuple[Setting, ...] = (
     _s("scheduler.tick_interval", "duration", "5m",
        "How often the scheduler captures and checks the links that are due.",
        validate=positive),
+    _s("queue.backend", "str", "inline",
+       "Where the scheduler's work runs: inline (in the scheduler process) or celery "
+       "(handed to `archiver worker` processes through queue.broker_url).",
+       validate=one_of("inline", "celery")),
+    _s("queue.broker_url", "str", "redis://127.0.0.1:6379/0",
+       "Redis URL of the Celery broker (also keeps the per-host batch markers).",
+       secret=True),
+    _s("queue.host_batch_size", "int", 25,
+       "Links of one host handed to a worker in one task; one batch per host is out at once.",
+       validate=positive),
     _s("notify.webhook_url", "str", "",
        "URL that receives a JSON POST listing links that became dead. Empty: no webhook.",
        secret=True),
@@ -264,6 +274,9 @@ REGISTRY: tuple[Setting, ...] = (
     _s("notify.email_to", "str", "", "Recipients of the digest, comma-separated."),
     _s("web.host", "str", "127.0.0.1", "Address the web UI listens on."),
     _s("web.port", "int", 8000, "Port the web UI listens on.", validate=non_negative),
+    _s("web.workers", "int", 2,
+       "Processes `archiver web` serves with (one listening socket); `archiver serve` uses "
+       "one process, beside its scheduler.", validate=positive),
     _s("web.page_size", "int", 50, "Rows per page in the web UI's tables.", validate=positive),
     _s("web.replay_origin", "str", "",
        "Origin (e.g. https://replay.example.org) that serves archived documents, apart from "

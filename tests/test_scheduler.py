@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -71,6 +72,10 @@ def test_web_command_serves_the_ui(tmp_path: Path) -> None:
         assert response.status_code == 200
         assert "Link health" in response.text
         assert response.headers["Server"] == "waitress"
+        assert "with 2 processes" in process.stderr.read1().decode()  # type: ignore[union-attr]
     finally:
         process.terminate()
         process.wait(timeout=10)
+    # Every serving process went away with the parent: the port is free again.
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0

@@ -3,6 +3,10 @@ through the ``archiver.commands`` entry point, so the core never imports this pa
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -18,23 +22,57 @@ def _web_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def serve_web(archive: Archive, host: str | None, port: int | None,
-              announce: Callable[[str], None]) -> None:
-    """Serve the web UI with waitress until interrupted."""
+              announce: Callable[[str], None], workers: int = 1) -> None:
+    """Serve the web UI with waitress until interrupted; ``workers`` > 1 forks that many
+    processes sharing one listening socket (Python runs one thread at a time per process)."""
     from waitress import create_server
 
     from web import create_app
 
-    app = create_app(archive.settings, archive)
-    server = create_server(app, host=host or archive.settings["web.host"],
-                           port=archive.settings["web.port"] if port is None else port,
-                           threads=8)
-    announce(f"serving on http://{server.effective_host}:{server.effective_port}/")
+    settings = archive.settings
+    address = (host or settings["web.host"], settings["web.port"] if port is None else port)
+    if workers <= 1:
+        server = create_server(create_app(settings, archive), host=address[0],
+                               port=address[1], threads=8)
+        announce(f"serving on http://{server.effective_host}:{server.effective_port}/")
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.close()
+        return
+    listener = socket.create_server(address, reuse_port=False, backlog=1024)
+    bound_host, bound_port = listener.getsockname()[:2]
+    announce(f"serving on http://{bound_host}:{bound_port}/ with {workers} processes")
+    archive.close()  # each process opens its own database pool and WARC store after fork
+    children = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # the child serves until it is told to stop
+            signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+            with Archive.open(settings) as own:
+                child = create_server(create_app(settings, own), sockets=[listener],
+                                      threads=4)
+                with contextlib.suppress(KeyboardInterrupt):
+                    child.run()
+            os._exit(0)
+        children.append(pid)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the children too, then exit
     try:
-        server.run()
+        for pid in children:
+            os.waitpid(pid, 0)
     except KeyboardInterrupt:
         pass
     finally:
-        server.close()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        listener.close()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def serve_with_scheduler(archive: Archive, host: str | None, port: int | None,
@@ -62,12 +100,14 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
 
 @click.command()
 @_web_options
+@click.option("--workers", type=int, help="Processes serving requests (default: web.workers).")
 @pass_context
 @run_safely
-def web(ctx: Context, host: str | None, port: int | None) -> None:
+def web(ctx: Context, host: str | None, port: int | None, workers: int | None) -> None:
     """The web UI alone (run `archiver scheduler` as its own process)."""
     with ctx.open() as archive:
-        serve_web(archive, host, port, ctx.say)
+        serve_web(archive, host, port, ctx.say,
+                  workers=ctx.settings["web.workers"] if workers is None else workers)
 
 
 @click.command()
