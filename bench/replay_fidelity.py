@@ -278,10 +278,30 @@ class Visit:
     error: str = ""
 
 
+# Readers' screens: an ordinary laptop, and a wide high-density one, so that srcset and
+# <picture> alternatives the archive keeps for other screens are asked for too.
+SCREENS = (({"width": 1280, "height": 800}, 1), ({"width": 3840, "height": 2160}, 2))
+
+
 def visit(browser: Any, url: str, timeout: float) -> Visit:
+    """Open ``url`` on every screen in SCREENS and record every request of all visits."""
+    merged = Visit()
+    for viewport, scale in SCREENS:
+        seen = _visit_once(browser, url, timeout, viewport, scale)
+        merged.requests += seen.requests
+        merged.answers += seen.answers
+        merged.failures += seen.failures
+        merged.refused += seen.refused
+        merged.console += seen.console
+        merged.error = merged.error or seen.error
+    return merged
+
+
+def _visit_once(browser: Any, url: str, timeout: float, viewport: dict[str, int],
+                scale: int) -> Visit:
     """Open ``url`` in a new context (empty cache) and record every request until quiet."""
     seen = Visit()
-    context = browser.new_context()
+    context = browser.new_context(viewport=viewport, device_scale_factor=scale)
     try:
         context.on("request", lambda request: seen.requests.append(request.url))
         context.on("response", lambda response: seen.answers.append(

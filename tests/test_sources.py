@@ -346,3 +346,15 @@ def test_unknown_and_unreachable_sources(site: Site, client: HttpClient, tmp_pat
         detect_kind(str(tmp_path / "nope"), client)
     with pytest.raises(SourceError, match="needs an http"):
         list(read_posts(SourceKind.FEED, str(tmp_path), client))
+
+
+def test_huge_files_in_a_folder_are_skipped_not_read(tmp_path: Path) -> None:
+    from archiver.sources import folder
+
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    (posts / "ok.md").write_text("---\ntitle: Fine\n---\n[x](https://example.org/x)\n")
+    with (posts / "huge.html").open("wb") as handle:
+        handle.truncate(folder.MAX_POST_BYTES + 1)  # sparse: costs no disk
+    found = list(folder.read_folder(posts))
+    assert [post.title for post in found] == ["Fine"]

@@ -19,7 +19,7 @@ from archiver.demo.fixtureweb import Site
 
 STYLE = "body{font-family:Georgia,serif;max-width:40rem;margin:2rem auto;color:#222}" \
         "h1{font-size:1.8rem}.lead{font-size:1.1rem;color:#444}"
-# A 1x1 grey PNG, so archived pages have an image to carry.
+# A 1x1 red PNG, so archived pages have an image to carry.
 PIXEL_PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c63f8cfc0f01f0005000201e0a7d5b50000000049454e44ae426082")

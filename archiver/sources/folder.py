@@ -26,6 +26,9 @@ _DATED_NAME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})-")  # Jekyll's 2024-01-31-tit
 _MARKDOWN = MarkdownIt("commonmark")
 
 
+MAX_POST_BYTES = 20 * 1024 * 1024  # a "post" larger than this is not one; it is skipped
+
+
 def read_folder(root: Path) -> Iterator[PostData]:
     """Yield a post per HTML or Markdown file below ``root``, in sorted path order."""
     for path in post_files(root):
@@ -53,6 +56,11 @@ def post_files(root: Path) -> list[Path]:
 def read_file(path: Path) -> PostData | None:
     """One post file as a post, or None (with a warning) when it cannot be read."""
     try:
+        size = path.stat().st_size
+        if size > MAX_POST_BYTES:
+            log.warning("skipping %s: %d bytes is more than a post (%d)", path, size,
+                        MAX_POST_BYTES)
+            return None
         text = path.read_bytes().decode("utf-8-sig", errors="replace")
     except OSError as exc:
         log.warning("skipping unreadable file %s: %s", path, exc.strerror or exc)
