@@ -372,6 +372,27 @@ def export(ctx: Context, fmt: str, output: str, post_id: int | None) -> None:
     ctx.say(summary.line())
 
 
+@cli.command()
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Host batches this worker runs at once (threads).")
+@pass_context
+@run_safely
+def worker(ctx: Context, concurrency: int) -> None:
+    """Run captures and checks the scheduler hands out (queue.backend = celery)."""
+    from archiver.tasks import close_worker_archives, make_celery
+
+    if ctx.settings["queue.backend"] != "celery":
+        ctx.say("note: queue.backend is not celery, so no scheduler sends work to workers")
+    app = make_celery(ctx.settings)
+    try:  # SIGTERM is Celery's warm shutdown: the batches in hand are finished first
+        app.worker_main(["worker", "--pool=threads", f"--concurrency={concurrency}",
+                         "--loglevel=WARNING" if ctx.quiet else "--loglevel=INFO",
+                         "--without-gossip", "--without-mingle", "--without-heartbeat",
+                         "--queues=archiver"])
+    finally:
+        close_worker_archives()  # WARC file closed cleanly, pools let go
+
+
 def main() -> None:
     """Console entry point."""
     cli(prog_name="archiver")

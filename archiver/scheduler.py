@@ -4,6 +4,7 @@ the CLI, and what is due is read from the database at every tick."""
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
@@ -14,14 +15,49 @@ from archiver.clock import utcnow
 from archiver.discover import discover
 from archiver.jobs import WorkKind, check_round, run_due
 
+if TYPE_CHECKING:
+    from archiver.queue import Sender
+
 log = logging.getLogger(__name__)
 
 
 def tick(archive: Archive) -> None:
-    """One scheduler tick: capture, then check, whatever is due (and notify of deaths)."""
+    """One scheduler tick: capture, then check, whatever is due (and notify of deaths).
+
+    With ``queue.backend = celery`` the due work is handed to ``archiver worker`` processes
+    (one batch per host at a time) instead of being run here.
+    """
+    if archive.settings["queue.backend"] == "celery":
+        dispatch_tick(archive)
+        return
     for summary in (run_due(archive, WorkKind.CAPTURE), check_round(archive)):
         if summary.claimed:
             log.info(summary.line())
+
+
+_SENDERS: dict[str, Sender] = {}  # the Celery app of each broker URL, built once
+
+
+def dispatch_tick(archive: Archive) -> None:
+    """Send due captures and checks to the workers; record today's states, notify deaths."""
+    from archiver.history import snapshot_state_counts
+    from archiver.notify import send_dead_link_notifications
+    from archiver.queue import dispatch_due
+    from archiver.tasks import make_celery
+
+    broker: str = archive.settings["queue.broker_url"]
+    sender = _SENDERS.get(broker)
+    if sender is None:
+        sender = _SENDERS[broker] = make_celery(archive.settings)
+    for kind in (WorkKind.CAPTURE, WorkKind.CHECK):
+        summary = dispatch_due(archive, kind, sender)
+        if summary.batches:
+            log.info(summary.line())
+    with archive.db.session() as session:
+        snapshot_state_counts(session)
+    notice = send_dead_link_notifications(archive)
+    if notice.webhook or notice.email:
+        log.info(notice.line())
 
 
 def discover_tick(archive: Archive) -> None:
