@@ -46,7 +46,8 @@ class WorkKind(StrEnum):
     CAPTURE = "capture"
 
 
-_COLUMNS = {
+# Per kind of work: (when it is due, until when it is leased, who holds the lease).
+LEASE_COLUMNS = {
     WorkKind.CHECK: (Link.next_check_at, Link.check_lease_until, Link.check_lease_owner),
     WorkKind.CAPTURE: (Link.next_capture_at, Link.capture_lease_until, Link.capture_lease_owner),
 }
@@ -73,7 +74,7 @@ class RunSummary:
 def claim_due(archive: Archive, kind: WorkKind, limit: int, *, everything: bool = False,
               now: datetime | None = None) -> list[int]:
     """Lease up to ``limit`` due links (or any links with ``everything``); return their IDs."""
-    due_col, lease_col, owner_col = _COLUMNS[kind]
+    due_col, lease_col, owner_col = LEASE_COLUMNS[kind]
     now = now or utcnow()
     owner = uuid.uuid4().hex
     lease_until = now + timedelta(seconds=archive.settings["capture.lease"])

@@ -26,7 +26,7 @@ from sqlalchemy import and_, or_, select, update
 
 from archiver.archive import Archive
 from archiver.clock import utcnow
-from archiver.jobs import _COLUMNS, WorkKind
+from archiver.jobs import LEASE_COLUMNS, WorkKind
 from archiver.models import Link, link_is_ignored
 from archiver.settings import Settings
 
@@ -93,7 +93,7 @@ class DispatchSummary:
 def due_by_host(archive: Archive, kind: WorkKind, limit: int,
                 now: datetime | None = None) -> dict[str, list[int]]:
     """Up to ``limit`` due, unleased link IDs, grouped by host (oldest due first)."""
-    due_col, lease_col, _owner = _COLUMNS[kind]
+    due_col, lease_col, _owner = LEASE_COLUMNS[kind]
     now = now or utcnow()
     with archive.db.session() as session:
         rows = session.execute(
@@ -112,7 +112,7 @@ def claim_links(archive: Archive, kind: WorkKind, link_ids: list[int], owner: st
     """Lease those of ``link_ids`` that are still free to ``owner``; return the ones taken."""
     if not link_ids:
         return []
-    _due, lease_col, owner_col = _COLUMNS[kind]
+    _due, lease_col, owner_col = LEASE_COLUMNS[kind]
     now = now or utcnow()
     until = now + timedelta(seconds=archive.settings["capture.lease"])
     with archive.db.session() as session:
@@ -126,7 +126,7 @@ def claim_links(archive: Archive, kind: WorkKind, link_ids: list[int], owner: st
 
 def release_links(archive: Archive, kind: WorkKind, link_ids: list[int], owner: str) -> None:
     """Give up ``owner``'s leases on ``link_ids`` (they stay due)."""
-    _due, lease_col, owner_col = _COLUMNS[kind]
+    _due, lease_col, owner_col = LEASE_COLUMNS[kind]
     with archive.db.session() as session:
         session.execute(update(Link).where(Link.id.in_(link_ids), owner_col == owner)
                         .values({lease_col: None, owner_col: None})
@@ -135,7 +135,7 @@ def release_links(archive: Archive, kind: WorkKind, link_ids: list[int], owner: 
 
 def renew_links(archive: Archive, kind: WorkKind, link_ids: list[int], owner: str) -> None:
     """Push ``owner``'s unfinished, unexpired leases on ``link_ids`` one lease ahead."""
-    _due, lease_col, owner_col = _COLUMNS[kind]
+    _due, lease_col, owner_col = LEASE_COLUMNS[kind]
     now = utcnow()
     until = now + timedelta(seconds=archive.settings["capture.lease"])
     with archive.db.session() as session:
@@ -147,7 +147,7 @@ def renew_links(archive: Archive, kind: WorkKind, link_ids: list[int], owner: st
 
 def still_owned(archive: Archive, kind: WorkKind, link_id: int, owner: str) -> bool:
     """Whether ``owner`` still holds an unexpired lease on ``link_id``."""
-    _due, lease_col, owner_col = _COLUMNS[kind]
+    _due, lease_col, owner_col = LEASE_COLUMNS[kind]
     with archive.db.session() as session:
         found = session.scalar(select(Link.id).where(
             and_(Link.id == link_id, owner_col == owner, lease_col > utcnow())))
