@@ -97,3 +97,10 @@ bench-replay: $(STAMP) interop-tools
 
 bench-fidelity: $(STAMP) system-tools
 	$(BIN)/python bench/replay_fidelity.py $(FIDELITY_BENCH_ARGS)
+
+# Scale benchmark (not a test): 1,000,000 links over 100,000 posts in a throwaway PostgreSQL;
+# claim, dashboard and link-page times and process memory. See bench/scale.py.
+.PHONY: bench-scale
+
+bench-scale: $(STAMP) system-tools
+	$(BIN)/python bench/scale.py

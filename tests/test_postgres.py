@@ -233,72 +233,82 @@ HOSTS = 1_000
 
 # Filled in SQL, in bulk: link states, due times and captures spread as a live archive's are
 # (most links alive and checked within the week, a few due now, a few broken).
-FILL = [
-    "SET LOCAL session_replication_role = replica",  # rows are consistent: skip the FK checks
-    "INSERT INTO sources (id, kind, location, title, added_at) "
-    "VALUES (1, 'folder', '/posts', 'Blog', now())",
-    f"""INSERT INTO posts (source_id, url, title, published_at, content_hash, discovered_at,
-                           updated_at)
-        SELECT 1, 'https://blog.example/' || to_char(day, 'YYYY/MM') || '/a-post-on-topic-'
-                  || g || '/',
-               'A post on topic ' || g || ', and on what it cites',
-               CASE WHEN g % 50 = 0 THEN NULL ELSE day END,
-               encode(sha256(g::text::bytea), 'hex'), now(), now()
-        FROM generate_series(1, {N_POSTS}) g,
-             LATERAL (SELECT timestamp '2008-01-01' + g * interval '16 hours' AS day) d""",
-    f"""INSERT INTO links (url, url_key, host, created_at, state, last_verdict, http_status,
-                           consecutive_failures, last_checked_at, next_check_at,
-                           next_capture_at, last_capture_at, last_capture_outcome,
-                           dead_notified_at, validators, first_fingerprint)
-        SELECT 'https://site' || (g % {HOSTS}) || '.example/page/' || g,
-               'example,site' || (g % {HOSTS}) || ')/page/' || g,
-               CASE WHEN g % 10 = 0 THEN 'www.' ELSE '' END || 'site' || (g % {HOSTS})
-                   || '.example',
-               timestamp '2020-01-01' + g * interval '1 minute',
-               s.state, CASE s.state WHEN 'alive' THEN 'ok' WHEN 'pending' THEN NULL
-                                     ELSE 'not_found' END,
-               CASE s.state WHEN 'alive' THEN 200 WHEN 'pending' THEN NULL ELSE 404 END,
-               CASE WHEN s.state IN ('failing', 'dead') THEN 3 ELSE 0 END,
-               now() - interval '3 days',
-               now() + ((g * 7919) % 10080 - 500) * interval '1 minute',
-               now() + ((g * 104729) % 43200 - 900) * interval '1 minute',
-               now() - interval '20 days', 'archived',
-               CASE WHEN s.state = 'dead' AND g % 3 <> 0 THEN now() END,
-               json_build_object('ETag', '"' || md5(g::text) || '"'),
-               repeat(md5(g::text), 4)
-        FROM generate_series(1, {N_LINKS}) g,
-             LATERAL (SELECT CASE WHEN g % 100 < 85 THEN 'alive' WHEN g % 100 < 90 THEN 'failing'
-                                  WHEN g % 100 < 95 THEN 'dead' WHEN g % 100 < 97 THEN 'unknown'
-                                  ELSE 'pending' END AS state) s""",
-    f"""INSERT INTO citations (post_id, link_id, href, element, anchor_text, context)
-        SELECT p, ((p - 1) * {CITES_PER_POST} + k) % {N_LINKS} + 1,
-               'https://cited.example/page/' || k, 'a', 'the words of link ' || k,
-               repeat('words around the link ', 8)
-        FROM generate_series(1, {N_POSTS}) p, generate_series(0, {CITES_PER_POST - 1}) k""",
-    f"""INSERT INTO captures (url, url_key, captured_at, record_type, status, mime,
-                              payload_digest, warc_file, "offset", length, record_id, truncated)
-        SELECT CASE WHEN g % 3 < 2 THEN l.url ELSE l.url || '/style' || g || '.css' END,
-               CASE WHEN g % 3 < 2 THEN l.url_key ELSE l.url_key || '/style' || g || '.css' END,
-               timestamp '2021-01-01' + g * interval '37 minutes',
-               CASE WHEN g % 20 = 0 THEN 'revisit' ELSE 'response' END,
-               CASE WHEN g % 25 = 0 THEN 404 ELSE 200 END, 'text/html',
-               'sha1:' || upper(md5((g % 30000)::text)),
-               'archiver-' || (g / 1000) || '.warc.gz', g * 1000, 900,
-               '<urn:uuid:' || md5(g::text) || '>', NULL
-        FROM generate_series(1, {N_CAPTURES}) g JOIN links l ON l.id = g % {N_LINKS} + 1""",
-    f"""INSERT INTO checks (link_id, checked_at, verdict, http_status, final_url, elapsed_ms,
-                            evidence, response_key)
-        SELECT g % {N_LINKS} + 1, now() - ((g * 31) % 43200) * interval '1 minute',
-               CASE WHEN g % 10 = 0 THEN 'not_found' ELSE 'ok' END,
-               CASE WHEN g % 10 = 0 THEN 404 ELSE 200 END, NULL, 100 + g % 900,
-               json_build_object('headers', json_build_object('Server', 'x')), md5(g::text)
-        FROM generate_series(1, {N_CHECKS}) g""",
-    """INSERT INTO daily_state_counts (day, state, count)
-       SELECT current_date - d, s, 1000 FROM generate_series(0, 120) d,
-              unnest(ARRAY['pending', 'alive', 'failing', 'dead', 'unknown']) s""",
-    "INSERT INTO ignored_domains (domain, created_at) VALUES ('ignored.example', now()), "
-    "('site999.example', now())",
-]
+def fill_sql(n_posts: int = N_POSTS, n_links: int = N_LINKS, n_captures: int = N_CAPTURES,
+             n_checks: int = N_CHECKS) -> list[str]:
+    """The bulk-filling statements, for any size (the scale benchmark uses them too)."""
+    return [
+        "SET LOCAL session_replication_role = replica",  # rows are consistent: skip the FK checks
+        "INSERT INTO sources (id, kind, location, title, added_at) "
+        "VALUES (1, 'folder', '/posts', 'Blog', now())",
+        f"""INSERT INTO posts (source_id, url, title, published_at, content_hash, discovered_at,
+                               updated_at)
+            SELECT 1, 'https://blog.example/' || to_char(day, 'YYYY/MM') || '/a-post-on-topic-'
+                      || g || '/',
+                   'A post on topic ' || g || ', and on what it cites',
+                   CASE WHEN g % 50 = 0 THEN NULL ELSE day END,
+                   encode(sha256(g::text::bytea), 'hex'), now(), now()
+            FROM generate_series(1, {n_posts}) g,
+                 LATERAL (SELECT timestamp '2008-01-01' + g * interval '16 hours' AS day) d""",
+        f"""INSERT INTO links (url, url_key, host, created_at, state, last_verdict, http_status,
+                               consecutive_failures, last_checked_at, next_check_at,
+                               next_capture_at, last_capture_at, last_capture_outcome,
+                               dead_notified_at, validators, first_fingerprint)
+            SELECT 'https://site' || (g % {HOSTS}) || '.example/page/' || g,
+                   'example,site' || (g % {HOSTS}) || ')/page/' || g,
+                   CASE WHEN g % 10 = 0 THEN 'www.' ELSE '' END || 'site' || (g % {HOSTS})
+                       || '.example',
+                   timestamp '2020-01-01' + g * interval '1 minute',
+                   s.state, CASE s.state WHEN 'alive' THEN 'ok' WHEN 'pending' THEN NULL
+                                         ELSE 'not_found' END,
+                   CASE s.state WHEN 'alive' THEN 200 WHEN 'pending' THEN NULL ELSE 404 END,
+                   CASE WHEN s.state IN ('failing', 'dead') THEN 3 ELSE 0 END,
+                   now() - interval '3 days',
+                   now() + ((g * 7919) % 10080 - 500) * interval '1 minute',
+                   now() + ((g * 104729) % 43200 - 900) * interval '1 minute',
+                   now() - interval '20 days', 'archived',
+                   CASE WHEN s.state = 'dead' AND g % 3 <> 0 THEN now() END,
+                   json_build_object('ETag', '"' || md5(g::text) || '"'),
+                   repeat(md5(g::text), 4)
+            FROM generate_series(1::bigint, {n_links}) g,
+                 LATERAL (SELECT CASE WHEN g % 100 < 85 THEN 'alive'
+                                      WHEN g % 100 < 90 THEN 'failing'
+                                      WHEN g % 100 < 95 THEN 'dead'
+                                      WHEN g % 100 < 97 THEN 'unknown'
+                                      ELSE 'pending' END AS state) s""",
+        f"""INSERT INTO citations (post_id, link_id, href, element, anchor_text, context)
+            SELECT p, ((p - 1) * {CITES_PER_POST} + k) % {n_links} + 1,
+                   'https://cited.example/page/' || k, 'a', 'the words of link ' || k,
+                   repeat('words around the link ', 8)
+            FROM generate_series(1, {n_posts}) p, generate_series(0, {CITES_PER_POST - 1}) k""",
+        f"""INSERT INTO captures (url, url_key, captured_at, record_type, status, mime,
+                                  payload_digest, warc_file, "offset", length, record_id, truncated)
+            SELECT CASE WHEN g % 3 < 2 THEN l.url ELSE l.url || '/style' || g || '.css' END,
+                   CASE WHEN g % 3 < 2 THEN l.url_key ELSE l.url_key || '/style' || g || '.css' END,
+                   timestamp '2021-01-01' + g * interval '37 minutes',
+                   CASE WHEN g % 20 = 0 THEN 'revisit' ELSE 'response' END,
+                   CASE WHEN g % 25 = 0 THEN 404 ELSE 200 END, 'text/html',
+                   'sha1:' || upper(md5((g % 30000)::text)),
+                   'archiver-' || (g / 1000) || '.warc.gz', g * 1000, 900,
+                   '<urn:uuid:' || md5(g::text) || '>', NULL
+            FROM generate_series(1::bigint, {n_captures}) g JOIN links l ON l.id = g % {n_links} + 1""",
+        f"""INSERT INTO checks (link_id, checked_at, verdict, http_status, final_url, elapsed_ms,
+                                evidence, response_key)
+            SELECT g % {n_links} + 1, now() - ((g * 31) % 43200) * interval '1 minute',
+                   CASE WHEN g % 10 = 0 THEN 'not_found' ELSE 'ok' END,
+                   CASE WHEN g % 10 = 0 THEN 404 ELSE 200 END, NULL, 100 + g % 900,
+                   json_build_object('headers', json_build_object('Server', 'x')), md5(g::text)
+            FROM generate_series(1::bigint, {n_checks}) g""",
+        """INSERT INTO daily_state_counts (day, state, count)
+           SELECT current_date - d, s, 1000 FROM generate_series(0, 120) d,
+                  unnest(ARRAY['pending', 'alive', 'failing', 'dead', 'unknown']) s""",
+        "INSERT INTO ignored_domains (domain, created_at) VALUES ('ignored.example', now()), "
+        "('site999.example', now())",
+    ]
+
+
+
+
+FILL = fill_sql()
 
 
 @dataclass

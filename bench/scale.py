@@ -1,0 +1,143 @@
+"""Scale benchmark (not a test): 1,000,000 links over 100,000 posts in PostgreSQL.
+
+Prints the time to claim a batch of due links (check and capture), to render the dashboard and
+a filtered link page, and the memory of the processes involved. Targets: claims and pages under
+100 ms, no process above 300 MB.
+
+    python bench/scale.py [--links 1000000 --posts 100000 --repeat 5]
+
+PostgreSQL is started in a temporary folder, as the tests do (tests/pg.py); nothing is left
+behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from archiver.archive import Archive, initialise  # noqa: E402
+from archiver.jobs import WorkKind, claim_due  # noqa: E402
+from archiver.settings import load_settings  # noqa: E402
+from tests.pg import PostgresServer  # noqa: E402
+from tests.test_postgres import fill_sql  # noqa: E402
+
+TARGET_MS = 100
+TARGET_MB = 300
+
+
+def timed(action: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """Median and worst milliseconds of ``repeat`` runs (after one warm-up run)."""
+    action()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times), max(times)
+
+
+def rss_mb(pid: int | None = None) -> float:
+    """Resident memory of a process (this one by default), in MB."""
+    if pid is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    """Fill, measure, print."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--links", type=int, default=1_000_000)
+    parser.add_argument("--posts", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    server = PostgresServer()
+    try:
+        server.start()
+        url = server.url(server.create_database("scale"))
+        folder = Path(tempfile.mkdtemp(prefix="archiver-scale-"))
+        settings = load_settings(env={}, overrides={"data_dir": str(folder),
+                                                    "database_url": url})
+        initialise(settings)
+        with Archive.open(settings) as archive:
+            started = time.perf_counter()
+            with archive.db.engine.begin() as connection:
+                raw = connection.connection.driver_connection
+                assert raw is not None
+                for statement in fill_sql(n_posts=args.posts, n_links=args.links,
+                                          n_captures=args.links, n_checks=args.links):
+                    raw.execute(statement)
+            with archive.db.engine.connect() as opened:
+                opened.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                    "VACUUM ANALYZE")
+            print(f"filled {args.links:,} links, {args.posts:,} posts, {args.links:,} captures "
+                  f"and {args.links:,} checks in {time.perf_counter() - started:.0f} s")
+            from web import create_app
+
+            client = create_app(settings, archive).test_client()
+            rows: list[tuple[str, float, float]] = []
+
+            def claim(kind: WorkKind) -> Callable[[], object]:
+                return lambda: claim_due(archive, kind, settings["health.batch_size"])
+
+            def page(path: str) -> Callable[[], object]:
+                def get() -> object:
+                    response = client.get(path)
+                    assert response.status_code == 200, (path, response.status_code)
+                    return response
+                return get
+
+            for label, action in (
+                (f"claim {settings['health.batch_size']} due links to check",
+                 claim(WorkKind.CHECK)),
+                (f"claim {settings['health.batch_size']} due links to capture",
+                 claim(WorkKind.CAPTURE)),
+                ("dashboard /", page("/")),
+                ("links page /links?state=dead", page("/links?state=dead")),
+                ("links page /links?state=alive&page=50", page("/links?state=alive&page=50")),
+                ("links page /links?domain=site7.example", page("/links?domain=site7.example")),
+                ("posts page /posts", page("/posts")),
+                ("a post's page /posts/777", page("/posts/777")),
+                ("API /api/links?state=failing", page("/api/links?state=failing")),
+            ):
+                median, worst = timed(action, args.repeat)
+                rows.append((label, median, worst))
+            width = max(len(label) for label, _, _ in rows)
+            print(f"{'what':<{width}}  median ms  worst ms  target")
+            for label, median, worst in rows:
+                verdict = "ok" if median < TARGET_MS else "SLOW"
+                print(f"{label:<{width}}  {median:9.1f}  {worst:8.1f}  {verdict}")
+            here = rss_mb()
+            print(f"memory: this process (web app + claims + SQLAlchemy) peak {here:.0f} MB "
+                  f"({'ok' if here < TARGET_MB else 'OVER'} against {TARGET_MB} MB)")
+        # A scheduler-like process on its own: one check claim in a fresh interpreter.
+        code = ("from archiver.archive import Archive; from archiver.jobs import WorkKind, "
+                "claim_due; from archiver.settings import load_settings; import resource; "
+                f"s = load_settings(env={{}}, overrides={{'data_dir': {str(folder)!r}, "
+                f"'database_url': {url!r}}}); a = Archive.open(s); "
+                "claim_due(a, WorkKind.CHECK, 200); "
+                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+        peak = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        mb = int(peak.stdout.strip().splitlines()[-1])
+        print(f"memory: a claiming process on its own peaks at {mb} MB "
+              f"({'ok' if mb < TARGET_MB else 'OVER'})")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
