@@ -290,7 +290,8 @@ def fill_sql(n_posts: int = N_POSTS, n_links: int = N_LINKS, n_captures: int = N
                    'sha1:' || upper(md5((g % 30000)::text)),
                    'archiver-' || (g / 1000) || '.warc.gz', g * 1000, 900,
                    '<urn:uuid:' || md5(g::text) || '>', NULL
-            FROM generate_series(1::bigint, {n_captures}) g JOIN links l ON l.id = g % {n_links} + 1""",
+            FROM generate_series(1::bigint, {n_captures}) g
+                 JOIN links l ON l.id = g % {n_links} + 1""",
         f"""INSERT INTO checks (link_id, checked_at, verdict, http_status, final_url, elapsed_ms,
                                 evidence, response_key)
             SELECT g % {n_links} + 1, now() - ((g * 31) % 43200) * interval '1 minute',
