@@ -59,16 +59,24 @@ def origin(site: Site) -> Site:
 
 
 @contextmanager
-def running_pywb(files: list[Path], workdir: Path) -> Iterator[str]:
-    """Start pywb on a collection holding ``files``; yield its base URL."""
+def running_pywb(files: list[Path], workdir: Path, cdxj: Path | None = None) -> Iterator[str]:
+    """Start pywb on a collection holding ``files``; yield its base URL. With ``cdxj`` the
+    collection uses that index as it is (no ``wb-manager add``, which would index anew)."""
     workdir.mkdir()
     subprocess.run([tool("wb-manager"), "init", "ours"], cwd=workdir, check=True,
                    capture_output=True)
-    subprocess.run([tool("wb-manager"), "add", "ours", *map(str, files)], cwd=workdir, check=True,
-                   capture_output=True)
+    if cdxj is None:
+        subprocess.run([tool("wb-manager"), "add", "ours", *map(str, files)], cwd=workdir,
+                       check=True, capture_output=True)
+    else:
+        collection = workdir / "collections" / "ours"
+        for path in files:
+            shutil.copy(path, collection / "archive" / path.name)
+        shutil.copy(cdxj, collection / "indexes" / "index.cdxj")
     port = free_port()
     process = subprocess.Popen([tool("wayback"), "-p", str(port), "-b", "127.0.0.1"],
-                               cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               cwd=workdir, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -11,13 +11,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from archiver.archive import Archive
-from archiver.clock import utcnow, warc_timestamp
+from archiver.clock import warc_timestamp
 from archiver.demo.fixtureweb import Site
 from archiver.jobs import capture_link
-from archiver.models import Capture, Link
+from archiver.models import Capture
 from archiver.replay.lookup import fuzzy_url, parse_timestamp
 from archiver.replay.memento import http_date, parse_accept_datetime, timemap_link
-from archiver.urls import host_of, url_key
+from tests.test_capture import PNG, add_link
 from web import create_app
 
 DAYS = [datetime(2008, 6, 14, 18, 30), datetime(2012, 3, 1, 9, 0), datetime(2020, 1, 5, 12, 0)]
@@ -28,11 +28,7 @@ def history(archive: Archive, site: Site) -> str:
     """Three captures of one page, moved back in time to 2008, 2012 and 2020."""
     site.page("/article", "<p>article</p>")
     url = site.url("/article")
-    with archive.db.session() as session:
-        link = Link(url=url, url_key=url_key(url), host=host_of(url), next_capture_at=utcnow())
-        session.add(link)
-        session.flush()
-        link_id = link.id
+    link_id = add_link(archive, url)
     for _ in DAYS:
         capture_link(archive, link_id)
     with archive.db.session() as session:
@@ -157,11 +153,7 @@ def test_identity_mode_serves_the_bytes_unrewritten(client: FlaskClient, archive
                                                     site: Site) -> None:
     site.page("/linky", '<a href="/x">x</a>')
     url = site.url("/linky")
-    with archive.db.session() as session:
-        link = Link(url=url, url_key=url_key(url), host=host_of(url), next_capture_at=utcnow())
-        session.add(link)
-        session.flush()
-        link_id = link.id
+    link_id = add_link(archive, url)
     capture_link(archive, link_id)
     stamp = client.get(f"/web/{url}").headers["Location"].split("/")[2]
     assert client.get(f"/web/{stamp}id_/{url}").data == b'<a href="/x">x</a>'
@@ -210,7 +202,6 @@ def test_resources_are_served_bare_and_readable_cross_origin(client: FlaskClient
                                                              archive: Archive,
                                                              site: Site) -> None:
     """Images behind redirects, and fonts loaded by a sandboxed (opaque origin) page."""
-    from tests.test_capture import PNG
 
     site.redirect("/old.png", "/new.png", 301)
     site.page("/new.png", PNG, content_type="image/png")
@@ -218,11 +209,7 @@ def test_resources_are_served_bare_and_readable_cross_origin(client: FlaskClient
     site.page("/p", '<img src="/old.png"><style>@font-face{src:url(/font.woff2)}</style>'
               '<base href="/elsewhere/">')
     url = site.url("/p")
-    with archive.db.session() as session:
-        link = Link(url=url, url_key=url_key(url), host=host_of(url), next_capture_at=utcnow())
-        session.add(link)
-        session.flush()
-        link_id = link.id
+    link_id = add_link(archive, url)
     capture_link(archive, link_id)
     assert site.hits.get("/elsewhere/") is None  # a <base> is not a requisite
     stamp = client.get(f"/web/{url}").headers["Location"].split("/")[2]

@@ -19,9 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, Engine, event, func, select, text
 
@@ -33,7 +30,7 @@ from archiver.demo.fixtureweb import Site
 from archiver.history import snapshot_state_counts, state_history
 from archiver.jobs import WorkKind, claim_due, interleave_by_host, load_due
 from archiver.metrics import ArchiveCollector
-from archiver.models import Base, Capture, Check, Link, LinkState, Post
+from archiver.models import Capture, Check, Link, LinkState, Post
 from archiver.notify import pending_query, send_dead_link_notifications
 from archiver.replay.lookup import (
     capture_counts,
@@ -64,6 +61,7 @@ from tests.test_memento import (  # noqa: F401
     test_timegate_honours_accept_datetime,
     test_timemaps,
 )
+from tests.test_migrations import assert_migrations_round_trip
 from tests.test_ops import test_healthz, test_metrics  # noqa: F401
 from tests.test_web import (  # noqa: F401
     filled,
@@ -107,14 +105,7 @@ def test_the_shared_tests_here_run_on_postgres(archive: Archive) -> None:
 
 def test_migrations_match_models_and_reverse(pg_url: str, tmp_path: Path) -> None:  # noqa: F811
     database = Database(make_settings(tmp_path / "data", database_url=pg_url))
-    database.migrate()
-    with database.engine.connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
-    assert database.is_current()
-    command.downgrade(database.alembic_config(), "base")
-    assert not database.is_current()
-    database.migrate()
-    assert database.is_current()
+    assert_migrations_round_trip(database)
     database.require_current()
     database.dispose()
 

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +36,7 @@ from archiver.warc.export import export_wacz
 from archiver.warc.importer import import_files
 from archiver.warc.verify import scan_warc, verify
 from tests.conftest import TEST_OVERRIDES, make_settings
-from tests.test_interop import PNG, free_port, tool
+from tests.test_interop import PNG, running_pywb, tool
 
 PAGE = ('<html><head><title>An  article &amp; more</title>'
         '<link rel="stylesheet" href="/style.css"></head>'
@@ -344,43 +343,12 @@ def test_cdxj_export_is_sorted_and_pywb_replays_from_it(filled: Archive, refs: S
     # pywb replays from our WARC files plus our index, without indexing anything itself.
     article = first_response(filled, refs.url("/article.html"))
     files = [filled.store.path_of(name) for name in filled.store.files()]
-    with running_pywb_on_cdxj(files, tmp_path / "index.cdxj", tmp_path / "pywb") as base:
+    with running_pywb(files, tmp_path / "pywb", cdxj=tmp_path / "index.cdxj") as base:
         url = refs.url("/article.html")
         response = requests.get(f"{base}/ours/{warc_timestamp(article.captured_at)}id_/{url}",
                                 timeout=10)
         assert response.status_code == 200
         assert response.content == PAGE.encode("utf-8")
-
-
-@contextmanager
-def running_pywb_on_cdxj(files: list[Path], cdxj: Path, workdir: Path) -> Iterator[str]:
-    """pywb serving a collection made of ``files`` and our index (no wb-manager add)."""
-    workdir.mkdir()
-    subprocess.run([tool("wb-manager"), "init", "ours"], cwd=workdir, check=True,
-                   capture_output=True)
-    collection = workdir / "collections" / "ours"
-    for path in files:
-        shutil.copy(path, collection / "archive" / path.name)
-    shutil.copy(cdxj, collection / "indexes" / "index.cdxj")
-    port = free_port()
-    process = subprocess.Popen([tool("wayback"), "-p", str(port), "-b", "127.0.0.1"],
-                               cwd=workdir, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(base + "/", timeout=2)
-                break
-            except requests.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("pywb did not start") from None
-                time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 # -- import: WACZ, repeats and bad input -----------------------------------------------------
