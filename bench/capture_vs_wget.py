@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from common import clean_env, cpu_seconds, fmt, median_run, tail, version_of
 from sqlalchemy import select
 from warcio.archiveiterator import ArchiveIterator
 from werkzeug.wrappers import Request, Response
@@ -319,19 +320,6 @@ class Bench:
     archiver_cmd: str = ""
 
 
-def clean_env() -> dict[str, str]:
-    """No proxy, no archiver settings from the caller."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith("ARCHIVER_") and "proxy" not in key.lower()}
-    env["NO_PROXY"] = env["no_proxy"] = "*"
-    return env
-
-
-def cpu_seconds(who: int) -> float:
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
-
-
 def timed(bench: Bench, result: Result, argv: list[str],
           cwd: Path) -> subprocess.CompletedProcess[str] | None:
     """Run ``argv`` once, timing it and noting what the sites were asked; None on failure."""
@@ -373,18 +361,6 @@ def read_warcs(result: Result, files: list[Path], pages: set[str]) -> None:
                     uri = record.rec_headers.get_header("WARC-Target-URI") or ""
                     result.urls.add(uri.strip("<>"))
     result.pages = len(result.urls & pages)
-
-
-def tail(text: str, lines: int = 3) -> str:
-    return " | ".join(text.strip().splitlines()[-lines:])
-
-
-def version_of(argv: list[str]) -> str:
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
 
 
 def ensure_wget() -> str | None:
@@ -545,10 +521,6 @@ def archiver_verify(bench: Bench, config: Path) -> str:
 # -- report ----------------------------------------------------------------------------------
 
 
-def fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:.{digits}f}{suffix}"
-
-
 def mb(size: int) -> str:
     return f"{size / 1e6:.1f}"
 
@@ -593,16 +565,6 @@ def print_differences(results: list[Result], corpus: Corpus) -> None:
         else:
             line += "; fetched no linked page"
         print(line)
-
-
-def median_run(runs: list[Result]) -> Result:
-    timed_runs = sorted((r for r in runs if r.seconds is not None),
-                        key=lambda r: r.seconds or 0.0)
-    if not timed_runs:
-        return runs[-1]
-    chosen = timed_runs[(len(timed_runs) - 1) // 2]
-    chosen.runs = [r.seconds for r in runs if r.seconds is not None]
-    return chosen
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

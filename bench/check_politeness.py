@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common import clean_env, cpu_seconds, fmt, median_run, tail, version_of
 from sqlalchemy import func, select
 from werkzeug.wrappers import Request, Response
 
@@ -159,19 +160,6 @@ class Bench:
             result.window = (min(starts) - started, max(ends) - started)
 
 
-def clean_env() -> dict[str, str]:
-    """The environment for the tools: no proxy, no archiver settings from the caller."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith("ARCHIVER_") and "proxy" not in key.lower()}
-    env["NO_PROXY"] = env["no_proxy"] = "*"
-    return env
-
-
-def cpu_seconds(who: int) -> float:
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
-
-
 def timed(bench: Bench, result: Result, argv: list[str], *, cwd: Path,
           stdin: str | None = None) -> subprocess.CompletedProcess[str] | None:
     """Run ``argv`` once, timing it and recording what the sites saw; None if it failed."""
@@ -195,18 +183,6 @@ def timed(bench: Bench, result: Result, argv: list[str], *, cwd: Path,
     result.site_cpu = cpu_seconds(resource.RUSAGE_SELF) - site_cpu_before
     bench.observe(result, started)
     return completed
-
-
-def tail(text: str, lines: int = 3) -> str:
-    return " | ".join(text.strip().splitlines()[-lines:])
-
-
-def version_of(argv: list[str]) -> str:
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
 
 
 # -- ours ------------------------------------------------------------------------------------
@@ -351,10 +327,6 @@ def _run_linkchecker(bench: Bench, attempt: int) -> Result:
 # -- report ----------------------------------------------------------------------------------
 
 
-def fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:.{digits}f}{suffix}"
-
-
 def print_table(results: list[Result], bound: float, total: int, per_host: int) -> None:
     headers = ["tool", "wall s", "bound s", "x bound", "peak/host", "OK", "requests",
                "conns", "CPU s", "site CPU s", "note"]
@@ -410,17 +382,6 @@ Runner = Callable[[Bench, int], list[Result]]
 RUNNERS: dict[str, Runner] = {
     "ours": run_ours, "lychee": run_lychee, "linkchecker": run_linkchecker,
 }
-
-
-def median_run(runs: list[Result]) -> Result:
-    """The run with the median wall time (a failed run if every run failed)."""
-    timed_runs = sorted((r for r in runs if r.seconds is not None),
-                        key=lambda r: r.seconds or 0.0)
-    if not timed_runs:
-        return runs[-1]
-    chosen = timed_runs[(len(timed_runs) - 1) // 2]
-    chosen.runs = [r.seconds for r in runs if r.seconds is not None]
-    return chosen
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -52,6 +52,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common import clean_env, fmt, version_of
 from sqlalchemy import select
 from werkzeug.wrappers import Request, Response
 
@@ -132,14 +133,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def clean_env() -> dict[str, str]:
-    """No proxy, no archiver settings from the caller."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith("ARCHIVER_") and "proxy" not in key.lower()}
-    env["NO_PROXY"] = env["no_proxy"] = "*"
-    return env
 
 
 def write_config(path: Path, data: Path, extra: str = "") -> Settings:
@@ -314,15 +307,6 @@ def process_cpu(pid: int) -> float:
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def version_of(argv: list[str]) -> str:
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return (out.stdout.strip() or out.stderr.strip()).splitlines()[0] if (
-        out.stdout.strip() or out.stderr.strip()) else ""
 
 
 # -- the corpus ------------------------------------------------------------------------------
@@ -679,10 +663,6 @@ def profile_ours(bench: Bench, folder: Path, py_spy: Path, duration: float) -> N
 
 
 # -- report ----------------------------------------------------------------------------------
-
-
-def fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:.{digits}f}{suffix}"
 
 
 def fmt_rate(value: float | None) -> str:

@@ -1,0 +1,57 @@
+"""What the benchmarks share: a clean environment for the tools, version labels, CPU time,
+number formatting and the median run."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+from typing import Any, TypeVar
+
+R = TypeVar("R")
+
+
+def clean_env() -> dict[str, str]:
+    """The environment for the tools: no proxy, no archiver settings from the caller."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("ARCHIVER_") and "proxy" not in key.lower()}
+    env["NO_PROXY"] = env["no_proxy"] = "*"
+    return env
+
+
+def version_of(argv: list[str]) -> str:
+    """First line a tool prints about its version (stdout, else stderr), or ''."""
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    text = out.stdout.strip() or out.stderr.strip()
+    return text.splitlines()[0] if text else ""
+
+
+def cpu_seconds(who: int) -> float:
+    """User plus system CPU time of ``who`` (resource.RUSAGE_SELF or RUSAGE_CHILDREN)."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def tail(text: str, lines: int = 3) -> str:
+    """The last lines of a tool's output, on one line."""
+    return " | ".join(text.strip().splitlines()[-lines:])
+
+
+def fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
+    """A number for a table ('-' when there is none)."""
+    return "-" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def median_run(runs: list[Any]) -> Any:
+    """The run with the median wall time (``.seconds``; a failed run if every run failed),
+    with every run's time in its ``.runs``."""
+    timed_runs = sorted((r for r in runs if r.seconds is not None),
+                        key=lambda r: r.seconds or 0.0)
+    if not timed_runs:
+        return runs[-1]
+    chosen = timed_runs[(len(timed_runs) - 1) // 2]
+    chosen.runs = [r.seconds for r in runs if r.seconds is not None]
+    return chosen
