@@ -109,7 +109,16 @@ def nearest_capture(session: Session, url: str, moment: datetime | None) -> Capt
     after = session.scalars(base.where(Capture.captured_at > moment)
                             .order_by(Capture.captured_at.asc()).limit(1)).first()
     candidates: list[Capture] = [c for c in (before, after) if c is not None]
-    return min(candidates, key=lambda c: abs((c.captured_at - moment).total_seconds()))
+    return candidates[nearest_index(candidates, moment)]
+
+
+def nearest_index(captures: list[Capture], moment: datetime | None) -> int:
+    """Index of the capture (oldest first) closest to ``moment``: the latest when None, the
+    later one of two equally close."""
+    if moment is None:
+        return len(captures) - 1
+    return min(range(len(captures)),
+               key=lambda i: (abs((captures[i].captured_at - moment).total_seconds()), -i))
 
 
 def latest_good_captures(session: Session, keys: list[str]) -> dict[str, datetime]:

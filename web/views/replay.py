@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,7 +23,7 @@ from sqlalchemy import select
 
 from archiver.clock import warc_timestamp
 from archiver.models import Capture, Link
-from archiver.replay.lookup import captures_of, parse_timestamp, replay_path
+from archiver.replay.lookup import captures_of, nearest_index, parse_timestamp, replay_path
 from archiver.replay.memento import (
     http_date,
     link_header,
@@ -64,13 +63,6 @@ def on_replay_origin() -> bool:
     return bool(origin) and urlsplit(origin).netloc.lower() == request.host.lower()
 
 
-def _nearest(captures: list[Capture], moment: datetime | None) -> int:
-    if moment is None:
-        return len(captures) - 1
-    return min(range(len(captures)),
-               key=lambda i: (abs((captures[i].captured_at - moment).total_seconds()), -i))
-
-
 def _not_archived(url: str) -> Any:
     return render_template("not_archived.html", url=url), 404
 
@@ -105,7 +97,7 @@ def replay(rest: str) -> Any:
         captures = captures_of(session, url)
         if not captures:
             return _not_archived(url)
-        index = _nearest(captures, moment)
+        index = nearest_index(captures, moment)
         capture = captures[index]
         if stamp != warc_timestamp(capture.captured_at):
             return redirect(replay_path(capture.captured_at, url, modifier), code=302)
@@ -168,7 +160,7 @@ def timegate(url: str) -> Any:
             missing = Response(render_template("not_archived.html", url=url), status=404)
             missing.headers["Link"] = link_header(url, [], None)
             return missing
-        capture = captures[_nearest(captures, moment)]
+        capture = captures[nearest_index(captures, moment)]
         found = redirect(replay_path(capture.captured_at, url), code=302)
         found.headers["Vary"] = "accept-datetime"
         found.headers["Link"] = link_header(url, captures, None)
