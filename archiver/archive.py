@@ -18,6 +18,7 @@ from archiver.db import Database
 from archiver.net.client import HttpClient
 from archiver.robots import RobotsPolicy
 from archiver.settings import Settings
+from archiver.warc.remote import RemoteStorage
 from archiver.warc.store import WarcStore
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class Archive:
             self.repairs = repair_folder(self.store, self.db)
         except Exception:  # a failed repair must not stop new captures into new files
             log.exception("repair of %s failed", self.store.directory)
+        self.repairs += [f"uploaded {name}, left behind in the WARC folder"
+                         for name in self.store.publish_pending()]
 
     def prepare_store(self) -> list[str]:
         """Run the crash repair now rather than at the first write; return its notes."""
@@ -62,7 +65,8 @@ class Archive:
         if require_schema:
             db.require_current()
         store = WarcStore(settings.warc_dir, settings["warc.prefix"],
-                          settings["warc.max_file_bytes"])
+                          settings["warc.max_file_bytes"],
+                          remote=RemoteStorage.from_settings(settings))
         return cls(settings=settings, db=db, store=store)
 
     def client(self) -> HttpClient:

@@ -29,3 +29,7 @@ class StorageError(ArchiverError):
     """A WARC file or record cannot be read or written."""
 
     exit_code = 5
+
+
+class MissingFileError(StorageError):
+    """The WARC file asked for is in neither the local folder nor the object storage."""

@@ -22,6 +22,7 @@ from sqlalchemy import case, func, or_, select
 
 from archiver.archive import Archive
 from archiver.clock import utcnow
+from archiver.errors import StorageError
 from archiver.models import Capture, Check, Link, LinkState
 
 # Upper bounds (seconds) of the fetch latency histogram.
@@ -104,7 +105,7 @@ class ArchiveCollector:
     def _storage(self) -> Iterator[Metric]:
         store = self.archive.store
         names = store.files()
-        size = sum(store.path_of(name).stat().st_size for name in names)
+        size = sum(store.file_size(name) or 0 for name in names)
         files = GaugeMetricFamily("archiver_warc_files", "WARC files in the store")
         files.add_metric([], len(names))
         yield files
@@ -125,6 +126,12 @@ def health(archive: Archive) -> dict[str, str]:
     folder = archive.store.directory
     status["storage"] = "ok" if folder.is_dir() and _writable(folder) else \
         f"error: {folder} is not a writable folder"
+    if archive.store.remote is not None:
+        try:
+            archive.store.remote.check()
+            status["object_storage"] = "ok"
+        except StorageError as exc:
+            status["object_storage"] = f"error: {exc}"
     return status
 
 

@@ -30,9 +30,12 @@ def tick(archive: Archive) -> None:
     if archive.settings["queue.backend"] == "celery":
         dispatch_tick(archive)
         return
-    for summary in (run_due(archive, WorkKind.CAPTURE), check_round(archive)):
-        if summary.claimed:
-            log.info(summary.line())
+    try:
+        for summary in (run_due(archive, WorkKind.CAPTURE), check_round(archive)):
+            if summary.claimed:
+                log.info(summary.line())
+    finally:
+        archive.store.checkpoint()  # with object storage: the tick's records are uploaded
 
 
 _SENDERS: dict[str, Sender] = {}  # the Celery app of each broker URL, built once

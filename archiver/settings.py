@@ -119,6 +119,14 @@ def networks(value: Any) -> None:
             ipaddress.ip_network(part.strip(), strict=False)
 
 
+def storage_url(value: Any) -> None:
+    """Validator: empty (the local WARC folder) or an ``s3://bucket/prefix`` URL."""
+    if value:
+        from archiver.warc.remote import BucketAddress
+
+        BucketAddress.parse(value)
+
+
 def one_of(*choices: str) -> Callable[[Any], None]:
     """Validator factory: the value must be one of ``choices``."""
 
@@ -246,6 +254,19 @@ REGISTRY: tuple[Setting, ...] = (
     _s("warc.prefix", "str", "archive", "File name prefix of new WARC files."),
     _s("warc.max_file_bytes", "size", "1GB", "Size at which a new WARC file is begun.",
        validate=positive),
+    _s("storage.url", "str", "",
+       "Where finished WARC files are kept: empty for the WARC folder itself, or S3-compatible "
+       "object storage as s3://bucket/prefix (files are written in the WARC folder, uploaded "
+       "when closed, and read back by byte range). Needs the s3 extra.",
+       validate=storage_url),
+    _s("storage.endpoint_url", "str", "",
+       "Endpoint of S3-compatible storage other than AWS (MinIO, Ceph, R2). Empty: AWS."),
+    _s("storage.region", "str", "", "Region of the bucket. Empty: the client's default."),
+    _s("storage.access_key_id", "str", "",
+       "Access key of the bucket. Empty: the usual AWS_* variables or ~/.aws files."),
+    _s("storage.secret_access_key", "str", "",
+       "Secret key of the bucket. Empty: the usual AWS_* variables or ~/.aws files.",
+       secret=True),
     _s("scheduler.discover_interval", "duration", "1h",
        "How often the scheduler reads every source for new posts.", validate=positive),
     _s("scheduler.tick_interval", "duration", "5m",
@@ -284,6 +305,9 @@ REGISTRY: tuple[Setting, ...] = (
     _s("web.replay_scripts", "bool", False,
        "Let archived pages run their scripts, always inside an opaque sandboxed origin "
        "that cannot reach the author's session."),
+    _s("web.replay_cache_bytes", "size", "64MB",
+       "Memory each web process may use to keep rendered archived documents (records never "
+       "change, so a page asked for again is not rewritten again). 0 turns the cache off."),
     _s("web.admin_password_hash", "str", "",
        "Hash of the author's password (make one with `archiver hash-password`). Empty: "
        "nobody can log in, so the author's actions are off.", secret=True),

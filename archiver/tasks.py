@@ -103,8 +103,11 @@ def run_host_batch(archive: Archive, kind: str, host: str, link_ids: list[int],
     finally:
         done.set()
         renewer.join()
-        release_marker(client, host, owner)
-        client.close()
+        try:
+            archive.store.checkpoint()  # with object storage: the batch's records are uploaded
+        finally:
+            release_marker(client, host, owner)
+            client.close()
     log.info("%s batch for %s: %s", work, host, counts)
     return counts
 

@@ -366,8 +366,7 @@ def export_wacz(archive: Archive, out_path: Path, post_id: int | None = None) ->
         if post is None:
             names = store.files()
             for name in names:
-                path = store.path_of(name)
-                with open(path, "rb") as source:
+                with store.local_copy(name) as path, open(path, "rb") as source:
                     package.add(f"archive/{name}", source, stored=True,
                                 size=path.stat().st_size)
             entries = [CdxjEntry(c, c.warc_file, c.offset, c.length) for c in captures]

@@ -184,8 +184,9 @@ def _discard(staged: list[_Staged]) -> None:
         item.temp.unlink(missing_ok=True)
 
 
-def _stored_name(base_name: str, gzipped: bool, folder: Path) -> Path:
-    """Reserve ``imported-<name>`` (``-2``, ``-3``... on a clash) by creating it empty."""
+def _stored_name(base_name: str, gzipped: bool, folder: Path, taken: set[str]) -> Path:
+    """Reserve ``imported-<name>`` (``-2``, ``-3``... on a clash with a file in the folder or
+    a name in ``taken``) by creating it empty."""
     stem = base_name
     for suffix in (".gz", ".warc", ".wacz"):
         stem = stem.removesuffix(suffix)
@@ -196,6 +197,9 @@ def _stored_name(base_name: str, gzipped: bool, folder: Path) -> Path:
         name = f"{IMPORT_PREFIX}{stem}{suffix}" if number == 1 else \
             f"{IMPORT_PREFIX}{stem}-{number}{suffix}"
         target = folder / name
+        if name in taken:
+            number += 1
+            continue
         try:
             with open(target, "xb"):
                 return target
@@ -256,7 +260,9 @@ def import_files(archive: Archive, paths: list[Path]) -> ImportSummary:
         raise
 
     summary = ImportSummary()
-    known = _KnownFiles(folder, archive.store.files())
+    known = _KnownFiles(folder, archive.store.local_files())
+    # Uploaded files are not hashed again: their records are found in the index instead.
+    remote_names = set(archive.store.files()) - set(archive.store.local_files())
     seen: set[str] = set()
     placed: list[Path] = []
     sources: dict[Path, str] = {}
@@ -268,7 +274,7 @@ def import_files(archive: Archive, paths: list[Path]) -> ImportSummary:
                 item.temp.unlink()
                 continue
             seen.add(item.sha256)
-            target = _stored_name(item.base_name, item.gzipped, folder)
+            target = _stored_name(item.base_name, item.gzipped, folder, remote_names)
             placed.append(target)
             sources[target] = item.source
             os.replace(item.temp, target)
@@ -284,12 +290,15 @@ def import_files(archive: Archive, paths: list[Path]) -> ImportSummary:
                 summary.records += index_locations(session, locations)
                 keys.update(location.url_key for location in locations)
                 summary.imported.append(target.name)
+            for target in placed:  # uploaded before the index rows pointing at them commit
+                archive.store.publish(target)
             key_list = sorted(keys)
             for start in range(0, len(key_list), _BATCH):
                 summary.links += len(set(session.scalars(select(Link.url_key).where(
                     Link.url_key.in_(key_list[start:start + _BATCH])))))
     except BaseException as exc:
         for target in placed:
+            archive.store.unpublish(target)
             target.unlink(missing_ok=True)
         _discard(staged)
         if isinstance(exc, ArchiverError) or not isinstance(exc, Exception):

@@ -14,6 +14,11 @@ cut such a file's partial tail record.
 
 Reading: a record is read back by (file, offset, length) alone; files are walked record by
 record to rebuild the index.
+
+With object storage (``storage.url``, see ``archiver.warc.remote``) the folder is a spool: a
+file is uploaded when it is closed and then removed here, and a record is read from the local
+file while it exists, else by a ranged GET.  ``checkpoint()`` closes (and so uploads) the file
+being written; workers call it after each batch so their records reach the shared storage.
 """
 
 from __future__ import annotations
@@ -23,12 +28,15 @@ import fcntl
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import socket
+import tempfile
 import threading
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,10 +47,12 @@ from warcio.warcwriter import WARCWriter
 
 from archiver import __version__
 from archiver.clock import utcnow
-from archiver.errors import StorageError
+from archiver.errors import MissingFileError, StorageError
 from archiver.net.client import Exchange
 from archiver.warc.records import RecordLocation, location_from_record
+from archiver.warc.remote import RemoteStorage
 
+log = logging.getLogger(__name__)
 WARC_VERSION = "WARC/1.1"
 SOFTWARE = f"link-archiver/{__version__} (warcio)"
 # Hop-by-hop framing that no longer describes the stored (de-chunked) body.
@@ -143,8 +153,9 @@ class WarcStore:
     """Appends records to rotating WARC files in one folder; safe to share between threads."""
 
     def __init__(self, directory: Path, prefix: str = "archive",
-                 max_file_bytes: int = 10**9) -> None:
+                 max_file_bytes: int = 10**9, remote: RemoteStorage | None = None) -> None:
         self.directory = directory
+        self.remote = remote
         self.prefix = prefix
         self.max_file_bytes = max_file_bytes
         self._lock = threading.Lock()
@@ -287,20 +298,68 @@ class WarcStore:
             return self._digests.get(digest)
 
     def _close_current(self) -> None:
-        """Close the file cleanly: synced, marker removed, then the lock let go."""
-        if self._file is not None and self._name is not None:
-            path = self.directory / self._name
-            try:
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                marker_path(path).unlink(missing_ok=True)
-                fsync_directory(self.directory)
-            finally:
-                with _WRITING_LOCK:
-                    _WRITING.discard(path.resolve())
-                self._file.close()  # releases the flock
+        """Close the file cleanly: synced, marker removed, then the lock let go; with object
+        storage, upload it (under the store's lock: files are small, a batch's worth)."""
+        handle, name = self._file, self._name
         self._file = None
         self._name = None
+        if handle is None or name is None:
+            return
+        path = self.directory / name
+        try:
+            handle.flush()
+            os.fsync(handle.fileno())
+            marker_path(path).unlink(missing_ok=True)
+            fsync_directory(self.directory)
+        finally:
+            with _WRITING_LOCK:
+                _WRITING.discard(path.resolve())
+            handle.close()  # releases the flock
+        self._publish(path)
+
+    def _publish(self, path: Path) -> bool:
+        """Upload a closed file to the object storage and remove it here; False if it failed
+        (the file then stays in the folder and ``publish_pending`` tries again)."""
+        try:
+            self.publish(path)
+        except StorageError:
+            log.exception("upload of %s failed; it stays in %s", path.name, self.directory)
+            return False
+        return True
+
+    def publish(self, path: Path) -> None:
+        """With object storage, upload a finished file of the folder and remove it here
+        (a reader that has it open still reads it); without, leave it where it is."""
+        if self.remote is not None:
+            self.remote.upload(path, path.name)
+            path.unlink(missing_ok=True)
+
+    def unpublish(self, path: Path) -> None:
+        """Undo ``publish`` for a file whose index rows were never committed."""
+        if self.remote is not None:
+            try:
+                self.remote.delete(path.name)
+            except StorageError:
+                log.exception("could not remove %s from %s", path.name, self.remote)
+
+    def publish_pending(self) -> list[str]:
+        """Upload every closed file still in the folder (left by a failed upload or a writer
+        that died and was repaired); return the names uploaded."""
+        if self.remote is None or not self.directory.is_dir():
+            return []
+        uploaded = []
+        for path in sorted(self.directory.iterdir()):
+            if (path.name.endswith((".warc.gz", ".warc")) and path.is_file()
+                    and not marker_path(path).exists() and not written_here(path)
+                    and self._publish(path)):
+                uploaded.append(path.name)
+        return uploaded
+
+    def checkpoint(self) -> None:
+        """With object storage, close the file being written so that it is uploaded (a
+        batch's records become readable by every machine); without, keep it open."""
+        if self.remote is not None:
+            self.close()
 
     def close(self) -> None:
         """Close the file being written."""
@@ -317,28 +376,66 @@ class WarcStore:
             raise StorageError(f"not a WARC file of this store: {warc_file!r}")
         return self._root / warc_file
 
-    def read_record_bytes(self, warc_file: str, offset: int, length: int) -> bytes:
-        """The raw (gzipped) bytes of one record."""
+    def read_range(self, warc_file: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes of a file from ``offset``: from the folder while the file
+        is there, else from the object storage."""
+        path = self.path_of(warc_file)
         try:
-            with open(self.path_of(warc_file), "rb") as handle:
+            with open(path, "rb") as handle:
                 handle.seek(offset)
-                data = handle.read(length)
+                return handle.read(length)
+        except FileNotFoundError as exc:
+            if self.remote is None:
+                raise MissingFileError(f"cannot read {warc_file}@{offset}: "
+                                       "no such WARC file") from exc
         except OSError as exc:
             raise StorageError(f"cannot read {warc_file}@{offset}: {exc}") from exc
+        return self.remote.read_range(warc_file, offset, length)
+
+    def read_record_bytes(self, warc_file: str, offset: int, length: int) -> bytes:
+        """The raw (gzipped) bytes of one record."""
+        data = self.read_range(warc_file, offset, length)
         if len(data) != length:
             raise StorageError(f"{warc_file}@{offset}: record is cut short")
         return data
 
-    def files(self) -> list[str]:
-        """Names of every WARC file in the folder, oldest name first."""
+    def file_size(self, warc_file: str) -> int | None:
+        """The size of a WARC file in bytes, or None when it is nowhere to be found."""
+        try:
+            return self.path_of(warc_file).stat().st_size
+        except FileNotFoundError:
+            return self.remote.size(warc_file) if self.remote is not None else None
+
+    def local_files(self) -> list[str]:
+        """Names of the WARC files in the folder (with object storage: those not uploaded)."""
         if not self.directory.exists():
             return []
         return sorted(p.name for p in self.directory.iterdir()
                       if p.is_file() and p.name.endswith((".warc.gz", ".warc")))
 
+    def files(self) -> list[str]:
+        """Names of every WARC file of the store, oldest name first."""
+        names = set(self.local_files())
+        if self.remote is not None:
+            names.update(self.remote.names())
+        return sorted(names)
+
+    @contextmanager
+    def local_copy(self, warc_file: str) -> Iterator[Path]:
+        """A path to read a whole file from: the file itself, or a temporary download of it
+        from the object storage (removed afterwards)."""
+        path = self.path_of(warc_file)
+        if path.is_file() or self.remote is None:
+            yield path
+            return
+        with tempfile.TemporaryDirectory(prefix="warc-") as folder:
+            copy = Path(folder) / warc_file
+            self.remote.download(warc_file, copy)
+            yield copy
+
     def iter_locations(self, warc_file: str) -> Iterator[RecordLocation]:
         """Index facts of every indexable record of one file, read from the file alone."""
-        with open(self.path_of(warc_file), "rb") as handle:
+        with self.local_copy(warc_file) as path, open(path, "rb") as handle:
             iterator = ArchiveIterator(handle)
             for record in iterator:
                 offset = iterator.get_record_offset()

@@ -307,8 +307,8 @@ def record_bytes(store: WarcStore, capture: Capture) -> bytes:
     data = store.read_record_bytes(capture.warc_file, capture.offset, capture.length)
     if capture.warc_file.endswith(".gz"):
         return data
-    path = store.path_of(capture.warc_file)
-    extra = min(len(RECORD_TRAILER), path.stat().st_size - capture.offset - capture.length)
+    size = store.file_size(capture.warc_file) or 0
+    extra = max(0, min(len(RECORD_TRAILER), size - capture.offset - capture.length))
     data += store.read_record_bytes(capture.warc_file, capture.offset + capture.length, extra)
     stream = io.BytesIO(data)
     try:
@@ -323,16 +323,15 @@ def record_bytes(store: WarcStore, capture: Capture) -> bytes:
 def check_capture(store: WarcStore, capture: Capture) -> list[str]:
     """What is wrong with one index row and the record it points at."""
     try:
-        path = store.path_of(capture.warc_file)
+        size = store.file_size(capture.warc_file)
     except StorageError as exc:
         return [str(exc)]
-    if not path.is_file():
+    if size is None:
         return ["WARC file is missing"]
-    size = path.stat().st_size
     if capture.offset < 0 or capture.length <= 0 or capture.offset + capture.length > size:
         return [f"record ({capture.length} bytes) runs past the end of the file ({size} bytes)"]
     try:
-        record = parse_exact(record_bytes(store, capture), path.name.endswith(".gz"))
+        record = parse_exact(record_bytes(store, capture), capture.warc_file.endswith(".gz"))
     except StorageError as exc:
         return [str(exc)]
     problems = []
@@ -353,10 +352,12 @@ def check_file(store: WarcStore, name: str, indexed: set[int]) -> list[Problem]:
     digests of the records no index row points at (indexed ones are checked row by row)."""
     problems: list[Problem] = []
     try:
-        for scanned in scan_warc(store.path_of(name)):
-            if scanned.offset not in indexed:
-                problems += [Problem(name, scanned.offset, f"{scanned.record.rec_type} record: "
-                                     f"{message}") for message in digest_problems(scanned.record)]
+        with store.local_copy(name) as path:
+            for scanned in scan_warc(path):
+                if scanned.offset not in indexed:
+                    problems += [Problem(name, scanned.offset,
+                                         f"{scanned.record.rec_type} record: {message}")
+                                 for message in digest_problems(scanned.record)]
     except ScanError as exc:
         problems.append(Problem(name, exc.offset, f"unreadable from here on: {exc.reason}"))
     except (OSError, StorageError) as exc:
