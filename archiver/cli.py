@@ -379,10 +379,13 @@ def export(ctx: Context, fmt: str, output: str, post_id: int | None) -> None:
 @run_safely
 def worker(ctx: Context, concurrency: int) -> None:
     """Run captures and checks the scheduler hands out (queue.backend = celery)."""
-    from archiver.tasks import close_worker_archives, make_celery
+    from archiver.tasks import close_worker_archives, make_celery, worker_archive
 
     if ctx.settings["queue.backend"] != "celery":
         ctx.say("note: queue.backend is not celery, so no scheduler sends work to workers")
+    # Before any task: repair the files of a worker that died here, upload what it left.
+    for note in worker_archive(ctx.settings).prepare_store():
+        ctx.say(note)
     app = make_celery(ctx.settings)
     try:  # SIGTERM is Celery's warm shutdown: the batches in hand are finished first
         app.worker_main(["worker", "--pool=threads", f"--concurrency={concurrency}",

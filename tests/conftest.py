@@ -63,6 +63,17 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+@pytest.fixture(scope="session")
+def s3() -> Iterator[Any]:
+    """A real S3-compatible server on loopback for this test session (tests/s3_server.py);
+    each test makes its own bucket."""
+    pytest.importorskip("boto3", reason="the s3 extra (boto3) is part of the dev install")
+    from tests.s3_server import S3Server
+
+    with S3Server() as server:
+        yield server
+
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",

@@ -1,6 +1,9 @@
 """A real S3-compatible server on loopback for the object-storage tests: moto's server (the
 same WSGI application its stand-alone ``moto_server`` runs), on port 0 in a thread, with a log
-of the requests it answered so tests can see how records were read."""
+of the requests it answered so tests can see how records were read.
+
+The ``s3`` fixture (tests/conftest.py) runs one for the whole test session.
+"""
 
 from __future__ import annotations
 
@@ -84,3 +87,4 @@ class S3Server:
         return {"storage__url": f"s3://{bucket}/{prefix}", "storage__endpoint_url": self.endpoint,
                 "storage__region": REGION, "storage__access_key_id": KEY_ID,
                 "storage__secret_access_key": SECRET}
+

@@ -25,8 +25,10 @@ from archiver.jobs import WorkKind
 from archiver.models import Capture, Check, Link
 from archiver.queue import TASK_NAME, dispatch_due, marker_key, release_marker
 from archiver.scheduler import tick
+from archiver.settings import Settings
 from archiver.tasks import run_host_batch
 from archiver.urls import host_of, url_key
+from archiver.warc.verify import verify
 from tests.conftest import make_settings
 from tests.pg import fresh_pg_url, pg_server  # noqa: F401
 from tests.redis_server import redis_server, redis_url  # noqa: F401
@@ -83,20 +85,34 @@ def web() -> Iterator[list[CountingSite]]:
             site.stop()
 
 
-def start_worker(tmp_path: Path, env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
-    """An `archiver worker` process that identifies itself by its User-Agent."""
+def start_worker(tmp_path: Path, env: dict[str, str], name: str,
+                 spool: Path | None = None) -> subprocess.Popen[bytes]:
+    """An `archiver worker` process that identifies itself by its User-Agent (and, as if on
+    a machine of its own, writes in its own WARC folder when ``spool`` is given)."""
     worker_env = {**env, "ARCHIVER_FETCH__USER_AGENT": f"archiver-test {name}"}
-    log = (tmp_path / f"{name}.log").open("wb")
+    if spool is not None:
+        worker_env["ARCHIVER_WARC__DIR"] = str(spool)
+    log = (tmp_path / f"{name}.log").open("ab")
     return subprocess.Popen(
         [sys.executable, "-c", "from archiver.cli import main; main()", "worker",
          "--concurrency", "2"], env=worker_env, stdout=log, stderr=subprocess.STDOUT,
         cwd=tmp_path)
 
 
+@pytest.mark.parametrize("storage", ["shared folder", "object storage"])
 def test_scheduler_and_two_workers_survive_a_kill(
-        tmp_path: Path, web: list[CountingSite], fresh_pg_url: str,  # noqa: F811
+        storage: str, request: pytest.FixtureRequest, tmp_path: Path,
+        web: list[CountingSite], fresh_pg_url: str,  # noqa: F811
         redis_url: str) -> None:  # noqa: F811
-    values = {"database_url": fresh_pg_url, "queue.backend": "celery",
+    """With object storage each worker writes in a folder of its own (as on machines of
+    their own) and the bucket is all they share; the scheduler's archive reads from it."""
+    remote: dict[str, str] = {}
+    bucket = ""
+    if storage == "object storage":
+        s3 = request.getfixturevalue("s3")
+        bucket = s3.new_bucket()
+        remote = s3.settings_for(bucket)
+    values = {**remote, "database_url": fresh_pg_url, "queue.backend": "celery",
               "queue.broker_url": redis_url, "queue.host_batch_size": 4,
               "capture.lease": LEASE, "fetch.per_host_concurrency": PER_HOST,
               "fetch.concurrency": 8, "capture.respect_robots": False,
@@ -104,6 +120,7 @@ def test_scheduler_and_two_workers_survive_a_kill(
     settings = make_settings(tmp_path / "data", **values)
     initialise(settings)
     env = child_env()
+    env.update({"ARCHIVER_" + name.upper(): value for name, value in remote.items()})
     env.update({
         "ARCHIVER_DATA_DIR": str(settings.data_dir), "ARCHIVER_DATABASE_URL": fresh_pg_url,
         "ARCHIVER_QUEUE__BACKEND": "celery", "ARCHIVER_QUEUE__BROKER_URL": redis_url,
@@ -113,7 +130,8 @@ def test_scheduler_and_two_workers_survive_a_kill(
         "ARCHIVER_HEALTH__RETRY_BACKOFF": "0s", "ARCHIVER_LOG_LEVEL": "INFO",
     })
     urls = [site.url(f"/p/{page}.html") for site in web for page in range(PAGES)]
-    workers = {name: start_worker(tmp_path, env, name) for name in ("w1", "w2")}
+    spools = {name: tmp_path / f"spool-{name}" if remote else None for name in ("w1", "w2")}
+    workers = {name: start_worker(tmp_path, env, name, spools[name]) for name in spools}
     started = time.monotonic()
     try:
         with Archive.open(settings) as archive:
@@ -195,6 +213,36 @@ def test_scheduler_and_two_workers_survive_a_kill(
     assert lost <= pages_fetched_by("w2", after=killed_at)  # the survivor did the dead's work
     assert not any(markers_left(redis_url, web))
     assert time.monotonic() - started < DEADLINE_S
+    if remote:
+        everything_reaches_the_bucket(settings, env, tmp_path, spools)
+
+
+def everything_reaches_the_bucket(settings: Settings, env: dict[str, str], tmp_path: Path,
+                                  spools: dict[str, Path | None]) -> None:
+    """The killed worker's file reaches the bucket when a worker starts again on its machine
+    (repaired, then uploaded); then every index row reads back from the bucket alone."""
+    folder = spools["w1"]
+    assert folder is not None
+
+    def left_in(spool: Path | None) -> list[str]:
+        return sorted(p.name for p in spool.glob("*.warc*")) if spool else []
+
+    assert left_in(spools["w2"]) == []  # a clean stop uploads everything
+    assert left_in(folder), "the killed worker left its file (and its .open marker)"
+    restarted = start_worker(tmp_path, env, "w1", folder)
+    try:
+        deadline = time.monotonic() + 60
+        while left_in(folder):
+            assert time.monotonic() < deadline, f"never uploaded: {left_in(folder)}"
+            assert restarted.poll() is None, "the restarted worker died"
+            time.sleep(0.2)
+    finally:
+        restarted.terminate()
+        restarted.wait(timeout=15)
+    with Archive.open(settings) as archive:  # the scheduler's own folder holds nothing
+        assert archive.store.local_files() == []
+        assert archive.store.files()
+        assert verify(archive) == []
 
 
 def markers_left(url: str, web: list[CountingSite]) -> list[str]:

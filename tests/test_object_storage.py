@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,14 +27,6 @@ from archiver.warc.verify import verify
 from tests.conftest import make_settings
 from tests.s3_server import S3Server
 from tests.test_warc_tools import PAGE, cli_env, first_response, replay
-
-pytest.importorskip("boto3", reason="the s3 extra (boto3) is part of the dev install")
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    with S3Server() as server:
-        yield server
 
 
 def s3_settings(path: Path, s3: S3Server, bucket: str) -> Settings:
