@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from itertools import zip_longest
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, insert, or_, select, update
 
 from archiver.archive import Archive
 from archiver.capture import CaptureOutcome, index_new_locations
@@ -178,14 +178,27 @@ def probe_link(archive: Archive, due: DueLink) -> CheckOutcome:
                      previous=due.validators)
 
 
-def store_check(session: Session, link: Link, outcome: CheckOutcome, checked_at: datetime,
+# The link columns a check may change: read before it is applied, written when changed.
+_CHECKED_COLUMNS = (
+    "http_status", "final_url", "override_response", "overridden_at", "state", "last_verdict",
+    "last_checked_at", "consecutive_failures", "first_failure_at", "last_alive_at",
+    "dead_notified_at", "next_check_at", "validators", "first_fingerprint", "last_fingerprint",
+    "drift", "next_capture_at", "check_lease_until", "check_lease_owner",
+)
+
+
+def check_row(link_id: int, outcome: CheckOutcome, checked_at: datetime) -> dict[str, Any]:
+    """The ``checks`` row of one finished check."""
+    return {"link_id": link_id, "checked_at": checked_at, "verdict": str(outcome.verdict),
+            "http_status": outcome.http_status, "final_url": outcome.final_url,
+            "elapsed_ms": round(outcome.elapsed * 1000), "error": outcome.error,
+            "evidence": outcome.evidence, "fingerprint": outcome.sketch,
+            "response_key": outcome.response_key}
+
+
+def apply_check(link: Link, outcome: CheckOutcome, checked_at: datetime,
                 settings: Settings) -> None:
-    """The database half of a check: the Check row, the overrides, the state, the drift."""
-    session.add(Check(link_id=link.id, checked_at=checked_at, verdict=outcome.verdict,
-                      http_status=outcome.http_status, final_url=outcome.final_url,
-                      elapsed_ms=round(outcome.elapsed * 1000), error=outcome.error,
-                      evidence=outcome.evidence, fingerprint=outcome.sketch,
-                      response_key=outcome.response_key))
+    """A finished check's effect on its link: the overrides, the state, the drift, the lease."""
     link.http_status = outcome.http_status
     link.final_url = outcome.final_url
     verdict = outcome.verdict
@@ -208,26 +221,46 @@ def check_link(archive: Archive, link_id: int) -> str | None:
     if not due:
         return None
     outcome = probe_link(archive, due[0])
-    with archive.db.session() as session:
-        link = session.get(Link, link_id)
-        if link is None:
-            return None
-        store_check(session, link, outcome, utcnow(), archive.settings)
-    log.info("checked %s: %s", due[0].url, outcome.verdict, extra={"link_id": link_id})
+    if not store_checks(archive, [(due[0], outcome)]):
+        return None
     return str(outcome.verdict)
 
 
-def _store_checks(archive: Archive, results: list[tuple[DueLink, CheckOutcome]]) -> None:
-    """Write a batch of finished checks in one transaction."""
+def store_checks(archive: Archive, results: list[tuple[DueLink, CheckOutcome]]) -> int:
+    """Write finished checks and their links' new state in one transaction; return how many
+    links were still there.
+
+    The links are read as plain rows and changed as detached ``Link`` objects, then written
+    with one INSERT and one UPDATE per set of changed columns (executemany): no unit of work.
+    Only the columns a check changed are written, as the ORM would.
+    """
+    if not results:
+        return 0
     checked_at = utcnow()
+    columns = [getattr(Link, name) for name in _CHECKED_COLUMNS]
     with archive.db.session() as session:
-        links = {link.id: link for link in session.scalars(
-            select(Link).where(Link.id.in_([due.id for due, _ in results])))}
+        before = {row[0]: row[1:] for row in session.execute(
+            select(Link.id, *columns).where(Link.id.in_([due.id for due, _ in results])))}
+        checks: list[dict[str, Any]] = []
+        updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for due, outcome in results:
-            link = links.get(due.id)
-            if link is not None:
-                store_check(session, link, outcome, checked_at, archive.settings)
-                log.info("checked %s: %s", due.url, outcome.verdict, extra={"link_id": due.id})
+            values = before.get(due.id)
+            if values is None:
+                continue  # deleted while it was being checked
+            link = Link(id=due.id, **dict(zip(_CHECKED_COLUMNS, values, strict=True)))
+            apply_check(link, outcome, checked_at, archive.settings)
+            changed = {name: getattr(link, name)
+                       for name, old in zip(_CHECKED_COLUMNS, values, strict=True)
+                       if getattr(link, name) != old}
+            updates[tuple(changed)].append({"id": due.id, **changed})
+            checks.append(check_row(due.id, outcome, checked_at))
+            log.info("checked %s: %s", due.url, outcome.verdict, extra={"link_id": due.id})
+        if checks:
+            session.execute(insert(Check), checks)
+        for names, rows in updates.items():
+            if names:
+                session.execute(update(Link), rows)
+    return len(checks)
 
 
 def capture_link(archive: Archive, link_id: int) -> str | None:
@@ -317,10 +350,10 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
                     continue
                 count(str(pending[-1][1].verdict))
                 if len(pending) >= WRITE_BATCH:
-                    _store_checks(archive, pending)
+                    store_checks(archive, pending)
                     pending = []
             if pending:
-                _store_checks(archive, pending)
+                store_checks(archive, pending)
     summary.seconds = time.monotonic() - started
     RUN_ID.reset(run_token)
     return summary

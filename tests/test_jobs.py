@@ -7,11 +7,21 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from archiver.archive import Archive
+from archiver.check import CheckOutcome
 from archiver.clock import utcnow
 from archiver.demo.fixtureweb import Site
-from archiver.jobs import WorkKind, capture_link, check_link, claim_due, run_due
+from archiver.jobs import (
+    DueLink,
+    WorkKind,
+    capture_link,
+    check_link,
+    claim_due,
+    run_due,
+    store_checks,
+)
 from archiver.models import Capture, Check, Link, LinkState
 from archiver.urls import host_of, url_key
+from archiver.verdicts import Verdict
 
 
 def add_links(archive: Archive, urls: list[str]) -> list[int]:
@@ -87,3 +97,38 @@ def test_spaced_rechecks_reach_dead(archive: Archive, site: Site) -> None:
         link = session.get(Link, ids[0])
         assert link is not None
         assert (link.state, link.consecutive_failures) == (LinkState.DEAD, 3)
+
+
+def test_stored_checks_write_only_what_changed(archive: Archive) -> None:
+    """A batch skips a deleted link, writes each link's own changes, and leaves the columns a
+    check does not touch as another writer left them."""
+    ok_id, failing_id = add_links(archive, ["http://example.com/ok", "http://example.com/x"])
+    with archive.db.session() as session:
+        ok = session.get(Link, ok_id)
+        assert ok is not None
+        ok.last_capture_error = "set by a capture meanwhile"
+        ok.override_response = "not this answer"
+    gone = DueLink(999_999, "http://example.com/gone", None)
+    stored = store_checks(archive, [
+        (DueLink(ok_id, "http://example.com/ok", None),
+         CheckOutcome(Verdict.OK, 200, "http://example.com/ok",
+                      evidence={"headers": {"etag": '"v1"'}})),
+        (DueLink(failing_id, "http://example.com/x", None),
+         CheckOutcome(Verdict.SERVER_ERROR, 503, "http://example.com/x")),
+        (gone, CheckOutcome(Verdict.OK, 200, gone.url)),
+    ])
+    assert stored == 2
+    with archive.db.session() as session:
+        ok, failing = session.get(Link, ok_id), session.get(Link, failing_id)
+        assert ok is not None and failing is not None
+        assert (ok.state, ok.last_verdict, ok.validators) == (LinkState.ALIVE, "ok",
+                                                              {"etag": '"v1"'})
+        assert ok.override_response is None  # the answer changed: the override lapsed
+        assert ok.last_capture_error == "set by a capture meanwhile"
+        assert (failing.state, failing.consecutive_failures, failing.http_status) == (
+            LinkState.FAILING, 1, 503)
+        assert failing.validators is None and failing.first_failure_at is not None
+        rows = session.execute(select(Check.link_id, Check.verdict, Check.evidence)
+                               .order_by(Check.link_id)).all()
+        assert rows == [(ok_id, "ok", {"headers": {"etag": '"v1"'}}),
+                        (failing_id, "server_error", {})]

@@ -139,7 +139,8 @@ class _Watchdog:
                 self._thread = threading.Thread(target=self._run, name="fetch-watchdog",
                                                 daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            if self._heap[0][1] == ticket:
+                self._wake.notify()  # a new earliest deadline; otherwise the wait stays right
         return ticket
 
     def cancel(self, ticket: int) -> None:
