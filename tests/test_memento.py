@@ -14,9 +14,11 @@ from archiver.archive import Archive
 from archiver.clock import warc_timestamp
 from archiver.demo.fixtureweb import Site
 from archiver.jobs import capture_link
-from archiver.models import Capture
+from archiver.models import Capture, Link
+from archiver.replay.cache import RenderCache
 from archiver.replay.lookup import fuzzy_url, parse_timestamp
 from archiver.replay.memento import http_date, parse_accept_datetime, timemap_link
+from archiver.replay.render import ArchivedResponse
 from tests.test_capture import PNG, add_link
 from web import create_app
 
@@ -221,3 +223,50 @@ def test_resources_are_served_bare_and_readable_cross_origin(client: FlaskClient
     assert image.data == PNG  # not the banner page
     font = client.get(f"/web/{stamp}mp_/{site.url('/font.woff2')}")
     assert font.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_cached_memento_still_names_newer_captures(client: FlaskClient, archive: Archive,
+                                                   history: str) -> None:
+    """The rendered document is cached; the Link header (its neighbours) is made per request."""
+    path = f"/web/20120301090000mp_/{history}"
+    first = client.get(path)
+    cache = client.application.extensions["replay_cache"]
+    assert len(cache) == 1
+    with archive.db.session() as session:
+        link_id = session.scalar(select(Link.id).where(Link.url == history))
+    assert link_id is not None
+    capture_link(archive, link_id)  # a fourth capture, today
+    again = client.get(path)
+    assert cache.hits == 1
+    assert again.data == first.data
+    assert again.headers["Memento-Datetime"] == first.headers["Memento-Datetime"]
+    latest = client.get(f"/web/{history}").headers["Location"].split("/")[2]
+    assert latest not in first.headers["Link"]
+    assert f"/web/{latest}/{history}>; rel=\"last memento\"" in again.headers["Link"]
+
+
+def test_cache_keys_on_the_answering_origin(client: FlaskClient, history: str) -> None:
+    path = f"/web/20120301090000mp_/{history}"
+    one = client.get(path, base_url="http://one.test")
+    two = client.get(path, base_url="http://two.test")
+    assert "default-src http://one.test " in one.headers["Content-Security-Policy"]
+    assert "default-src http://two.test " in two.headers["Content-Security-Policy"]
+
+
+def test_cache_can_be_turned_off(archive: Archive, history: str) -> None:
+    app = create_app(archive.settings.replace(web__replay_cache_bytes=0), archive)
+    client = app.test_client()
+    for _ in range(2):
+        assert client.get(f"/web/20120301090000mp_/{history}").data == b"<p>article</p>"
+    assert len(app.extensions["replay_cache"]) == 0
+
+
+def test_render_cache_is_bounded_by_bytes() -> None:
+    cache = RenderCache(max_bytes=10_000)
+    for n in range(40):
+        cache.put(n, ArchivedResponse(200, (("Content-Type", "text/html"),), b"x" * 900))
+        cache.get(0)  # kept in use: never the least recently used
+    assert cache.held <= 10_000
+    assert cache.get(0) is not None and cache.get(1) is None and cache.get(39) is not None
+    cache.put("big", ArchivedResponse(200, (), b"x" * 2_000))  # over an eighth: not kept
+    assert cache.get("big") is None

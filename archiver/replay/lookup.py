@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from archiver.clock import warc_timestamp
@@ -82,16 +82,23 @@ def resolve_key(session: Session, url: str) -> str | None:
     return None
 
 
+# Built once: every replay request runs it, and building the statement costs as much as the
+# query itself on SQLite.
+_CAPTURES_BY_KEY = (select(Capture)
+                    .where(Capture.url_key == bindparam("key"),
+                           Capture.record_type.in_(REPLAYABLE_TYPES))
+                    .order_by(Capture.captured_at, Capture.id))
+
+
 def captures_of(session: Session, url: str) -> list[Capture]:
     """Every replayable capture of ``url`` (fuzzy matched if need be), oldest first."""
-    exact = list(session.scalars(_replayable(url_key(url))
-                                 .order_by(Capture.captured_at, Capture.id)))
+    exact = list(session.scalars(_CAPTURES_BY_KEY, {"key": url_key(url)}))
     if exact:
         return exact  # the usual case: one query
     key = resolve_key(session, url)
     if key is None:
         return []
-    return list(session.scalars(_replayable(key).order_by(Capture.captured_at, Capture.id)))
+    return list(session.scalars(_CAPTURES_BY_KEY, {"key": key}))
 
 
 def nearest_capture(session: Session, url: str, moment: datetime | None) -> Capture | None:

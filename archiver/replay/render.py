@@ -7,7 +7,7 @@ framing headers of the original site are dropped; lengths are recomputed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -32,12 +32,12 @@ FRAMING_HEADERS = frozenset({"transfer-encoding", "content-encoding", "content-l
                              "connection", "keep-alive"})
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ArchivedResponse:
-    """What replay sends for one capture."""
+    """What replay sends for one capture (immutable: rendered answers are cached and shared)."""
 
     status: int
-    headers: list[tuple[str, str]] = field(default_factory=list)
+    headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
 
 
@@ -124,4 +124,4 @@ def render_capture(session: Session, store: WarcStore, capture: Capture,
         ("Memento-Datetime", capture.captured_at.strftime("%a, %d %b %Y %H:%M:%S GMT")),
         ("Content-Length", str(len(body))),
     ]
-    return ArchivedResponse(status=status, headers=headers, body=body)
+    return ArchivedResponse(status=status, headers=tuple(headers), body=body)

@@ -18,11 +18,21 @@ from collections import defaultdict
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+)
 from sqlalchemy import select
 
 from archiver.clock import warc_timestamp
 from archiver.models import Capture, Link
+from archiver.replay.cache import RenderCache, render_cached
 from archiver.replay.lookup import captures_of, nearest_index, parse_timestamp, replay_path
 from archiver.replay.memento import (
     http_date,
@@ -31,7 +41,7 @@ from archiver.replay.memento import (
     timemap_json,
     timemap_link,
 )
-from archiver.replay.render import TooLargeError, render_capture
+from archiver.replay.render import TooLargeError
 from archiver.urls import url_key
 from web.views import archive, settings
 
@@ -61,6 +71,15 @@ def on_replay_origin() -> bool:
     """True when this request came in on the separate replay origin."""
     origin = replay_origin()
     return bool(origin) and urlsplit(origin).netloc.lower() == request.host.lower()
+
+
+def render_cache() -> RenderCache:
+    """This process's cache of rendered archived documents (``web.replay_cache_bytes``)."""
+    cache = current_app.extensions.get("replay_cache")
+    if cache is None:
+        cache = current_app.extensions.setdefault(
+            "replay_cache", RenderCache(int(settings()["web.replay_cache_bytes"])))
+    return cache  # type: ignore[no-any-return]
 
 
 def _not_archived(url: str) -> Any:
@@ -104,12 +123,12 @@ def replay(rest: str) -> Any:
         if not bare:
             return _frame(session, url, captures, index)
         try:
-            archived = render_capture(session, archive().store, capture,
-                                      rewrite=modifier != "id_",
-                                      scripts=settings()["web.replay_scripts"],
-                                      origin=request.host_url.rstrip("/"),
-                                      max_bytes=4 * settings()["fetch.max_body_bytes"],
-                                      modifier=modifier)
+            archived = render_cached(render_cache(), session, archive().store, capture,
+                                     rewrite=modifier != "id_",
+                                     scripts=settings()["web.replay_scripts"],
+                                     origin=request.host_url.rstrip("/"),
+                                     max_bytes=4 * settings()["fetch.max_body_bytes"],
+                                     modifier=modifier)
         except TooLargeError as exc:
             abort(502, str(exc))
     response = Response(archived.body, status=archived.status)
