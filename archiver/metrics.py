@@ -104,8 +104,8 @@ class ArchiveCollector:
 
     def _storage(self) -> Iterator[Metric]:
         store = self.archive.store
-        names = store.files()
-        size = sum(store.file_size(name) or 0 for name in names)
+        sizes = store.file_sizes()
+        names, size = list(sizes), sum(sizes.values())
         files = GaugeMetricFamily("archiver_warc_files", "WARC files in the store")
         files.add_metric([], len(names))
         yield files

@@ -93,12 +93,22 @@ def test_captures_are_uploaded_and_replayed_by_byte_range(s3: S3Server, site: Si
         assert index_rows(archive) == before
 
 
-def test_export_reads_files_from_the_bucket(s3: S3Server, site: Site, tmp_path: Path) -> None:
+def test_export_and_metrics_read_the_bucket(s3: S3Server, site: Site, tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from web import create_app
+
     bucket = s3.new_bucket()
     with open_archive(s3_settings(tmp_path / "data", s3, bucket)) as archive:
         capture_posts(archive, site, tmp_path / "posts")
         archive.store.checkpoint()
         names = archive.store.files()
+        listed = s3.client().list_objects_v2(Bucket=bucket)["Contents"]
+        text = create_app(archive.settings, archive).test_client().get("/metrics").text
+        samples = {sample.name: sample.value
+                   for family in text_string_to_metric_families(text) for sample in family.samples}
+        assert samples["archiver_warc_files"] == len(names) == len(listed)
+        assert samples["archiver_warc_bytes"] == sum(item["Size"] for item in listed)
         out = tmp_path / "all.wacz"
         summary = export_wacz(archive, out)
     assert summary.warc_files == len(names)

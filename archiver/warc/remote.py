@@ -141,22 +141,26 @@ class RemoteStorage:
             return None
         return int(answer["ContentLength"])
 
-    def names(self) -> list[str]:
-        """Every WARC file name under the prefix."""
+    def sizes(self) -> dict[str, int]:
+        """Every WARC file under the prefix with its size (one listing, no request per file)."""
         prefix = self.address.key_of("")
 
-        def listing() -> list[str]:
-            found: list[str] = []
+        def listing() -> dict[str, int]:
+            found: dict[str, int] = {}
             pages = self._s3().get_paginator("list_objects_v2").paginate(
                 Bucket=self.address.bucket, Prefix=prefix)
             for page in pages:
                 for item in page.get("Contents", []):
                     name = self.address.name_of(item["Key"])
                     if name and name.endswith((".warc.gz", ".warc")):
-                        found.append(name)
+                        found[name] = int(item["Size"])
             return found
 
-        return list(self._call("list", prefix or "/", listing))
+        return dict(self._call("list", prefix or "/", listing))
+
+    def names(self) -> list[str]:
+        """Every WARC file name under the prefix."""
+        return sorted(self.sizes())
 
     def upload(self, path: Path, name: str) -> None:
         """Store the local file ``path`` as ``name`` and check the stored size."""

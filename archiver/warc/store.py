@@ -24,6 +24,7 @@ being written; workers call it after each batch so their records reach the share
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import hashlib
 import io
@@ -415,10 +416,16 @@ class WarcStore:
 
     def files(self) -> list[str]:
         """Names of every WARC file of the store, oldest name first."""
-        names = set(self.local_files())
-        if self.remote is not None:
-            names.update(self.remote.names())
-        return sorted(names)
+        return sorted(self.file_sizes())
+
+    def file_sizes(self) -> dict[str, int]:
+        """Every WARC file of the store with its size in bytes (the local copy where both
+        exist: it may be an upload in progress)."""
+        sizes = self.remote.sizes() if self.remote is not None else {}
+        for name in self.local_files():
+            with contextlib.suppress(FileNotFoundError):  # uploaded and removed meanwhile
+                sizes[name] = (self.directory / name).stat().st_size
+        return sizes
 
     @contextmanager
     def local_copy(self, warc_file: str) -> Iterator[Path]:
