@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from archiver.archive import Archive
 from archiver.clock import utcnow
@@ -69,14 +69,15 @@ def ignore_domain(archive: Archive, text: str) -> str:
     domain = normalise_domain(text)
     with archive.db.session() as session:
         if session.scalar(select(IgnoredDomain).where(IgnoredDomain.domain == domain)) is None:
-            session.add(IgnoredDomain(domain=domain))
+            session.add(IgnoredDomain(domain=domain))  # its links are flagged as it is stored
     return domain
 
 
 def unignore_domain(archive: Archive, domain: str) -> None:
-    """Check and report a domain's links again."""
+    """Check and report a domain's links again (those no other ignored domain covers)."""
     with archive.db.session() as session:
-        session.execute(delete(IgnoredDomain).where(IgnoredDomain.domain == domain))
+        for found in session.scalars(select(IgnoredDomain).where(IgnoredDomain.domain == domain)):
+            session.delete(found)  # deleted through the ORM, so its links are unflagged
 
 
 def ignored_domains(archive: Archive) -> list[str]:

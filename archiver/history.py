@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from archiver.clock import utcnow
-from archiver.models import DailyStateCount, Link, LinkState, link_is_ignored
+from archiver.models import DailyStateCount, LinkState, state_counts
 
 
 def snapshot_state_counts(session: Session, day: date | None = None) -> dict[str, int]:
     """Store (replacing any earlier snapshot of the day) how many links are in each state."""
     day = day or utcnow().date()
-    counts = dict(session.execute(select(Link.state, func.count(Link.id))
-                                  .where(~link_is_ignored()).group_by(Link.state)).all())
+    counts: dict[str, int] = dict(session.execute(state_counts()).all())
     session.execute(delete(DailyStateCount).where(DailyStateCount.day == day))
     session.add_all(DailyStateCount(day=day, state=state, count=counts.get(state, 0))
                     for state in LinkState)

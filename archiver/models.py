@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Float,
@@ -17,13 +18,23 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Select,
+    SQLColumnExpression,
     String,
     Text,
     UniqueConstraint,
+    Update,
+    event,
     exists,
+    false,
+    func,
     literal,
     or_,
+    select,
+    update,
 )
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -101,14 +112,37 @@ class Post(Base):
                                                      cascade="all, delete-orphan")
 
 
+def host_in_domain(host: SQLColumnExpression[str],
+                   domain: SQLColumnExpression[str]) -> ColumnElement[bool]:
+    """SQL condition: ``host`` (which may carry a port) is ``domain`` or one of its subdomains."""
+    return or_(host == domain, host.like(domain.concat(":%")),
+               host.like(literal("%.").concat(domain)),
+               host.like(literal("%.").concat(domain).concat(":%")))
+
+
+def host_ignored(host: SQLColumnExpression[str]) -> ColumnElement[bool]:
+    """SQL condition: ``host`` is under one of the ignored domains (read from their table)."""
+    return exists().where(host_in_domain(host, IgnoredDomain.domain))
+
+
+def _host_is_ignored(context: DefaultExecutionContext) -> bool:
+    """Default of ``links.ignored`` for a new row: whether its host is under an ignored domain."""
+    host = context.get_current_parameters().get("host")  # type: ignore[no-untyped-call]
+    if not host:
+        return False
+    return bool(context.root_connection.scalar(select(host_ignored(literal(host)))))
+
+
 class Link(Base):
     """One outbound URL (canonical form), however many posts cite it."""
 
     __tablename__ = "links"
-    # Links of a state in ID order (the links page's filter, the dead links to report), and
-    # counts by state without ignored domains (the dashboard's, the daily snapshot's) read
-    # from the index alone, not from the wide rows.
-    __table_args__ = (Index("ix_links_state_id_host", "state", "id", "host"),)
+    # Links of a state, not ignored, in ID order (the links page's filter, the dead links to
+    # report) read from the index alone, not from the wide rows; and counts by state without
+    # the ignored links (the dashboard's, the daily snapshot's) from a small index: with
+    # few distinct keys PostgreSQL stores each key once, with the list of its rows.
+    __table_args__ = (Index("ix_links_ignored_state_id_host", "ignored", "state", "id", "host"),
+                      Index("ix_links_ignored_state", "ignored", "state"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     url: Mapped[str] = mapped_column(Text, unique=True)
@@ -116,7 +150,11 @@ class Link(Base):
     host: Mapped[str] = mapped_column(String(255), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
-    state: Mapped[str] = mapped_column(String(16), default=LinkState.PENDING, index=True)
+    state: Mapped[str] = mapped_column(String(16), default=LinkState.PENDING)
+    # The host is an ignored domain or under one: kept by ignore_domain()/unignore_domain() and
+    # set when the link is inserted, so filters read a column rather than match every domain.
+    ignored: Mapped[bool] = mapped_column(Boolean, default=_host_is_ignored,
+                                          server_default=false())
     last_verdict: Mapped[str | None] = mapped_column(String(32))
     http_status: Mapped[int | None] = mapped_column(Integer)
     final_url: Mapped[str | None] = mapped_column(Text)
@@ -233,6 +271,13 @@ class IgnoredDomain(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+@event.listens_for(IgnoredDomain, "after_insert")
+@event.listens_for(IgnoredDomain, "after_delete")
+def _domain_changed(_mapper: Any, connection: Connection, target: IgnoredDomain) -> None:
+    """Keep ``links.ignored`` of the domain's links in step when it is ignored or not."""
+    connection.execute(refresh_ignored(target.domain))
+
+
 class DailyStateCount(Base):
     """How many links were in each state at the end of a day, for the dashboard's chart."""
 
@@ -249,9 +294,18 @@ Index("ix_posts_published_id", Post.published_at.desc().nulls_last(), Post.id.de
 
 def link_is_ignored() -> ColumnElement[bool]:
     """SQL condition: the link's host is an ignored domain or one of its subdomains."""
-    domain = IgnoredDomain.domain
-    return exists().where(or_(
-        Link.host == domain, Link.host.like(domain.concat(":%")),
-        Link.host.like(literal("%.").concat(domain)),
-        Link.host.like(literal("%.").concat(domain).concat(":%")),
-    ))
+    return Link.ignored.expression
+
+
+def state_counts() -> Select[str, int]:
+    """Query: how many links are in each state, those of ignored domains left out."""
+    return (select(Link.state, func.count().label("count")).where(~link_is_ignored())
+            .group_by(Link.state))
+
+
+def refresh_ignored(domain: str) -> Update:
+    """UPDATE statement: the ignored flag of the links under ``domain``, read again from the
+    ignored domains (after one was added or removed; another may still cover a subdomain)."""
+    return (update(Link).where(host_in_domain(Link.host, literal(domain)))
+            .values(ignored=host_ignored(Link.host))
+            .execution_options(synchronize_session=False))

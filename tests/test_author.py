@@ -10,16 +10,19 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from archiver import actions
 from archiver.archive import Archive
 from archiver.cli import cli
 from archiver.clock import utcnow
 from archiver.demo.fixtureweb import Site
 from archiver.history import snapshot_state_counts
 from archiver.jobs import WorkKind, check_round, run_due
-from archiver.models import Citation, Link, LinkState, Post, Source
+from archiver.models import Citation, Link, LinkState, Post, Source, link_is_ignored
 from archiver.urls import host_of, url_key
+from tests.test_jobs import add_links
 from web import create_app
 
 PASSWORD = "correct horse battery"
@@ -142,6 +145,26 @@ def test_ignore_a_domain(browser: FlaskClient, archive: Archive, soft_404_link: 
     assert run_due(archive, WorkKind.CHECK).claimed == 0  # ignored links are not checked
     browser.post("/domains/127.0.0.1/delete", data={"csrf_token": csrf})
     assert browser.get("/api/links").get_json()["total"] == 1
+
+
+def test_the_ignored_flag_follows_the_domains(archive: Archive) -> None:
+    hosts = ["example.org", "www.example.org", "example.org:8080", "a.news.example.org",
+             "news.example.org:8443", "example.org.evil.net", "notexample.org", "other.net"]
+    before = add_links(archive, [f"http://{host}/old" for host in hosts])
+    actions.ignore_domain(archive, "https://www.Example.org/some/page")
+    actions.ignore_domain(archive, "news.example.org")
+    after = add_links(archive, [f"http://{host}/new" for host in hosts])  # flagged on insert
+
+    def ignored(ids: list[int]) -> list[str]:
+        with archive.db.session() as session:
+            return [link.host for link in session.scalars(
+                select(Link).where(Link.id.in_(ids), link_is_ignored()).order_by(Link.id))]
+
+    assert ignored(before) == ignored(after) == hosts[:5]
+    actions.unignore_domain(archive, "example.org")  # news.example.org is still ignored
+    assert ignored(before) == ignored(after) == hosts[3:5]
+    actions.unignore_domain(archive, "news.example.org")
+    assert ignored(before + after) == []
 
 
 def test_dashboard_chart_and_worst_posts(browser: FlaskClient, archive: Archive,

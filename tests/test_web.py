@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 
+from archiver.actions import ignore_domain
 from archiver.archive import Archive
 from archiver.demo.fixtureweb import Site
 from archiver.discover import add_source, discover
 from archiver.errors import ConfigError, StorageError
 from archiver.jobs import WorkKind, run_due
 from tests.conftest import make_settings
+from tests.test_jobs import add_links
 
 PAGE = ('<html><head><link rel="stylesheet" href="/s.css"></head><body>'
         '<a href="/next">next</a><img src="img.png" srcset="a.png 1x, b.png 2x"></body></html>')
@@ -56,6 +59,38 @@ def test_posts_and_links_lists(client: FlaskClient, filled: Site) -> None:
     alive = client.get("/links?state=alive").get_data(as_text=True)
     assert filled.url("/page") in alive and filled.url("/gone") not in alive
     assert client.get("/links?state=bogus").status_code == 400
+
+
+def test_the_links_page_pages_by_id_both_ways(archive: Archive) -> None:
+    from web import create_app
+
+    ids = add_links(archive, [f"http://host{n}.example/{n}" for n in range(7)])
+    ignore_domain(archive, "host3.example")
+    client = create_app(archive.settings.replace(web__page_size=2), archive).test_client()
+
+    def shown(html: str) -> list[int]:
+        return [int(found) for found in re.findall(r'href="/links/(\d+)"', html)]
+
+    def follow(html: str, label: str) -> str | None:
+        found = re.search(rf'href="([^"]+)">[^<]*{label}', html)
+        return found.group(1).replace("&amp;", "&") if found else None
+
+    html = client.get("/links").get_data(as_text=True)
+    pages, backwards = [shown(html)], []
+    assert follow(html, "previous") is None
+    while (path := follow(html, "next")) is not None:
+        html = client.get(path).get_data(as_text=True)
+        pages.append(shown(html))
+    while (path := follow(html, "previous")) is not None:
+        html = client.get(path).get_data(as_text=True)
+        backwards.append(shown(html))
+    visible = [link_id for link_id in ids if link_id != ids[3]]
+    assert pages == [visible[:2], visible[2:4], visible[4:]]
+    assert backwards == pages[-2::-1]
+    assert shown(client.get(f"/links?before={ids[0]}").get_data(as_text=True)) == []
+    # Filters survive paging, and the last page has no next.
+    html = client.get(f"/links?domain=host5.example&after={ids[0]}").get_data(as_text=True)
+    assert shown(html) == [ids[5]] and follow(html, "next") is None
 
 
 def test_link_page_shows_checks_and_captures(client: FlaskClient, filled: Site) -> None:

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from flask import Blueprint, abort, render_template, request
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
 
 from archiver.history import state_history
-from archiver.models import Capture, Citation, Link, LinkState, Post, link_is_ignored
+from archiver.models import (
+    Capture,
+    Citation,
+    Link,
+    LinkState,
+    Post,
+    link_is_ignored,
+    state_counts,
+)
 from archiver.replay.lookup import replay_path
 from archiver.report import link_rows, links_query
-from web.views import archive, paginate
+from web.views import archive, paginate, settings
 
 blueprint = Blueprint("pages", __name__)
 
@@ -44,20 +54,21 @@ def dashboard() -> str:
     """Counts by state, link health over time, and the posts with most broken references."""
     broken = (LinkState.DEAD, LinkState.FAILING)
     with archive().db.session() as session:
-        counts = dict(session.execute(select(Link.state, func.count(Link.id))
-                                      .where(~link_is_ignored()).group_by(Link.state)).all())
+        counts: dict[str, int] = dict(session.execute(state_counts()).all())
         totals = {
             "posts": session.scalar(select(func.count(Post.id))) or 0,
             "links": sum(counts.values()),
             "captures": session.scalar(select(func.count(Capture.id))) or 0,
         }
-        worst = session.execute(
-            select(Post, func.count(func.distinct(Link.id)).label("broken"))
-            .join(Citation, Citation.post_id == Post.id)
-            .join(Link, Link.id == Citation.link_id)
-            .where(Link.state.in_(broken), ~link_is_ignored())
-            .group_by(Post.id).order_by(func.count(func.distinct(Link.id)).desc(), Post.id)
-            .limit(10)).all()
+        # Counted from the citations and the links' index alone; the ten posts read after.
+        broken_refs = func.count(func.distinct(Citation.link_id))
+        top = (select(Citation.post_id, broken_refs.label("broken"))
+               .join(Link, Link.id == Citation.link_id)
+               .where(Link.state.in_(broken), ~link_is_ignored())
+               .group_by(Citation.post_id).order_by(broken_refs.desc(), Citation.post_id)
+               .limit(10).subquery())
+        worst = session.execute(select(Post, top.c.broken).join(top, top.c.post_id == Post.id)
+                                .order_by(top.c.broken.desc(), Post.id)).all()
         history = state_history(session)
     states = [(state.value, counts.get(state.value, 0)) for state in LinkState]
     return render_template("dashboard.html", states=states, totals=totals, worst=worst,
@@ -100,15 +111,46 @@ def post(post_id: int) -> str:
     return render_template("post.html", post=found, items=items)
 
 
+@dataclass
+class Slice:
+    """One page of links in ID order, and the IDs to page on from (None at either end)."""
+
+    items: list[Link]
+    after: int | None  # the next page starts after this ID
+    before: int | None  # the previous page ends before this ID
+
+
+def keyset_slice(session: Session, query: Select[Any], size: int) -> Slice:
+    """The page of ``query`` (ordered by link ID) after ``?after=`` or before ``?before=``.
+
+    It reads ``size + 1`` rows through the index from where the page starts, however deep,
+    and never counts the whole filter: the extra row says whether there is a next page.
+    """
+    after = request.args.get("after", type=int)
+    before = request.args.get("before", type=int)
+    if before is not None:
+        found = list(session.scalars(query.where(Link.id < before).order_by(None)
+                                     .order_by(Link.id.desc()).limit(size + 1)))
+        items = found[:size][::-1]
+        return Slice(items, items[-1].id if items else None,
+                     items[0].id if len(found) > size else None)
+    if after is not None:
+        query = query.where(Link.id > after)
+    found = list(session.scalars(query.limit(size + 1)))
+    items = found[:size]
+    return Slice(items, items[-1].id if len(found) > size else None,
+                 items[0].id if after is not None and items else None)
+
+
 @blueprint.get("/links")
 def links() -> str:
-    """All links, filterable by state and domain, paginated."""
+    """All links, filterable by state and domain, a page at a time in ID order."""
     state = request.args.get("state") or None
     domain = request.args.get("domain") or None
     if state and state not in {s.value for s in LinkState}:
         abort(400, f"unknown state {state!r}")
     with archive().db.session() as session:
-        page = paginate(session, links_query(state, domain))
+        page = keyset_slice(session, links_query(state, domain), settings()["web.page_size"])
         rows = link_rows(session, page.items)
     return render_template("links.html", page=page, rows=rows, state=state, domain=domain,
                            states=[s.value for s in LinkState])
