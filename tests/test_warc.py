@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 
 from archiver.demo.fixtureweb import Site
 from archiver.net.client import HttpClient
-from archiver.warc.store import WarcStore, open_record
+from archiver.warc.store import WarcStore, open_record, warc_date
 from tests.conftest import make_settings
 
 NAME = re.compile(r"^archive-\d{20}-\d{5}\.warc\.gz$")
@@ -99,3 +99,61 @@ def test_truncated_bodies_are_marked(tmp_path: Path, site: Site) -> None:
                                                  location.length))
     assert record.rec_headers.get_header("WARC-Truncated") == "length"
     assert location.truncated == "length"
+
+
+def test_revisit_records_carry_the_original_and_pass_warcio_check(tmp_path: Path,
+                                                                  site: Site) -> None:
+    site.page("/a.png", b"same image bytes", content_type="image/png")
+    site.page("/b.png", b"same image bytes", content_type="image/png")
+    client = HttpClient(make_settings(tmp_path))
+    store = WarcStore(tmp_path / "warcs")
+    original = store.write_exchange(client.fetch(site.url("/a.png")).final)
+    revisit = store.write_exchange(client.fetch(site.url("/b.png")).final, revisit_of=original)
+    store.close()
+    result = warcio_check(store.path_of(store.files()[0]))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    record = open_record(store.read_record_bytes(revisit.warc_file, revisit.offset,
+                                                 revisit.length))
+    headers = record.rec_headers
+    assert (record.rec_type, revisit.record_type) == ("revisit", "revisit")
+    assert headers.get_header("WARC-Profile") == (
+        "http://netpreserve.org/warc/1.1/revisit/identical-payload-digest")
+    assert headers.get_header("WARC-Refers-To") == original.record_id
+    assert headers.get_header("WARC-Refers-To-Target-URI") == site.url("/a.png")
+    assert headers.get_header("WARC-Refers-To-Date") == warc_date(original.captured_at)
+    assert headers.get_header("WARC-Payload-Digest") == original.payload_digest
+    assert revisit.payload_digest == original.payload_digest
+    assert record.http_headers.get_header("Content-Type") == "image/png"
+    assert record.content_stream().read() == b""  # the payload is the original's
+
+
+def test_incompressible_bodies_are_stored_and_read_back(tmp_path: Path, site: Site) -> None:
+    noise = os.urandom(200_000)  # like a JPEG or a WOFF2: deflate would only spend time
+    text = b"compressible text " * 10_000
+    site.page("/photo.jpg", noise, content_type="image/jpeg")
+    site.page("/page.txt", text, content_type="text/plain")
+    client = HttpClient(make_settings(tmp_path))
+    store = WarcStore(tmp_path / "warcs")
+    photo = store.write_exchange(client.fetch(site.url("/photo.jpg")).final)
+    page = store.write_exchange(client.fetch(site.url("/page.txt")).final)
+    store.close()
+    assert warcio_check(store.path_of(store.files()[0])).returncode == 0
+    assert photo.length < len(noise) + 2_000  # a few bytes of framing more, nothing lost
+    assert page.length < len(text) // 20  # deflated
+    for location, body in ((photo, noise), (page, text)):
+        record = open_record(store.read_record_bytes(location.warc_file, location.offset,
+                                                     location.length))
+        assert record.content_stream().read() == body
+
+
+def test_non_ascii_response_headers_are_percent_encoded(tmp_path: Path, site: Site) -> None:
+    site.route("/", lambda _r: Response(b"x", headers={"X-Title": "caf\u00e9"},
+                                        mimetype="text/plain"))
+    store = WarcStore(tmp_path / "warcs")
+    location = store.write_exchange(HttpClient(make_settings(tmp_path)).fetch(site.url("/")).final)
+    store.close()
+    assert warcio_check(store.path_of(store.files()[0])).returncode == 0
+    record = open_record(store.read_record_bytes(location.warc_file, location.offset,
+                                                 location.length))
+    assert record.http_headers.get_header("X-Title") == "caf%C3%A9"

@@ -23,10 +23,8 @@ being written; workers call it after each batch so their records reach the share
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
-import hashlib
 import io
 import json
 import logging
@@ -43,22 +41,31 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from warcio.archiveiterator import ArchiveIterator
-from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from archiver import __version__
 from archiver.clock import utcnow
 from archiver.errors import MissingFileError, StorageError
 from archiver.net.client import Exchange
-from archiver.warc.records import RecordLocation, location_from_record
+from archiver.warc.records import (
+    GZIP_LEVEL,
+    REQUEST_TYPE,
+    RESPONSE_TYPE,
+    REVISIT_PROFILE,
+    RecordLocation,
+    http_head,
+    location_from_record,
+    record_id,
+    record_member,
+    sha1_digest,
+)
+from archiver.warc.records import WARC_VERSION as WARC_VERSION  # noqa: PLC0414 - re-exported
 from archiver.warc.remote import RemoteStorage
 
 log = logging.getLogger(__name__)
-WARC_VERSION = "WARC/1.1"
 SOFTWARE = f"link-archiver/{__version__} (warcio)"
 # Hop-by-hop framing that no longer describes the stored (de-chunked) body.
 _FRAMING_HEADERS = frozenset({"transfer-encoding"})
-GZIP_LEVEL = 6
 # A WARC file name: one path segment, no separators, ending in .warc or .warc.gz.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9._+@-]+\.warc(?:\.gz)?")
 DIGEST_MEMORY = 100_000  # payload digests remembered for deduplication within a process
@@ -129,7 +136,7 @@ def _create_marker(marker: Path) -> bool:
 
 def payload_digest(body: bytes) -> str:
     """WARC-Payload-Digest of a (de-chunked) body: ``sha1:`` and base32, as warcio writes it."""
-    return "sha1:" + base64.b32encode(hashlib.sha1(body).digest()).decode("ascii")  # noqa: S324
+    return sha1_digest(body)
 
 
 def warc_date(moment: datetime) -> str:
@@ -148,6 +155,51 @@ def _record_bytes(build: Any) -> tuple[bytes, Any]:
     writer.write_record(record)
     packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, zlib.MAX_WBITS + 16)
     return packer.compress(buffer.getvalue()) + packer.flush(), record.rec_headers
+
+
+def _exchange_headers(exchange: Exchange) -> list[tuple[str, str]]:
+    """WARC headers that a response and its request share."""
+    headers = [("WARC-Target-URI", exchange.url), ("WARC-Date", warc_date(exchange.started_at))]
+    if exchange.peer_ip:
+        headers.append(("WARC-IP-Address", exchange.peer_ip))
+    return headers
+
+
+def _response_member(exchange: Exchange, revisit_of: RecordLocation | None,
+                     digest: str | None) -> tuple[bytes, str, str]:
+    """The response (or revisit) record as a gzip member, its record ID and payload digest."""
+    head = http_head(exchange.http_version, f"{exchange.status} {exchange.reason}".strip(),
+                     [(k, v) for k, v in exchange.headers if k.lower() not in _FRAMING_HEADERS])
+    digest = digest or payload_digest(exchange.body)
+    identifier = record_id()
+    headers = [("WARC-Type", "response" if revisit_of is None else "revisit"),
+               ("WARC-Record-ID", identifier), *_exchange_headers(exchange)]
+    if exchange.truncated:
+        headers.append(("WARC-Truncated", exchange.truncated))
+    if revisit_of is None:
+        body = exchange.body
+        headers.append(("WARC-Payload-Digest", digest))
+    else:  # the HTTP headers alone; the payload is the one ``revisit_of`` stored
+        body = b""
+        digest = revisit_of.payload_digest or digest
+        headers += [("WARC-Refers-To", revisit_of.record_id),
+                    ("WARC-Profile", REVISIT_PROFILE),
+                    ("WARC-Refers-To-Target-URI", revisit_of.url),
+                    ("WARC-Refers-To-Date", warc_date(revisit_of.captured_at)),
+                    ("WARC-Payload-Digest", digest)]
+    headers += [("WARC-Block-Digest", sha1_digest(head, body)), ("Content-Type", RESPONSE_TYPE)]
+    return record_member(headers, head, body), identifier, digest
+
+
+def _request_member(exchange: Exchange, response_id: str) -> bytes:
+    """The request record, concurrent to the response ``response_id``, as a gzip member."""
+    head = exchange.request_head
+    _, separator, body = head.partition(b"\r\n\r\n")
+    headers = [("WARC-Type", "request"), ("WARC-Record-ID", record_id()),
+               *_exchange_headers(exchange), ("WARC-Concurrent-To", response_id),
+               ("WARC-Payload-Digest", sha1_digest(body if separator else b"")),
+               ("WARC-Block-Digest", sha1_digest(head)), ("Content-Type", REQUEST_TYPE)]
+    return record_member(headers, head)
 
 
 class WarcStore:
@@ -228,45 +280,13 @@ class WarcStore:
             if self._file is not None:
                 os.fsync(self._file.fileno())
 
-    def write_exchange(self, exchange: Exchange,
-                       revisit_of: RecordLocation | None = None) -> RecordLocation:
+    def write_exchange(self, exchange: Exchange, revisit_of: RecordLocation | None = None,
+                       digest: str | None = None) -> RecordLocation:
         """Write a response (or, when ``revisit_of`` holds the same payload, a revisit record)
-        and its request record; return the location of the response or revisit record."""
-        date = warc_date(exchange.started_at)
-        common: dict[str, str] = {"WARC-Date": date}
-        if exchange.peer_ip:
-            common["WARC-IP-Address"] = exchange.peer_ip
-        response_headers = dict(common)
-        if exchange.truncated:
-            response_headers["WARC-Truncated"] = exchange.truncated
-        http_headers = StatusAndHeaders(
-            f"{exchange.status} {exchange.reason}".strip(),
-            [(k, v) for k, v in exchange.headers if k.lower() not in _FRAMING_HEADERS],
-            protocol=exchange.http_version,
-        )
-
-        def build_response(writer: WARCWriter) -> Any:
-            if revisit_of is not None:
-                return writer.create_revisit_record(
-                    exchange.url, revisit_of.payload_digest, revisit_of.url,
-                    warc_date(revisit_of.captured_at), http_headers=http_headers,
-                    warc_headers_dict={**response_headers,
-                                       "WARC-Refers-To": revisit_of.record_id})
-            return writer.create_warc_record(
-                exchange.url, "response", payload=io.BytesIO(exchange.body),
-                length=len(exchange.body), http_headers=http_headers,
-                warc_headers_dict=response_headers)
-
-        response_bytes, response_warc_headers = _record_bytes(build_response)
-        response_id = response_warc_headers.get_header("WARC-Record-ID")
-
-        def build_request(writer: WARCWriter) -> Any:
-            return writer.create_warc_record(
-                exchange.url, "request", payload=io.BytesIO(exchange.request_head),
-                length=len(exchange.request_head),
-                warc_headers_dict={**common, "WARC-Concurrent-To": response_id})
-
-        request_bytes, _ = _record_bytes(build_request)
+        and its request record; return the location of the response or revisit record.
+        ``digest`` is the body's payload digest when the caller has already computed it."""
+        response_bytes, response_id, digest = _response_member(exchange, revisit_of, digest)
+        request_bytes = _request_member(exchange, response_id)
         with self._lock:
             if self._file is None or self._file.tell() >= self.max_file_bytes:
                 self._close_current()
@@ -279,10 +299,9 @@ class WarcStore:
             record_type="revisit" if revisit_of is not None else "response",
             record_id=response_id, url=exchange.url, captured_at=exchange.started_at,
             status=exchange.status, mime=exchange.content_type or None,
-            payload_digest=response_warc_headers.get_header("WARC-Payload-Digest"),
-            truncated=exchange.truncated,
+            payload_digest=digest, truncated=exchange.truncated,
         )
-        if revisit_of is None and location.payload_digest and not exchange.truncated:
+        if revisit_of is None and not exchange.truncated:
             self.remember(location)
         return location
 
