@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
@@ -32,10 +33,20 @@ from archiver.warc.records import RecordLocation
 from archiver.warc.store import WarcStore, payload_digest
 
 REQUISITE_WORKERS = 4
+LOOKUP_CHUNK = 500  # digests per index query
 RECENT_MEMORY = 50_000  # requisites remembered for reuse within capture.requisite_reuse
 MEDIA_PREFIXES = ("audio/", "video/")
 CSS_TYPE = "text/css"
-DigestLookup = Callable[[str], RecordLocation | None]
+
+
+class DigestLookup(Protocol):
+    """Finds stored full responses by payload digest (the oldest one of each)."""
+
+    def __call__(self, digest: str) -> RecordLocation | None:
+        """The stored response with that payload, if any."""
+
+    def many(self, digests: Collection[str]) -> dict[str, RecordLocation]:
+        """The stored responses of those payloads that have one, by digest, in one query."""
 
 
 class CaptureOutcome(StrEnum):
@@ -153,19 +164,22 @@ class Capturer:
             _media_type(exchange).startswith(MEDIA_PREFIXES)
             and (exchange.truncated is not None or len(exchange.body) > self.max_media))
 
-    def _write(self, exchange: Exchange, result: CaptureResult) -> None:
-        """Write one exchange, as a revisit when its payload is already stored."""
-        original = None
-        if 200 <= exchange.status < 300 and not exchange.truncated and exchange.body:
-            digest = payload_digest(exchange.body)
-            original = self.store.written(digest)
-            if original is None and self.lookup is not None:
-                original = self.lookup(digest)
-                if original is not None:
-                    self.store.remember(original)  # the next copy needs no query
-        location = self.store.write_exchange(exchange, revisit_of=original)
-        result.locations.append(location)
-        result.revisits += int(original is not None)
+    def _write(self, exchanges: list[Exchange], result: CaptureResult) -> None:
+        """Write exchanges, each as a revisit when its payload is already stored; the index is
+        asked once about every payload this process has not written itself."""
+        digests = [payload_digest(exchange.body) for exchange in exchanges]
+        whole = [200 <= exchange.status < 300 and not exchange.truncated and bool(exchange.body)
+                 for exchange in exchanges]
+        unknown = {digest for digest, full in zip(digests, whole, strict=True)
+                   if full and self.store.written(digest) is None}
+        if unknown and self.lookup is not None:
+            for found in self.lookup.many(unknown).values():
+                self.store.remember(found)  # the next copy needs no query
+        for exchange, digest, full in zip(exchanges, digests, whole, strict=True):
+            original = self.store.written(digest) if full else None
+            location = self.store.write_exchange(exchange, revisit_of=original, digest=digest)
+            result.locations.append(location)
+            result.revisits += int(original is not None)
 
     def _fetch(self, url: str, cap: int) -> tuple[list[Exchange], FetchError | None]:
         try:
@@ -201,9 +215,8 @@ class Capturer:
             result.error = f"media larger than {self.max_media} bytes"
             result.skipped.append(final.url)
             return result
-        for exchange in exchanges:
-            self._write(exchange, result)
-            budget.bytes -= len(exchange.body)
+        self._write(exchanges, result)
+        budget.bytes -= sum(len(exchange.body) for exchange in exchanges)
         if error is not None:
             result.error, result.verdict = error.message, error.verdict
         else:
@@ -238,6 +251,7 @@ class Capturer:
                     following += [(child, depth + 1) for child in known]
             fetched = list(self._pool.map(
                 lambda item: (item, self._fetch_requisite(item[0], budget.bytes)), fetch))
+            kept: list[Exchange] = []
             for (req_url, depth), (exchanges, _error) in fetched:
                 if not exchanges:
                     self._forget(req_url)
@@ -247,13 +261,13 @@ class Capturer:
                     result.skipped.append(final.url)
                     self._forget(req_url)
                     continue
-                for exchange in exchanges:
-                    self._write(exchange, result)
-                    budget.bytes -= len(exchange.body)
+                kept += exchanges
+                budget.bytes -= sum(len(exchange.body) for exchange in exchanges)
                 result.requisites += 1
                 children = self._children(final, depth, css_depth)
                 self._remember(req_url, children)
                 following += [(child, depth + 1) for child in children]
+            self._write(kept, result)
             wave = []
             for child, depth in following:
                 if child not in seen:
@@ -279,17 +293,34 @@ class Capturer:
         return []
 
 
-def index_lookup(session_factory: Callable[[], Session]) -> DigestLookup:
+class IndexLookup:
+    """Digest lookups over the capture index: the oldest full response with each payload."""
+
+    def __init__(self, session_factory: Callable[[], Session]) -> None:
+        self.session_factory = session_factory
+
+    def __call__(self, digest: str) -> RecordLocation | None:
+        """The stored response with that payload, if any."""
+        return self.many([digest]).get(digest)
+
+    def many(self, digests: Collection[str]) -> dict[str, RecordLocation]:
+        """The stored responses of those payloads that have one, by digest."""
+        found: dict[str, RecordLocation] = {}
+        wanted = list(digests)
+        with self.session_factory() as session:
+            for start in range(0, len(wanted), LOOKUP_CHUNK):
+                rows = session.scalars(select(Capture).where(
+                    Capture.payload_digest.in_(wanted[start:start + LOOKUP_CHUNK]),
+                    Capture.record_type == "response", Capture.truncated.is_(None))
+                    .order_by(Capture.captured_at, Capture.id))
+                for row in rows:
+                    found.setdefault(row.payload_digest or "", location_of(row))
+        return found
+
+
+def index_lookup(session_factory: Callable[[], Session]) -> IndexLookup:
     """A digest lookup over the capture index (the oldest full response with that payload)."""
-
-    def lookup(digest: str) -> RecordLocation | None:
-        with session_factory() as session:
-            row = session.scalars(select(Capture).where(
-                Capture.payload_digest == digest, Capture.record_type == "response",
-                Capture.truncated.is_(None)).order_by(Capture.captured_at).limit(1)).first()
-            return location_of(row) if row is not None else None
-
-    return lookup
+    return IndexLookup(session_factory)
 
 
 def location_of(row: Capture) -> RecordLocation:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import heapq
 import re
+from functools import partial
+from operator import methodcaller
 
 from selectolax.lexbor import LexborHTMLParser
 
@@ -35,9 +37,8 @@ def visible_text(html: str) -> str:
     return root.text(separator=" ") if root is not None else ""
 
 
-def _hash(shingle: str) -> int:
-    return int.from_bytes(hashlib.blake2b(shingle.encode("utf-8"), digest_size=8).digest(),
-                          "big")
+_blake2b_8 = partial(hashlib.blake2b, digest_size=8)
+_digest = methodcaller("digest")
 
 
 def sketch(text: str) -> str:
@@ -46,10 +47,13 @@ def sketch(text: str) -> str:
     if len(words) < SHINGLE_WORDS:
         shingles = {" ".join(words)} if words else set()
     else:  # distinct shingles first: repeated boilerplate is hashed once
-        shingles = {" ".join(triple) for triple in set(zip(words, words[1:], words[2:],
-                                                            strict=False))}
-    smallest = heapq.nsmallest(SKETCH_SIZE, {_hash(shingle) for shingle in shingles})
-    return ",".join(f"{value:x}" for value in smallest)
+        shingles = set(map(" ".join, zip(words, words[1:], words[2:], strict=False)))
+    # Each shingle's value is its 8-byte BLAKE2b digest read big-endian, so the smallest values
+    # are the smallest digests: compare the bytes and convert only the ones kept.  ``map`` over
+    # C functions keeps the per-shingle work out of the interpreter loop.
+    digests = set(map(_digest, map(_blake2b_8, map(str.encode, shingles))))
+    smallest = heapq.nsmallest(SKETCH_SIZE, digests)
+    return ",".join(f"{int.from_bytes(value, 'big'):x}" for value in smallest)
 
 
 def similarity(first: str, second: str) -> float:

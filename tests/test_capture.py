@@ -13,6 +13,7 @@ from archiver.archive import Archive, initialise
 from archiver.capture import CaptureOutcome
 from archiver.clock import utcnow
 from archiver.demo.fixtureweb import Site
+from archiver.fingerprint import sketch
 from archiver.jobs import WorkKind, capture_link, run_due
 from archiver.models import Capture, Link
 from archiver.urls import host_of, url_key
@@ -222,3 +223,15 @@ def test_large_media_is_skipped_but_the_page_is_kept(tmp_path: Path, site: Site)
         assert site.url("/clip.webm") in urls and site.url("/p.png") in urls
         assert site.url("/film.webm") not in urls
         assert capture_link(archive, add_link(archive, site.url("/film.webm"))) == "skipped"
+
+
+def test_page_sketches_keep_their_values() -> None:
+    """Sketches are stored (a link's first fingerprint) and compared with later ones for years,
+    so the hashes behind them must never change: these were written by the first version."""
+    assert sketch("The archive keeps a copy of every page an author cites, so readers see it.") \
+        == ("a8d06a514017cc5,196a164521804f09,1e7e6318d537d0ee,23fd7198f753dd5d,"
+            "375e1dc522dda764,495d23be94c16e8c,738b554ffe1f561d,9466e1e0cfd5da04,"
+            "a3822529e7a11625,d70f4b3cac450178,e789b08189d7cdaa,f422b902c0479250,"
+            "fadbdf4f7da77a84")
+    assert sketch("two words") == "b0ce94d70c1661cc"
+    assert sketch("") == ""
