@@ -16,13 +16,13 @@ from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Row, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from archiver.check import VALIDATORS
-from archiver.fingerprint import HTML_TYPES, body_sketch
+from archiver.fingerprint import HTML_TYPES, Pending, SketchPool
 from archiver.models import Capture
 from archiver.net.client import Exchange, FetchError, HttpClient
 from archiver.net.content import ContentError, charset_of, decode_text, undo_content_encoding
@@ -34,6 +34,8 @@ from archiver.warc.store import WarcStore, payload_digest
 
 REQUISITE_WORKERS = 4
 LOOKUP_CHUNK = 500  # digests per index query
+_LOCATION_COLUMNS = ("warc_file", "offset", "length", "record_type", "record_id", "url",
+                     "captured_at", "status", "mime", "payload_digest", "truncated")
 RECENT_MEMORY = 50_000  # requisites remembered for reuse within capture.requisite_reuse
 MEDIA_PREFIXES = ("audio/", "video/")
 CSS_TYPE = "text/css"
@@ -121,10 +123,12 @@ class Capturer:
         self._recent_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max(REQUISITE_WORKERS, settings["fetch.concurrency"]),
                                         thread_name_prefix="requisite")
+        self._sketches = SketchPool()
 
     def close(self) -> None:
-        """Stop the requisite threads."""
+        """Stop the requisite threads and the sketching process."""
         self._pool.shutdown(wait=True)
+        self._sketches.close()
 
     def _reusable(self, url: str) -> list[str] | None:
         """The remembered requisites of ``url`` when it was captured (or is being captured)
@@ -217,6 +221,7 @@ class Capturer:
             return result
         self._write(exchanges, result)
         budget.bytes -= sum(len(exchange.body) for exchange in exchanges)
+        sketch: Pending | None = None
         if error is not None:
             result.error, result.verdict = error.message, error.verdict
         else:
@@ -224,12 +229,14 @@ class Capturer:
             if 200 <= final.status < 300:
                 result.validators = {name: value for name in VALIDATORS
                                      if (value := final.header(name))} or None
-                result.sketch = body_sketch(final.body, final.header("Content-Type") or "",
-                                            final.header("Content-Encoding") or "",
-                                            self.client.max_body_bytes)
+                sketch = self._sketches.submit(final.body, final.header("Content-Type") or "",
+                                               final.header("Content-Encoding") or "",
+                                               self.client.max_body_bytes)
         if html is not None and self.settings["capture.requisites"]:
             self._requisites(embedded_urls_html(html, final.url), {url, final.url}, budget,
                              result)
+        if sketch is not None:  # sketched in another process meanwhile
+            result.sketch = sketch()
         return result
 
     def _requisites(self, first: list[str], seen: set[str], budget: _Budget,
@@ -309,13 +316,23 @@ class IndexLookup:
         wanted = list(digests)
         with self.session_factory() as session:
             for start in range(0, len(wanted), LOOKUP_CHUNK):
-                rows = session.scalars(select(Capture).where(
-                    Capture.payload_digest.in_(wanted[start:start + LOOKUP_CHUNK]),
-                    Capture.record_type == "response", Capture.truncated.is_(None))
-                    .order_by(Capture.captured_at, Capture.id))
+                rows = session.execute(_BY_DIGEST,
+                                       {"digests": wanted[start:start + LOOKUP_CHUNK]})
                 for row in rows:
-                    found.setdefault(row.payload_digest or "", location_of(row))
+                    found.setdefault(row.payload_digest, _location_of_row(row))
         return found
+
+
+# Built once: a Core query of the columns a location needs (no ORM objects), oldest first.
+_CAPTURES = cast(Table, Capture.__table__)
+_BY_DIGEST = (select(*(_CAPTURES.c[name] for name in _LOCATION_COLUMNS))
+              .where(_CAPTURES.c.payload_digest.in_(bindparam("digests", expanding=True)),
+                     _CAPTURES.c.record_type == "response", _CAPTURES.c.truncated.is_(None))
+              .order_by(_CAPTURES.c.captured_at, _CAPTURES.c.id))
+
+
+def _location_of_row(row: Row[Any]) -> RecordLocation:
+    return RecordLocation(**{name: getattr(row, name) for name in _LOCATION_COLUMNS})
 
 
 def index_lookup(session_factory: Callable[[], Session]) -> IndexLookup:
@@ -341,8 +358,8 @@ def _rows(locations: list[RecordLocation]) -> list[dict[str, object]]:
 
 def index_new_locations(session: Session, locations: list[RecordLocation]) -> int:
     """Index records this process has just written (none of them can be indexed yet)."""
-    if locations:
-        session.execute(insert(Capture), _rows(locations))
+    if locations:  # a Core executemany: no ORM bulk machinery for rows nobody loads
+        session.execute(insert(_CAPTURES), _rows(locations))
     return len(locations)
 
 

@@ -13,7 +13,7 @@ from archiver.archive import Archive, initialise
 from archiver.capture import CaptureOutcome
 from archiver.clock import utcnow
 from archiver.demo.fixtureweb import Site
-from archiver.fingerprint import sketch
+from archiver.fingerprint import SketchPool, body_sketch, sketch
 from archiver.jobs import WorkKind, capture_link, run_due
 from archiver.models import Capture, Link
 from archiver.urls import host_of, url_key
@@ -235,3 +235,22 @@ def test_page_sketches_keep_their_values() -> None:
             "fadbdf4f7da77a84")
     assert sketch("two words") == "b0ce94d70c1661cc"
     assert sketch("") == ""
+
+
+def test_sketches_made_in_the_helper_process_match_and_survive_its_death() -> None:
+    page = ("<html><body><p>" + "words a reader sees on the page " * 200
+            + "</p><script>var hidden = 1;</script></body></html>").encode()
+    args = (page, "text/html; charset=utf-8", "", 10**6)
+    pool = SketchPool(processes=1)
+    try:
+        assert pool.submit(*args)() == body_sketch(*args)
+        executor = pool._executor
+        assert executor is not None  # the page went to the helper
+        for process in list(executor._processes.values()):  # the helper dies (OOM, a kill)
+            process.kill()
+            process.join()
+        assert pool.submit(*args)() == body_sketch(*args)  # sketched here instead
+        assert pool.submit(b"\x89PNG", "image/png", "", 10**6)() == body_sketch(
+            b"\x89PNG", "image/png", "", 10**6)
+    finally:
+        pool.close()

@@ -96,10 +96,15 @@ def record_id() -> str:
 
 def sha1_digest(*parts: bytes) -> str:
     """``sha1:`` and base32 of the concatenated parts, as WARC digests are written."""
+    if not any(parts):
+        return _EMPTY_DIGEST  # every GET request record's payload
     hasher = hashlib.sha1()  # noqa: S324 - the WARC digest algorithm, not a security use
     for part in parts:
         hasher.update(part)
     return "sha1:" + base64.b32encode(hasher.digest()).decode("ascii")
+
+
+_EMPTY_DIGEST = "sha1:" + base64.b32encode(hashlib.sha1(b"").digest()).decode("ascii")  # noqa: S324
 
 
 def http_head(protocol: str, status_line: str, headers: list[tuple[str, str]]) -> bytes:

@@ -165,7 +165,8 @@ def _exchange_headers(exchange: Exchange) -> list[tuple[str, str]]:
     return headers
 
 
-def _response_member(exchange: Exchange, revisit_of: RecordLocation | None,
+def _response_member(exchange: Exchange, shared: list[tuple[str, str]],
+                     revisit_of: RecordLocation | None,
                      digest: str | None) -> tuple[bytes, str, str]:
     """The response (or revisit) record as a gzip member, its record ID and payload digest."""
     head = http_head(exchange.http_version, f"{exchange.status} {exchange.reason}".strip(),
@@ -173,7 +174,7 @@ def _response_member(exchange: Exchange, revisit_of: RecordLocation | None,
     digest = digest or payload_digest(exchange.body)
     identifier = record_id()
     headers = [("WARC-Type", "response" if revisit_of is None else "revisit"),
-               ("WARC-Record-ID", identifier), *_exchange_headers(exchange)]
+               ("WARC-Record-ID", identifier), *shared]
     if exchange.truncated:
         headers.append(("WARC-Truncated", exchange.truncated))
     if revisit_of is None:
@@ -191,12 +192,13 @@ def _response_member(exchange: Exchange, revisit_of: RecordLocation | None,
     return record_member(headers, head, body), identifier, digest
 
 
-def _request_member(exchange: Exchange, response_id: str) -> bytes:
+def _request_member(exchange: Exchange, shared: list[tuple[str, str]],
+                    response_id: str) -> bytes:
     """The request record, concurrent to the response ``response_id``, as a gzip member."""
     head = exchange.request_head
     _, separator, body = head.partition(b"\r\n\r\n")
     headers = [("WARC-Type", "request"), ("WARC-Record-ID", record_id()),
-               *_exchange_headers(exchange), ("WARC-Concurrent-To", response_id),
+               *shared, ("WARC-Concurrent-To", response_id),
                ("WARC-Payload-Digest", sha1_digest(body if separator else b"")),
                ("WARC-Block-Digest", sha1_digest(head)), ("Content-Type", REQUEST_TYPE)]
     return record_member(headers, head)
@@ -285,8 +287,10 @@ class WarcStore:
         """Write a response (or, when ``revisit_of`` holds the same payload, a revisit record)
         and its request record; return the location of the response or revisit record.
         ``digest`` is the body's payload digest when the caller has already computed it."""
-        response_bytes, response_id, digest = _response_member(exchange, revisit_of, digest)
-        request_bytes = _request_member(exchange, response_id)
+        shared = _exchange_headers(exchange)
+        response_bytes, response_id, digest = _response_member(exchange, shared, revisit_of,
+                                                               digest)
+        request_bytes = _request_member(exchange, shared, response_id)
         with self._lock:
             if self._file is None or self._file.tell() >= self.max_file_bytes:
                 self._close_current()
