@@ -218,6 +218,7 @@ class WarcStore:
         self._name: str | None = None
         self._serial = 0
         self._digests: dict[str, RecordLocation] = {}
+        self._digest_lock = threading.Lock()  # apart from the file's: lookups never wait on I/O
         self._root: Path | None = None
         # Run once, before the first file is begun (the archive repairs dead writers' files).
         self.prepare: Callable[[], None] | None = None
@@ -278,9 +279,16 @@ class WarcStore:
     def sync(self) -> None:
         """Make every record written so far durable (fsync); call before committing their
         index rows. A file closed on rotation was synced as it closed."""
+        # fsync a duplicate descriptor outside the lock, so that other threads go on writing
+        # meanwhile; if the file is rotated away in between, it was synced as it closed.
         with self._lock:
-            if self._file is not None:
-                os.fsync(self._file.fileno())
+            if self._file is None:
+                return
+            descriptor = os.dup(self._file.fileno())
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
     def write_exchange(self, exchange: Exchange, revisit_of: RecordLocation | None = None,
                        digest: str | None = None) -> RecordLocation:
@@ -311,14 +319,14 @@ class WarcStore:
 
     def remember(self, location: RecordLocation) -> None:
         """Note a whole payload this process wrote, so later copies become revisits."""
-        with self._lock:
+        with self._digest_lock:
             self._digests[location.payload_digest or ""] = location
             if len(self._digests) > DIGEST_MEMORY:
                 self._digests.pop(next(iter(self._digests)))
 
     def written(self, digest: str) -> RecordLocation | None:
         """A response this process wrote with that payload digest, if it remembers one."""
-        with self._lock:
+        with self._digest_lock:
             return self._digests.get(digest)
 
     def _close_current(self) -> None:
