@@ -219,7 +219,9 @@ class Capturer:
             result.error = f"media larger than {self.max_media} bytes"
             result.skipped.append(final.url)
             return result
-        self._write(exchanges, result)
+        requisites = html is not None and self.settings["capture.requisites"]
+        if not requisites:
+            self._write(exchanges, result)
         budget.bytes -= sum(len(exchange.body) for exchange in exchanges)
         sketch: Pending | None = None
         if error is not None:
@@ -232,17 +234,21 @@ class Capturer:
                 sketch = self._sketches.submit(final.body, final.header("Content-Type") or "",
                                                final.header("Content-Encoding") or "",
                                                self.client.max_body_bytes)
-        if html is not None and self.settings["capture.requisites"]:
-            self._requisites(embedded_urls_html(html, final.url), {url, final.url}, budget,
-                             result)
+        if requisites:  # the page's records are written with the first wave's
+            self._requisites(embedded_urls_html(html or "", final.url), {url, final.url},
+                             budget, result, exchanges)
         if sketch is not None:  # sketched in another process meanwhile
             result.sketch = sketch()
         return result
 
     def _requisites(self, first: list[str], seen: set[str], budget: _Budget,
-                    result: CaptureResult) -> None:
-        """Fetch requisites breadth first: CSS imports up to css_depth, iframes one level."""
+                    result: CaptureResult, page: list[Exchange]) -> None:
+        """Fetch requisites breadth first: CSS imports up to css_depth, iframes one level.
+
+        The ``page``'s own exchanges are written first, with the first wave's (one digest query
+        for both)."""
         css_depth: int = self.settings["capture.css_depth"]
+        unwritten = page
         wave = [(u, 1) for u in first if u not in seen]
         seen.update(u for u, _ in wave)
         while wave and not budget.spent():
@@ -274,12 +280,15 @@ class Capturer:
                 children = self._children(final, depth, css_depth)
                 self._remember(req_url, children)
                 following += [(child, depth + 1) for child in children]
-            self._write(kept, result)
+            self._write(unwritten + kept, result)
+            unwritten = []
             wave = []
             for child, depth in following:
                 if child not in seen:
                     seen.add(child)
                     wave.append((child, depth))
+        if unwritten:  # no wave was fetched (none, or the caps were spent)
+            self._write(unwritten, result)
 
     def _fetch_requisite(self, url: str,
                          cap: int) -> tuple[list[Exchange], FetchError | None]:
