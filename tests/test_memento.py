@@ -270,3 +270,18 @@ def test_render_cache_is_bounded_by_bytes() -> None:
     assert cache.get(0) is not None and cache.get(1) is None and cache.get(39) is not None
     cache.put("big", ArchivedResponse(200, (), b"x" * 2_000))  # over an eighth: not kept
     assert cache.get("big") is None
+
+
+def test_requisites_get_the_nearest_capture_without_a_redirect(client: FlaskClient,
+                                                              history: str) -> None:
+    """An image asked for at its page's time (seconds before its own capture) is answered at
+    once; a page asked for at an inexact time still goes to its exact address."""
+    image = client.get(f"/web/2012mp_/{history}", headers={"Sec-Fetch-Dest": "image"})
+    assert image.status_code == 200 and image.data == b"<p>article</p>"
+    assert image.headers["Content-Location"] == f"/web/20120301090000mp_/{history}"
+    assert image.headers["Memento-Datetime"] == "Thu, 01 Mar 2012 09:00:00 GMT"
+    for destination in ("document", "iframe", "empty"):
+        page = client.get(f"/web/2012mp_/{history}", headers={"Sec-Fetch-Dest": destination})
+        assert page.status_code == 302, destination
+    exact = client.get(f"/web/20120301090000mp_/{history}", headers={"Sec-Fetch-Dest": "image"})
+    assert "Content-Location" not in exact.headers

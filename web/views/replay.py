@@ -49,6 +49,14 @@ blueprint = Blueprint("replay", __name__)
 _STAMPED = re.compile(r"^(\d{1,14})([a-z]{2}_)?/(.*)$", re.S)
 _SCHEME_SLASH = re.compile(r"^(https?):/+", re.I)
 BARE_MODIFIERS = frozenset({"mp_", "id_", "if_", "im_", "js_", "cs_", "oe_"})
+# What a page loads (Sec-Fetch-Dest) rather than shows: answered with the nearest capture
+# directly (its exact address in Content-Location), not with a redirect to its timestamp, as
+# pywb does. A page's requisites are captured seconds after it, so otherwise every one of
+# them would cost the browser two requests.
+SUBRESOURCE_DESTINATIONS = frozenset({
+    "image", "style", "script", "font", "audio", "video", "track", "object", "embed",
+    "manifest", "worker", "sharedworker", "audioworklet", "paintworklet", "xslt",
+})
 FRAME_CSP = ("default-src 'self'; frame-src 'self' {replay}; img-src 'self' data:; "
              "style-src 'self'; frame-ancestors 'self'; form-action 'self'; base-uri 'none'")
 
@@ -118,7 +126,8 @@ def replay(rest: str) -> Any:
             return _not_archived(url)
         index = nearest_index(captures, moment)
         capture = captures[index]
-        if stamp != warc_timestamp(capture.captured_at):
+        exact = stamp == warc_timestamp(capture.captured_at)
+        if not exact and not (bare and destination in SUBRESOURCE_DESTINATIONS):
             return redirect(replay_path(capture.captured_at, url, modifier), code=302)
         if not bare:
             return _frame(session, url, captures, index)
@@ -135,6 +144,8 @@ def replay(rest: str) -> Any:
     response.headers.clear()
     for name, value in archived.headers:
         response.headers.add(name, value)
+    if not exact:
+        response.headers["Content-Location"] = replay_path(capture.captured_at, url, modifier)
     return _memento_headers(response, url, captures, index)
 
 
