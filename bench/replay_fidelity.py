@@ -278,16 +278,46 @@ class Visit:
     error: str = ""
 
 
-# Readers' screens: an ordinary laptop, and a wide high-density one, so that srcset and
-# <picture> alternatives the archive keeps for other screens are asked for too.
-SCREENS = (({"width": 1280, "height": 800}, 1), ({"width": 3840, "height": 2160}, 2))
+# Readers' screens (width, height in CSS pixels, device pixels per CSS pixel): an ordinary
+# laptop, and a wide high-density one, so that srcset and <picture> alternatives the archive
+# keeps for other screens are asked for too. Each screen is its own browser whose window has
+# that size and scale (--window-size, --force-device-scale-factor), not an emulated viewport:
+# Chromium runs a sandboxed iframe (every replayed document is one) in a process of its own,
+# and Playwright's device_scale_factor emulation never reaches that process, so the document
+# saw devicePixelRatio 1 and took the 1x candidate of a srcset on the "2x" screen, where the
+# live page (no sandbox) took the 2x one. A real reader's screen scale holds in every frame.
+SCREENS = ((1280, 800, 1), (3840, 2160, 2))
 
 
-def visit(browser: Any, url: str, timeout: float) -> Visit:
-    """Open ``url`` on every screen in SCREENS and record every request of all visits."""
+def launch_screens(playwright: Any) -> list[Any]:
+    """One headless Chromium per screen in SCREENS, its window that screen."""
+    return [playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[*CHROMIUM_ARGS, f"--window-size={width},{height}",
+              f"--force-device-scale-factor={scale}"])
+        for width, height, scale in SCREENS]
+
+
+def describe_screens(browsers: list[Any]) -> str:
+    """What each browser's page sees: CSS width x height @ devicePixelRatio."""
+    seen = []
+    for browser in browsers:
+        context = browser.new_context(no_viewport=True)
+        try:
+            width, height, ratio = context.new_page().evaluate(
+                "[innerWidth, innerHeight, devicePixelRatio]")
+        finally:
+            context.close()
+        seen.append(f"{width}x{height} @{ratio:g}x")
+    return ", ".join(seen)
+
+
+def visit(browsers: list[Any], url: str, timeout: float) -> Visit:
+    """Open ``url`` on every screen (one browser each) and record every request of all
+    visits."""
     merged = Visit()
-    for viewport, scale in SCREENS:
-        seen = _visit_once(browser, url, timeout, viewport, scale)
+    for browser in browsers:
+        seen = _visit_once(browser, url, timeout)
         merged.requests += seen.requests
         merged.answers += seen.answers
         merged.failures += seen.failures
@@ -297,11 +327,10 @@ def visit(browser: Any, url: str, timeout: float) -> Visit:
     return merged
 
 
-def _visit_once(browser: Any, url: str, timeout: float, viewport: dict[str, int],
-                scale: int) -> Visit:
+def _visit_once(browser: Any, url: str, timeout: float) -> Visit:
     """Open ``url`` in a new context (empty cache) and record every request until quiet."""
     seen = Visit()
-    context = browser.new_context(viewport=viewport, device_scale_factor=scale)
+    context = browser.new_context(no_viewport=True)  # the window's own size and scale
     try:
         context.on("request", lambda request: seen.requests.append(request.url))
         context.on("response", lambda response: seen.answers.append(
@@ -411,12 +440,12 @@ def measure(archived: Archived, live: set[str], seen: Visit, origin: str) -> Pag
     return result
 
 
-def live_loads(browser: Any, pages: list[str], timeout: float) -> dict[str, set[str]]:
+def live_loads(browsers: list[Any], pages: list[str], timeout: float) -> dict[str, set[str]]:
     """For each page, the URL keys the browser loaded (any answer below 400) from the live
     fixture web."""
     loaded = {}
     for url in pages:
-        seen = visit(browser, url, timeout)
+        seen = visit(browsers, url, timeout)
         loaded[url] = {url_key(u) for u, status, _m in seen.answers if status < 400}
         if seen.error:
             print(f"  live {url}: {seen.error}")
@@ -514,15 +543,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-fidelity-") as scratch, \
             sync_playwright() as playwright:
         work = Path(scratch)
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browsers = launch_screens(playwright)
         try:
             for site in sites:
                 site.site.start()
             pages = build_fixture(*sites)
             print(f"{len(pages)} pages on {', '.join(s.base for s in sites)}; Chromium "
-                  f"{browser.version}; {os.cpu_count()} CPU cores, load average "
-                  f"{os.getloadavg()[0]:.1f}")
-            live = live_loads(browser, pages, args.timeout)
+                  f"{browsers[0].version}; {os.cpu_count()} CPU cores, load average "
+                  f"{os.getloadavg()[0]:.1f}; screens {describe_screens(browsers)}")
+            live = live_loads(browsers, pages, args.timeout)
             config = work / "archiver.toml"
             settings = write_config(config, work / "data")
             started = time.monotonic()
@@ -546,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
                         if url not in stamps:
                             results.append(PageResult(url, error="not captured"))
                             continue
-                        seen = visit(browser, f"{server.base}/web/{stamps[url]}/{url}",
+                        seen = visit(browsers, f"{server.base}/web/{stamps[url]}/{url}",
                                      args.timeout)
                         if args.show_requests:
                             print(f"-- {mode} {urlsplit(url).path}")
@@ -564,7 +593,8 @@ def main(argv: list[str] | None = None) -> int:
                 report("archived scripts off (default)" if mode == "default"
                        else "web.replay_scripts = true", results, hits, show_misses=True)
         finally:
-            browser.close()
+            for browser in browsers:
+                browser.close()
             for site in sites:
                 site.site.stop()
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end. 'left archive' = http(s) "
