@@ -134,7 +134,9 @@ class SketchPool:
             return lambda: value
         try:
             future = pool.submit(body_sketch, *args)
-        except (BrokenProcessPool, RuntimeError):  # the helper died, or the pool is shut down
+        except (BrokenProcessPool, RuntimeError, AssertionError, OSError):
+            # The helper died or cannot start: the pool is shut down, the caller is a daemonic
+            # process (which may not have children), or the system refused a new process.
             self._give_up(pool)
             value = body_sketch(*args)
             return lambda: value

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator
+from multiprocessing.queues import Queue
 from pathlib import Path
 
 import pytest
@@ -254,3 +256,27 @@ def test_sketches_made_in_the_helper_process_match_and_survive_its_death() -> No
             b"\x89PNG", "image/png", "", 10**6)
     finally:
         pool.close()
+
+
+SKETCHED = (b"<p>" + b"some words a reader sees " * 50 + b"</p>", "text/html", "", 10**6)
+
+
+def _sketch_in_this_process(answers: Queue[str | None]) -> None:
+    pool = SketchPool(processes=1)
+    try:
+        answers.put(pool.submit(*SKETCHED)())
+    finally:
+        pool.close()
+
+
+def test_a_daemonic_process_sketches_inline() -> None:
+    """A daemonic process (a worker pool's) may not start the helper: it sketches itself."""
+    context = multiprocessing.get_context("spawn")
+    answers: Queue[str | None] = context.Queue()
+    process = context.Process(target=_sketch_in_this_process, args=(answers,), daemon=True)
+    process.start()
+    try:
+        assert answers.get(timeout=60) == body_sketch(*SKETCHED)
+    finally:
+        process.join(timeout=30)
+    assert process.exitcode == 0
