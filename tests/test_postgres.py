@@ -44,7 +44,7 @@ from archiver.settings import Settings
 from archiver.warc.indexer import reindex
 from archiver.warc.records import RecordLocation
 from tests.conftest import make_settings
-from tests.pg import PostgresServer, pg_server, pg_url  # noqa: F401
+from tests.pg import PostgresServer, fresh_pg_url, pg_server, pg_url  # noqa: F401
 from tests.test_author import test_the_ignored_flag_follows_the_domains  # noqa: F401
 from tests.test_jobs import (  # noqa: F401
     add_links,
@@ -62,7 +62,7 @@ from tests.test_memento import (  # noqa: F401
     test_timegate_honours_accept_datetime,
     test_timemaps,
 )
-from tests.test_migrations import assert_migrations_round_trip
+from tests.test_migrations import assert_0005_flags_existing_links, assert_migrations_round_trip
 from tests.test_ops import test_healthz, test_metrics  # noqa: F401
 from tests.test_web import (  # noqa: F401
     filled,
@@ -109,6 +109,13 @@ def test_migrations_match_models_and_reverse(pg_url: str, tmp_path: Path) -> Non
     database = Database(make_settings(tmp_path / "data", database_url=pg_url))
     assert_migrations_round_trip(database)
     database.require_current()
+    database.dispose()
+
+
+def test_0005_flags_existing_links_on_postgres(fresh_pg_url: str,  # noqa: F811
+                                               tmp_path: Path) -> None:
+    database = Database(make_settings(tmp_path / "data", database_url=fresh_pg_url))
+    assert_0005_flags_existing_links(database)
     database.dispose()
 
 
