@@ -151,8 +151,9 @@ class Link(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     state: Mapped[str] = mapped_column(String(16), default=LinkState.PENDING)
-    # The host is an ignored domain or under one: kept by ignore_domain()/unignore_domain() and
-    # set when the link is inserted, so filters read a column rather than match every domain.
+    # The host is an ignored domain or under one: set when the link is inserted, and again for
+    # a domain's links when the domain is ignored or not (the IgnoredDomain events below), so
+    # filters read a column rather than match every row against every domain.
     ignored: Mapped[bool] = mapped_column(Boolean, default=_host_is_ignored,
                                           server_default=false())
     last_verdict: Mapped[str | None] = mapped_column(String(32))
@@ -293,7 +294,8 @@ Index("ix_posts_published_id", Post.published_at.desc().nulls_last(), Post.id.de
 
 
 def link_is_ignored() -> ColumnElement[bool]:
-    """SQL condition: the link's host is an ignored domain or one of its subdomains."""
+    """SQL condition: the link's host is an ignored domain or one of its subdomains (the
+    ``ignored`` flag, which the indexes on links begin with)."""
     return Link.ignored.expression
 
 
