@@ -6,8 +6,11 @@ sheet, which ``@import``s a second one, a logo, one to three images of its own, 
 shared photo on the last host, the site's script).  It captures them with our capture pipeline
 (``run_due``, in this process) into a new data folder, then serves that archive two ways:
 
-* ours: ``archiver --config … web --port P`` as its own process, as a user runs it (waitress,
-  8 threads);
+* ours: ``archiver --config … web --port P`` as its own process, as a user runs it (waitress
+  in ``web.workers`` processes, 2 by default, of 4 threads each), with its cache of rendered
+  documents (``web.replay_cache_bytes``);
+* ours-uncached: the same with ``web.replay_cache_bytes = 0``, so every request reads and
+  rewrites its record: what a page costs the first time it is asked for;
 * pywb: ``wayback -p P -b 127.0.0.1`` from the interoperability environment, on a collection
   made with ``wb-manager init`` / ``wb-manager add`` from the same WARC files.
 
@@ -19,10 +22,11 @@ load generator keeps ``--concurrency`` keep-alive connections busy for ``--durat
 rotating through the pages: ``wrk`` (Debian's; it is installed with apt-get when missing and we
 are root) with a Lua script, or, with ``--loadgen python``, threads with ``http.client``.
 
-It prints pages per second, p50 / p90 / p99 latency, the ratio ours / pywb (target: 3x pywb's
-pages per second, p99 under 50 ms), the CPU time of each server process during its run and the
-load average.  ``--profile DIR`` adds one run of ours under py-spy and prints where its time
-goes.  This is a benchmark, not a test: it prints figures and exits 0.
+It prints the first (cold) pass over every page, then pages per second, p50 / p90 / p99
+latency, the ratio ours / pywb (target: 3x pywb's pages per second, p99 under 50 ms), the CPU
+time of each server process during its run and the load average.  ``--profile DIR`` adds one
+run of ours under py-spy and prints where its time goes.  This is a benchmark, not a test: it
+prints figures and exits 0.
 
 Usage: python bench/replay_vs_pywb.py [--pages 200] [--duration 15] [--repeat 3]
 
@@ -233,16 +237,17 @@ class Server:
 
 
 @contextmanager
-def running_ours(config: Path, work: Path, command: str = "") -> Iterator[Server]:
+def running_ours(config: Path, work: Path, command: str = "",
+                 name: str = "ours") -> Iterator[Server]:
     """``archiver --config <config> web --port P``: our web UI as a user starts it."""
     port = free_port()
-    log = work / "ours.log"
+    log = work / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [*archiver_argv(command), "--config", str(config), "web", "--host", "127.0.0.1",
              "--port", str(port)], cwd=work, env=clean_env(), stdout=out,
             stderr=subprocess.STDOUT)
-    server = Server("ours", f"http://127.0.0.1:{port}", process, log, "/web/")
+    server = Server(name, f"http://127.0.0.1:{port}", process, log, "/web/")
     try:
         wait_for_http(server.base, process, log)
         yield server
@@ -571,29 +576,54 @@ class Bench:
         return load
 
 
-def check_every_page(server: Server, paths: list[str]) -> tuple[int, int, list[str]]:
-    """GET every path once on one keep-alive connection: (answers 200 and non-empty, bytes,
-    problems); warms the server's caches and the WARC files' pages."""
+@dataclass
+class FirstPass:
+    """Every page asked for once, one at a time: the cold figures (nothing cached yet)."""
+
+    good: int = 0  # answers 200 with a body
+    bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)  # seconds
+    server_cpu: float = 0.0
+
+    def summary(self) -> str:
+        """p50 / p99 latency and server CPU per page, as one phrase."""
+        if not self.latencies:
+            return "no answers"
+        every = sorted(self.latencies)
+        def pick(q: float) -> float:
+            return every[min(len(every) - 1, int(q * len(every)))] * 1000
+        return (f"one at a time: p50 {pick(0.5):.1f} ms, p99 {pick(0.99):.1f} ms, server CPU "
+                f"{1000 * self.server_cpu / len(every):.2f} ms per page")
+
+
+def check_every_page(server: Server, paths: list[str]) -> FirstPass:
+    """GET every path once on one keep-alive connection and check for a 200 with a body; this
+    is the cold pass (it fills the server's caches and the WARC files' pages)."""
     host, _, port = server.base.removeprefix("http://").partition(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    good, size, problems = 0, 0, []
+    found = FirstPass()
+    cpu_before = process_cpu(server.process.pid)
     for path in paths:
+        began = time.perf_counter()
         try:
             connection.request("GET", path)
             response = connection.getresponse()
             body = response.read()
+            found.latencies.append(time.perf_counter() - began)
         except (OSError, http.client.HTTPException) as exc:
-            problems.append(f"{path}: {exc!r}")
+            found.problems.append(f"{path}: {exc!r}")
             connection.close()
             connection = http.client.HTTPConnection(host, int(port), timeout=30)
             continue
-        size += len(body)
+        found.bytes += len(body)
         if response.status == 200 and body:
-            good += 1
+            found.good += 1
         else:
-            problems.append(f"{path}: {response.status}, {len(body)} bytes")
+            found.problems.append(f"{path}: {response.status}, {len(body)} bytes")
+    found.server_cpu = process_cpu(server.process.pid) - cpu_before
     connection.close()
-    return good, size, problems
+    return found
 
 
 # -- profiling -------------------------------------------------------------------------------
@@ -605,8 +635,8 @@ def profile_ours(bench: Bench, folder: Path, py_spy: Path, duration: float) -> N
     folder.mkdir(parents=True, exist_ok=True)
     raw = folder / "ours-gil.txt"
     pid = bench.servers["ours"].process.pid
-    spy = subprocess.Popen(
-        [str(py_spy), "record", "--pid", str(pid), "--gil", "--rate", "200",
+    spy = subprocess.Popen(  # --subprocesses: the workers are the parent's children
+        [str(py_spy), "record", "--pid", str(pid), "--subprocesses", "--gil", "--rate", "200",
          "--duration", str(round(duration) + 1), "--format", "raw", "-o", str(raw)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
@@ -693,7 +723,7 @@ def report(bench: Bench, names: list[str]) -> None:
             continue
         load = chosen[name] = median_load(runs)
         flag = ""
-        if name == "ours" and load.p99_ms is not None:
+        if name.startswith("ours") and load.p99_ms is not None:
             flag = " ok" if load.p99_ms < TARGET_P99_MS else " SLOW"
         rows.append([
             name, fmt_rate(load.rate), fmt(load.p50_ms, 1), fmt(load.p90_ms, 1),
@@ -716,16 +746,20 @@ def report(bench: Bench, names: list[str]) -> None:
             if run.other_cpu > 0.5:
                 print(f"  note: the other server used {run.other_cpu:.1f} s CPU during a "
                       f"{name} run")
-    ours, pywb = chosen.get("ours"), chosen.get("pywb")
-    if ours and pywb and ours.rate and pywb.rate:
+    pywb = chosen.get("pywb")
+    for name in ("ours", "ours-uncached"):
+        ours = chosen.get(name)
+        if not (ours and pywb and ours.rate and pywb.rate):
+            continue
         ratio = ours.rate / pywb.rate
-        print(f"\nours / pywb pages per second: {ratio:.2f}x "
+        print(f"\n{name} / pywb pages per second: {ratio:.2f}x "
               f"({'meets' if ratio >= TARGET_RATIO else 'misses'} the {TARGET_RATIO:g}x target); "
-              f"ours p99 {fmt(ours.p99_ms, 1)} ms "
+              f"{name} p99 {fmt(ours.p99_ms, 1)} ms "
               f"({'meets' if (ours.p99_ms or 1e9) < TARGET_P99_MS else 'misses'} the "
               f"{TARGET_P99_MS:g} ms target); pywb p99 {fmt(pywb.p99_ms, 1)} ms")
         if ours.requests and pywb.requests:
-            print(f"server CPU per page: ours {1000 * ours.server_cpu / ours.requests:.2f} ms, "
+            print(f"server CPU per page: {name} "
+                  f"{1000 * ours.server_cpu / ours.requests:.2f} ms, "
                   f"pywb {1000 * pywb.server_cpu / pywb.requests:.2f} ms")
 
 
@@ -740,7 +774,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds of unmeasured load before the first run (default 3)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="measured runs per server, taken in turn; the median is shown")
-    parser.add_argument("--servers", default="ours,pywb", help="subset of: ours, pywb")
+    parser.add_argument("--servers", default="ours,ours-uncached,pywb",
+                        help="subset of: ours, ours-uncached (web.replay_cache_bytes = 0), pywb")
     parser.add_argument("--loadgen", choices=("wrk", "python"), default="wrk",
                         help="wrk (default; installed with apt-get if missing) or Python threads")
     parser.add_argument("--seed", type=int, default=7, help="corpus seed")
@@ -760,8 +795,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 1 <= args.repeat <= 20:
         parser.error("need 1..20 repeats")
     args.server_names = [s.strip() for s in args.servers.split(",") if s.strip()]
-    if not args.server_names or set(args.server_names) - {"ours", "pywb"}:
-        parser.error("--servers takes ours, pywb or both")
+    if not args.server_names or set(args.server_names) - {"ours", "ours-uncached", "pywb"}:
+        parser.error("--servers takes ours, ours-uncached and pywb")
     return args
 
 
@@ -805,8 +840,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{version_of([wrk, '--version']) if wrk else 'Python threads + http.client'}")
         pywb_version = version_of([str(INTEROP_BIN / "python"), "-c",
                                    "import pywb; print('pywb', pywb.__version__)"])
-        print(f"servers: ours = `archiver web` (waitress, 8 threads); pywb = {pywb_version} "
-              "`wayback` (gevent), default config (framed replay; mp_ is the bare document)")
+        print(f"servers: ours = `archiver web` ({settings['web.workers']} waitress processes of "
+              "4 threads, rendered documents cached); ours-uncached = the same with "
+              f"web.replay_cache_bytes = 0; pywb = {pywb_version} `wayback` (gevent), default "
+              "config (framed replay; mp_ is the bare document)")
         print()
         script = None
         if wrk:
@@ -814,7 +851,12 @@ def main(argv: list[str] | None = None) -> int:
             script.write_text(WRK_SCRIPT, encoding="utf-8")
         with ExitStack() as stack:
             servers: dict[str, Server] = {}
+            uncached = work / "archiver-uncached.toml"
+            uncached.write_text(config.read_text(encoding="utf-8")
+                                + "[web]\nreplay_cache_bytes = 0\n", encoding="utf-8")
             starters = {"ours": lambda: running_ours(config, work, args.archiver_cmd),
+                        "ours-uncached": lambda: running_ours(uncached, work, args.archiver_cmd,
+                                                              "ours-uncached"),
                         "pywb": lambda: running_pywb(files, work)}
             for name in args.server_names:
                 try:  # a server that does not start is reported; the other one still runs
@@ -828,10 +870,11 @@ def main(argv: list[str] | None = None) -> int:
                 bench.paths[name] = [server.path(stamps[u], u) for u in rotation]
                 (work / f"paths-{name}.txt").write_text("\n".join(bench.paths[name]) + "\n",
                                                         encoding="utf-8")
-                good, size, problems = check_every_page(server, bench.paths[name])
-                print(f"{name}: {good}/{len(pages)} pages answered 200 with a body on the "
-                      f"warm-up pass, {size / len(pages) / 1024:.1f} KB per page")
-                for problem in problems[:5]:
+                first = check_every_page(server, bench.paths[name])
+                print(f"{name}: {first.good}/{len(pages)} pages answered 200 with a body on the "
+                      f"first (cold) pass, {first.bytes / len(pages) / 1024:.1f} KB per page; "
+                      f"{first.summary()}")
+                for problem in first.problems[:5]:
                     print(f"  {problem}")
                 if args.warmup:
                     bench.drive(name, args.warmup)
