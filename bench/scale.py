@@ -132,6 +132,7 @@ def main() -> None:
                  claim(WorkKind.CAPTURE)),
                 ("dashboard /", page("/")),
                 ("links page /links?state=dead", page("/links?state=dead")),
+                ("links page /links?after=<middle>", page(f"/links?after={args.links // 2}")),
                 ("links page /links?state=alive&after=<middle>",
                  page(f"/links?state=alive&after={args.links // 2}")),
                 ("links page /links?state=dead&before=<middle>",
