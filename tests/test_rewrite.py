@@ -154,6 +154,20 @@ def test_quote_characters_in_new_value_are_escaped() -> None:
     assert rewrite_html("<a href=&#32;x&#32;y>", rw) == f"<a href={NAV}http://ex.com/it's/x&#32;y>"
 
 
+def test_plain_links_and_their_neighbours() -> None:
+    """A lone double-quoted href without references takes a shortcut; its output must be the
+    general pass's: the value rewritten, escaped for its quotes, everything else untouched."""
+    rw = UrlRewriter('http://ex.com/a&b/"q"/', TS)
+    assert rewrite_html('<a href="x">', rw) == f'<a href="{NAV}http://ex.com/a&amp;b/&quot;q&quot;/x">'
+    doc = ('<a href="x" ><a\nhref="y"/><a href="z"title="t"><a href=""><a href="#top">'
+           '<a href="mailto:me@ex.com"><a href="x" style="background:url(i.png)">')
+    assert html(doc) == (
+        f'<a href="{NAV}http://ex.com/dir/x" ><a\nhref="{NAV}http://ex.com/dir/y"/>'
+        f'<a href="{NAV}http://ex.com/dir/z"title="t"><a href=""><a href="#top">'
+        f'<a href="mailto:me@ex.com">'
+        f'<a href="{NAV}http://ex.com/dir/x" style="background:url({MP}http://ex.com/dir/i.png)">')
+
+
 def test_attributes_without_values_and_gt_in_quotes() -> None:
     doc = '<img title="a > b" hidden src=i.png data-x=\'<img src=no.png>\' async>'
     assert html(doc) == (

@@ -130,6 +130,9 @@ _QUOTE_OF_GROUP = {2: '"', 3: "'", 4: ""}
 _TAG_OPEN = re.compile(r"</?[A-Za-z]")
 _COMMENT = re.compile(r"<!--(?:-?>|.*?(?:--!?>|\Z))", re.S)
 _STYLE_HINT = re.compile("style", re.I)
+# The commonest tag of all, <a href="...">, with nothing else and no character reference: its
+# value is the URL as it is, so the general attribute pass can be skipped.
+_PLAIN_A_HREF = re.compile(rf'[{_WS}]++href="([^"&]*+)"')
 _RAW_TEXT_END = {
     name: re.compile(rf"</{name}[{_WS}/>]", re.I)
     for name in ("script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes")
@@ -362,6 +365,15 @@ class _HtmlPass:
         html = self.html
         for tag, name, raw_start, raw_stop in iter_start_tags(html):
             attrs_start, attrs_end = tag.span(3)
+            if name == "a":
+                plain = _PLAIN_A_HREF.fullmatch(html, attrs_start, attrs_end)
+                if plain is not None:
+                    start, end = plain.span(1)
+                    value = plain.group(1)
+                    new = self.rewriter.rewrite(value, NAV)
+                    if new != value:
+                        self.emit(start, end, _escape_attr(new, '"'))
+                    continue
             modifiers = _ATTR_MODIFIERS.get(name)
             if attrs_end > attrs_start and (
                 modifiers is not None or _STYLE_HINT.search(html, attrs_start, attrs_end)
