@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -92,6 +93,19 @@ def body_sketch(body: bytes, content_type: str, content_encoding: str,
 
 
 Pending = Callable[[], str | None]  # the sketch, when it is wanted
+PARENT_CHECK_SECONDS = 1.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Run in the helper: leave as soon as the process that started it is gone, even killed
+    (a pool's helper would otherwise wait forever on a queue its own copy keeps open)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class SketchPool:
@@ -114,7 +128,9 @@ class SketchPool:
         with self._lock:
             if self._executor is None and self.processes > 0 and not self._closed:
                 context = multiprocessing.get_context("spawn")
-                self._executor = ProcessPoolExecutor(self.processes, mp_context=context)
+                self._executor = ProcessPoolExecutor(self.processes, mp_context=context,
+                                                     initializer=_exit_with_parent,
+                                                     initargs=(os.getpid(),))
             return self._executor
 
     def _give_up(self, broken: ProcessPoolExecutor) -> None:

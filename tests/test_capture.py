@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from multiprocessing.queues import Queue
 from pathlib import Path
@@ -280,3 +283,37 @@ def test_a_daemonic_process_sketches_inline() -> None:
     finally:
         process.join(timeout=30)
     assert process.exitcode == 0
+
+
+HELPER_OWNER = """
+import sys, time
+from archiver.fingerprint import SketchPool
+pool = SketchPool(processes=1)
+pool.submit(b"<p>one two three four</p>", "text/html", "", 1000)()
+print(*pool._executor._processes, flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has exited; only its reaping is left
+
+
+def test_the_sketch_helper_leaves_when_its_process_is_killed() -> None:
+    owner = subprocess.Popen([sys.executable, "-c", HELPER_OWNER], stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert owner.stdout is not None
+        helper = int(owner.stdout.readline())
+        assert _alive(helper)
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 15
+    while _alive(helper) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(helper), "the helper outlived the process that started it"
