@@ -228,7 +228,8 @@ def everything_reaches_the_bucket(settings: Settings, env: dict[str, str], tmp_p
         return sorted(p.name for p in spool.glob("*.warc*")) if spool else []
 
     assert left_in(spools["w2"]) == []  # a clean stop uploads everything
-    assert left_in(folder), "the killed worker left its file (and its .open marker)"
+    # The killed worker left its file (and .open marker) unless no record of its last batch
+    # was written yet: the previous batch's file was closed, and so uploaded, when it ended.
     restarted = start_worker(tmp_path, env, "w1", folder)
     try:
         deadline = time.monotonic() + 60
