@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from archiver import figures
 from archiver.archive import Archive
 from archiver.clock import utcnow
 from archiver.errors import ArchiverError
@@ -38,6 +39,7 @@ def mark_not_broken(archive: Archive, link_id: int) -> None:
         link.state = LinkState.ALIVE
         link.consecutive_failures = 0
         link.first_failure_at = None
+        figures.forget(session)  # a state changed without a new row: count again
 
 
 def clear_override(archive: Archive, link_id: int) -> None:
@@ -70,6 +72,7 @@ def ignore_domain(archive: Archive, text: str) -> str:
     with archive.db.session() as session:
         if session.scalar(select(IgnoredDomain).where(IgnoredDomain.domain == domain)) is None:
             session.add(IgnoredDomain(domain=domain))  # its links are flagged as it is stored
+            figures.forget(session)
     return domain
 
 
@@ -78,6 +81,7 @@ def unignore_domain(archive: Archive, domain: str) -> None:
     with archive.db.session() as session:
         for found in session.scalars(select(IgnoredDomain).where(IgnoredDomain.domain == domain)):
             session.delete(found)  # deleted through the ORM, so its links are unflagged
+        figures.forget(session)
 
 
 def ignored_domains(archive: Archive) -> list[str]:

@@ -7,14 +7,16 @@ from datetime import date, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from archiver import figures
 from archiver.clock import utcnow
-from archiver.models import DailyStateCount, LinkState, state_counts
+from archiver.models import DailyStateCount, LinkState
 
 
 def snapshot_state_counts(session: Session, day: date | None = None) -> dict[str, int]:
-    """Store (replacing any earlier snapshot of the day) how many links are in each state."""
+    """Store (replacing any earlier snapshot of the day) how many links are in each state,
+    and the dashboard's figures with them (a round has just changed them)."""
     day = day or utcnow().date()
-    counts: dict[str, int] = dict(session.execute(state_counts()).all())
+    counts = figures.refresh(session).states
     session.execute(delete(DailyStateCount).where(DailyStateCount.day == day))
     session.add_all(DailyStateCount(day=day, state=state, count=counts.get(state, 0))
                     for state in LinkState)

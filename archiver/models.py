@@ -289,6 +289,18 @@ class DailyStateCount(Base):
     count: Mapped[int] = mapped_column(Integer)
 
 
+class DashboardFigures(Base):
+    """The dashboard's figures as last counted (one row; see ``archiver.figures``)."""
+
+    __tablename__ = "dashboard_figures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    counted_at: Mapped[datetime] = mapped_column(DateTime)
+    cost_ms: Mapped[float] = mapped_column(Float)  # how long counting took
+    mark: Mapped[list[int]] = mapped_column(JSON)  # the change mark they were counted at
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 # The posts page's order (newest first, undated last) read from an index, not sorted.
 Index("ix_posts_published_id", Post.published_at.desc().nulls_last(), Post.id.desc())
 

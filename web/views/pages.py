@@ -10,6 +10,7 @@ from flask import Blueprint, abort, render_template, request
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from archiver import figures
 from archiver.history import state_history
 from archiver.models import (
     Capture,
@@ -17,8 +18,6 @@ from archiver.models import (
     Link,
     LinkState,
     Post,
-    link_is_ignored,
-    state_counts,
 )
 from archiver.replay.lookup import replay_path
 from archiver.report import link_rows, links_query
@@ -52,26 +51,16 @@ def chart(history: list[tuple[date, dict[str, int]]]) -> list[dict[str, Any]]:
 @blueprint.get("/")
 def dashboard() -> str:
     """Counts by state, link health over time, and the posts with most broken references."""
-    broken = (LinkState.DEAD, LinkState.FAILING)
     with archive().db.session() as session:
-        counts: dict[str, int] = dict(session.execute(state_counts()).all())
-        totals = {
-            "posts": session.scalar(select(func.count(Post.id))) or 0,
-            "links": sum(counts.values()),
-            "captures": session.scalar(select(func.count(Capture.id))) or 0,
-        }
-        # Counted from the citations and the links' index alone; the ten posts read after.
-        broken_refs = func.count(func.distinct(Citation.link_id))
-        top = (select(Citation.post_id, broken_refs.label("broken"))
-               .join(Link, Link.id == Citation.link_id)
-               .where(Link.state.in_(broken), ~link_is_ignored())
-               .group_by(Citation.post_id).order_by(broken_refs.desc(), Citation.post_id)
-               .limit(10).subquery())
-        worst = session.execute(select(Post, top.c.broken).join(top, top.c.post_id == Post.id)
-                                .order_by(top.c.broken.desc(), Post.id)).all()
+        shown = figures.for_dashboard(session)
+        posts = {post.id: post for post in session.scalars(
+            select(Post).where(Post.id.in_([post_id for post_id, _ in shown.worst])))}
+        worst = [(posts[post_id], broken) for post_id, broken in shown.worst
+                 if post_id in posts]
         history = state_history(session)
-    states = [(state.value, counts.get(state.value, 0)) for state in LinkState]
-    return render_template("dashboard.html", states=states, totals=totals, worst=worst,
+    states = [(state.value, shown.states.get(state.value, 0)) for state in LinkState]
+    return render_template("dashboard.html", states=states, totals=shown.totals, worst=worst,
+                           figures=shown,
                            bars=chart(history), chart_height=CHART_HEIGHT,
                            chart_width=max(1, len(history)) * (CHART_BAR + 2),
                            bar_width=CHART_BAR)

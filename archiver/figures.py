@@ -1,0 +1,127 @@
+"""The dashboard's figures: links by state, totals and the posts with most broken references.
+
+Counting them is cheap for a blog and about half a second for a million links on PostgreSQL
+(every link by state, every capture, every broken link's citations), which is too slow for a
+page.  So the figures are stored with a *change mark* — the highest ID of posts, citations,
+links, checks and captures, each read from its primary-key index in microseconds — and the
+time counting took.  The dashboard shows the stored figures while the mark is unchanged.  When
+it has changed, the dashboard counts again, unless counting is expensive (``LIVE_BELOW_MS`` or
+more) and the figures are younger than ``STALE_FACTOR`` times their cost: then it shows them
+with the time they were counted.  The scheduler counts after every round (with the daily
+snapshot), so a large, busy archive's dashboard is about one tick behind at most; the author's
+actions, which change states without a new row, drop the stored figures.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from archiver.clock import utcnow
+from archiver.models import (
+    Capture,
+    Check,
+    Citation,
+    DashboardFigures,
+    Link,
+    LinkState,
+    Post,
+    link_is_ignored,
+    state_counts,
+)
+
+LIVE_BELOW_MS = 50.0  # counting cheaper than this is always done for the page itself
+STALE_FACTOR = 100  # else stored figures may be shown while younger than 100x their cost
+WORST_POSTS = 10
+BROKEN = (LinkState.DEAD, LinkState.FAILING)
+_ROW_ID = 1
+
+
+@dataclass
+class Figures:
+    """What the dashboard shows, and how fresh it is."""
+
+    states: dict[str, int]
+    totals: dict[str, int]
+    worst: list[tuple[int, int]]  # (post ID, broken references), most broken first
+    counted_at: datetime
+    cost_ms: float
+    current: bool  # nothing has changed since they were counted
+
+    def as_json(self) -> dict[str, Any]:
+        """The stored form of the figures."""
+        return {"states": self.states, "totals": self.totals,
+                "worst": [list(pair) for pair in self.worst]}
+
+
+def change_mark(session: Session) -> list[int]:
+    """Highest IDs of the tables the figures count: changes whenever a row is added."""
+    marks = select(*(select(func.max(column)).scalar_subquery() for column in
+                     (Post.id, Citation.id, Link.id, Check.id, Capture.id)))
+    return [int(value or 0) for value in session.execute(marks).one()]
+
+
+def count(session: Session) -> Figures:
+    """Count the figures now (what a large archive's scheduler does after each round)."""
+    started = time.perf_counter()
+    states = {str(state): int(number) for state, number in session.execute(state_counts())}
+    totals = {"posts": session.scalar(select(func.count(Post.id))) or 0,
+              "links": sum(states.values()),
+              "captures": session.scalar(select(func.count(Capture.id))) or 0}
+    # Counted from the citations and the links' index alone; the posts are read by the page.
+    broken_refs = func.count(func.distinct(Citation.link_id))
+    worst = session.execute(
+        select(Citation.post_id, broken_refs).join(Link, Link.id == Citation.link_id)
+        .where(Link.state.in_(BROKEN), ~link_is_ignored())
+        .group_by(Citation.post_id).order_by(broken_refs.desc(), Citation.post_id)
+        .limit(WORST_POSTS)).all()
+    return Figures(states=states, totals=totals,
+                   worst=[(int(post), int(number)) for post, number in worst],
+                   counted_at=utcnow(), cost_ms=(time.perf_counter() - started) * 1000,
+                   current=True)
+
+
+def refresh(session: Session) -> Figures:
+    """Count the figures and store them with the change mark they were counted at."""
+    mark = change_mark(session)
+    figures = count(session)
+    _store(session, figures, mark)
+    return figures
+
+
+def _store(session: Session, figures: Figures, mark: list[int]) -> None:
+    row = session.get(DashboardFigures, _ROW_ID)
+    if row is None:
+        row = DashboardFigures(id=_ROW_ID)
+        session.add(row)
+    row.counted_at, row.cost_ms = figures.counted_at, figures.cost_ms
+    row.mark, row.figures = mark, figures.as_json()
+
+
+def forget(session: Session) -> None:
+    """Drop the stored figures (an action changed states without adding a row)."""
+    session.execute(delete(DashboardFigures))
+
+
+def for_dashboard(session: Session) -> Figures:
+    """The figures to show now: stored ones while current or, when counting is expensive,
+    while young enough; otherwise counted (and stored) for this page."""
+    mark = change_mark(session)
+    row = session.get(DashboardFigures, _ROW_ID)
+    if row is not None:
+        current = row.mark == mark
+        young = (row.cost_ms >= LIVE_BELOW_MS and utcnow() - row.counted_at
+                 < timedelta(milliseconds=row.cost_ms * STALE_FACTOR))
+        if current or young:
+            stored = row.figures
+            return Figures(states=stored["states"], totals=stored["totals"],
+                           worst=[(int(p), int(n)) for p, n in stored["worst"]],
+                           counted_at=row.counted_at, cost_ms=row.cost_ms, current=current)
+    figures = count(session)
+    _store(session, figures, mark)
+    return figures
