@@ -224,15 +224,20 @@ class ProbeCache:
             return True, cached[1]
         return False, None
 
-    def probe(self, client: HttpClient, url: str) -> Probe | None:
-        """How the site answers a random sibling of ``url`` (None if the probe failed)."""
+    def probe(self, client: HttpClient, url: str, *, wait: bool = True) -> Probe | None:
+        """How the site answers a random sibling of ``url`` (None if the probe failed).
+
+        With ``wait=False`` a probe another check is sending is not waited for (None).
+        """
         key = _probe_key(url)
         hit, found = self._cached(key)
         if hit:
             return found
         with self._lock:
             gate = self._inflight.setdefault(key, threading.Lock())
-        with gate:
+        if not gate.acquire(blocking=wait):
+            return None
+        try:
             hit, found = self._cached(key)  # another thread may have probed meanwhile
             if hit:
                 return found
@@ -245,6 +250,8 @@ class ProbeCache:
             with self._lock:
                 self._entries[key] = (time.monotonic(), found)
                 self._inflight.pop(key, None)
+        finally:
+            gate.release()
         return found
 
 
@@ -287,6 +294,10 @@ def check_url(client: HttpClient, url: str, settings: Settings, *,
     patience: float = settings["health.max_retry_after"]
     started = time.monotonic()
     attempts = 0
+    if probes is not None and is_deep(url):
+        # The first check of a site probes before its own request, so the checks of the site
+        # that start beside it find the probe answered instead of waiting for it afterwards.
+        probes.probe(client, url, wait=False)
     while True:
         attempts += 1
         outcome = _attempt(client, url, previous)

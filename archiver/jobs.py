@@ -14,11 +14,12 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from itertools import zip_longest
+from queue import SimpleQueue
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
@@ -31,7 +32,9 @@ from archiver.fingerprint import similarity
 from archiver.health import apply_verdict, with_jitter
 from archiver.logs import RUN_ID
 from archiver.models import Check, Link, link_is_ignored
+from archiver.net.politeness import HostQueue
 from archiver.settings import Settings
+from archiver.urls import host_of
 from archiver.verdicts import Verdict
 
 log = logging.getLogger(__name__)
@@ -330,33 +333,66 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
             for job in jobs:
                 count(job.result())
         else:
-            pending: list[tuple[DueLink, CheckOutcome]] = []
-            futures = {pool.submit(contextvars.copy_context().run, probe_link, archive, due): due
-                       for due in load_due(archive, ids)}
-            summary.outcomes["gone"] += len(ids) - len(futures)
-            for future in as_completed(futures):
-                if archive.stopping.is_set():
-                    for waiting in futures:
-                        waiting.cancel()  # checks not begun: their leases lapse
-                if future.cancelled():
-                    count("stopped")
-                    continue
-                try:
-                    pending.append((futures[future], future.result()))
-                except Exception:
-                    log.exception("check failed for link %s", futures[future].id,
-                                  extra={"link_id": futures[future].id})
-                    count("error")
-                    continue
-                count(str(pending[-1][1].verdict))
-                if len(pending) >= WRITE_BATCH:
-                    store_checks(archive, pending)
-                    pending = []
-            if pending:
-                store_checks(archive, pending)
+            _run_checks(archive, ids, pool, count)
     summary.seconds = time.monotonic() - started
     RUN_ID.reset(run_token)
     return summary
+
+
+def _run_checks(archive: Archive, ids: list[int], pool: ThreadPoolExecutor,
+                count: Callable[[str | None], None]) -> None:
+    """Check ``ids`` with the pool's workers, each taking the next link of a host that has a
+    free slot, and write the results from this thread in transactions of ``WRITE_BATCH``."""
+    due = load_due(archive, ids)
+    for _gone in range(len(ids) - len(due)):
+        count(None)
+    work = HostQueue(((host_of(d.url), d) for d in due),
+                     archive.settings["fetch.per_host_concurrency"])
+    finished: SimpleQueue[tuple[DueLink, CheckOutcome | None] | None] = SimpleQueue()
+
+    def lane() -> None:
+        host: str | None = None
+        try:
+            while not archive.stopping.is_set() and (taken := work.take(host)) is not None:
+                host, link = taken
+                outcome: CheckOutcome | None = None
+                try:
+                    outcome = probe_link(archive, link)
+                except Exception:
+                    log.exception("check failed for link %s", link.id,
+                                  extra={"link_id": link.id})
+                finally:
+                    work.done(host)
+                finished.put((link, outcome))
+        finally:
+            finished.put(None)  # this lane is finished
+
+    lanes = [pool.submit(contextvars.copy_context().run, lane)
+             for _ in range(min(len(due), archive.settings["fetch.concurrency"]))]
+    pending: list[tuple[DueLink, CheckOutcome]] = []
+    running = len(lanes)
+    while running:
+        result = finished.get()
+        if result is None:
+            running -= 1
+            continue
+        if archive.stopping.is_set():
+            for _stopped in range(work.drop()):  # checks not begun: their leases lapse
+                count("stopped")
+        link, outcome = result
+        if outcome is None:
+            count("error")
+            continue
+        pending.append((link, outcome))
+        count(str(outcome.verdict))
+        if len(pending) >= WRITE_BATCH:
+            store_checks(archive, pending)
+            pending = []
+    store_checks(archive, pending)
+    for _stopped in range(work.drop()):  # the lanes saw the stop before this thread did
+        count("stopped")
+    for finished_lane in lanes:
+        finished_lane.result()  # a lane's own failure (not a check's) is raised here
 
 
 def _safely(work: Callable[[Archive, int], str | None], archive: Archive,

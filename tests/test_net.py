@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from werkzeug.wrappers import Request, Response
 from archiver.demo.fixtureweb import Site
 from archiver.net.client import FetchError, HttpClient
 from archiver.net.guard import forbidden_reason
+from archiver.net.politeness import HostQueue
 from archiver.verdicts import Verdict
 from tests.conftest import make_settings
 
@@ -243,3 +245,74 @@ def test_allowed_networks_setting_is_validated(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="allowed_networks"):
         make_settings(tmp_path, fetch__allowed_networks="10.0.0.0/33")
+
+
+def test_host_queue_hands_out_a_free_host_before_waiting() -> None:
+    work = HostQueue([("a", 1), ("a", 2), ("a", 3), ("b", 4)], per_host=2)
+    assert work.take() == ("a", 1)
+    assert work.take() == ("b", 4)  # hosts take turns
+    assert work.take() == ("a", 2)
+    # Host a has its two in hand and b has no more work: the next take waits for a slot.
+    taken: list[tuple[str, int] | None] = []
+    waiter = threading.Thread(target=lambda: taken.append(work.take()))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive() and not taken
+    work.done("b")  # a slot of a host with no work left frees nothing
+    waiter.join(0.2)
+    assert waiter.is_alive()
+    work.done("a")
+    waiter.join(5)
+    assert taken == [("a", 3)]
+    assert work.take() is None
+
+
+def test_host_queue_prefers_the_host_just_finished() -> None:
+    work = HostQueue([("a", 1), ("b", 2), ("a", 3), ("b", 4)], per_host=1)
+    assert [work.take(), work.take()] == [("a", 1), ("b", 2)]
+    work.done("b")
+    work.done("a")
+    assert work.take(prefer="a") == ("a", 3)
+
+
+def test_host_queue_keeps_the_per_host_limit_and_wakes_everyone_at_the_end() -> None:
+    items = [(f"h{n % 3}", n) for n in range(60)]
+    work = HostQueue(items, per_host=2)
+    lock = threading.Lock()
+    in_hand: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    seen: list[int] = []
+
+    def worker() -> None:
+        host: str | None = None
+        while (taken := work.take(host)) is not None:
+            host, item = taken
+            with lock:
+                in_hand[host] = in_hand.get(host, 0) + 1
+                peak[host] = max(peak.get(host, 0), in_hand[host])
+                seen.append(item)
+            time.sleep(0.002)
+            with lock:
+                in_hand[host] -= 1
+            work.done(host)
+
+    # More workers than hosts x slots: some wait, and all must return when work runs out.
+    workers = [threading.Thread(target=worker) for _ in range(10)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in workers)
+    assert sorted(seen) == list(range(60))
+    assert peak == {"h0": 2, "h1": 2, "h2": 2}
+
+
+def test_host_queue_drop_forgets_what_was_not_handed_out() -> None:
+    work = HostQueue([("a", 1), ("a", 2), ("a", 3)], per_host=1)
+    assert work.take() == ("a", 1)
+    waiter = threading.Thread(target=work.take)
+    waiter.start()
+    assert work.drop() == 2
+    waiter.join(5)
+    assert not waiter.is_alive()
+    assert work.take() is None

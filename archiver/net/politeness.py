@@ -1,11 +1,16 @@
-"""Politeness: at most N requests in flight to a host (and M in all), starts spaced by a delay."""
+"""Politeness: at most N requests in flight to a host (and M in all), starts spaced by a delay;
+and a queue that hands work out by host so that workers never wait for a busy host."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter, OrderedDict, deque
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
 class HostLimiter:
@@ -46,3 +51,64 @@ class HostLimiter:
             if self._total is not None:
                 self._total.release()
             semaphore.release()
+
+
+class HostQueue(Generic[T]):
+    """Work grouped by host, handed out so that no host has more than ``per_host`` in hand.
+
+    Workers take an item of a host that has a free slot, never one whose slots are all busy
+    while another host waits with work; a worker that has just finished a host's item takes
+    that host's next one first (its connection may still be open).  Hosts take turns.
+    """
+
+    def __init__(self, items: Iterable[tuple[str, T]], per_host: int) -> None:
+        self.per_host = max(1, per_host)
+        self._wake = threading.Condition()
+        self._pending: dict[str, deque[T]] = {}
+        for host, item in items:
+            self._pending.setdefault(host, deque()).append(item)
+        self._busy: Counter[str] = Counter()
+        # Hosts with work and a free slot, in the order they take turns.
+        self._ready: OrderedDict[str, None] = OrderedDict.fromkeys(self._pending)
+        self._left = sum(len(queue) for queue in self._pending.values())
+
+    def take(self, prefer: str | None = None) -> tuple[str, T] | None:
+        """The next (host, item), waiting while every host with work is busy; None at the end."""
+        with self._wake:
+            while self._left:
+                if prefer is not None and prefer in self._ready:
+                    host = prefer
+                    del self._ready[host]
+                elif self._ready:
+                    host = self._ready.popitem(last=False)[0]
+                else:
+                    self._wake.wait()
+                    continue
+                queue = self._pending[host]
+                item = queue.popleft()
+                self._left -= 1
+                self._busy[host] += 1
+                if queue and self._busy[host] < self.per_host:
+                    self._ready[host] = None  # to the back of the line
+                if not self._left:
+                    self._wake.notify_all()  # nothing left: the waiting workers can go
+                return host, item
+            return None
+
+    def done(self, host: str) -> None:
+        """An item of ``host`` is finished: its slot is free for the host's next item."""
+        with self._wake:
+            self._busy[host] -= 1
+            if self._pending.get(host) and host not in self._ready:
+                self._ready[host] = None
+                self._wake.notify()
+
+    def drop(self) -> int:
+        """Forget the items not handed out yet (a stop was asked for); return how many."""
+        with self._wake:
+            dropped = self._left
+            self._pending.clear()
+            self._ready.clear()
+            self._left = 0
+            self._wake.notify_all()
+            return dropped
