@@ -347,13 +347,13 @@ def _run_checks(archive: Archive, ids: list[int], pool: ThreadPoolExecutor,
     for _gone in range(len(ids) - len(due)):
         count(None)
     work = HostQueue(((host_of(d.url), d) for d in due),
-                     archive.settings["fetch.per_host_concurrency"])
+                     archive.settings["fetch.per_host_concurrency"], archive.stopping)
     finished: SimpleQueue[tuple[DueLink, CheckOutcome | None] | None] = SimpleQueue()
 
     def lane() -> None:
         host: str | None = None
         try:
-            while not archive.stopping.is_set() and (taken := work.take(host)) is not None:
+            while (taken := work.take(host)) is not None:
                 host, link = taken
                 outcome: CheckOutcome | None = None
                 try:
@@ -373,12 +373,12 @@ def _run_checks(archive: Archive, ids: list[int], pool: ThreadPoolExecutor,
     running = len(lanes)
     while running:
         result = finished.get()
-        if result is None:
-            running -= 1
-            continue
         if archive.stopping.is_set():
             for _stopped in range(work.drop()):  # checks not begun: their leases lapse
                 count("stopped")
+        if result is None:
+            running -= 1
+            continue
         link, outcome = result
         if outcome is None:
             count("error")
@@ -389,7 +389,7 @@ def _run_checks(archive: Archive, ids: list[int], pool: ThreadPoolExecutor,
             store_checks(archive, pending)
             pending = []
     store_checks(archive, pending)
-    for _stopped in range(work.drop()):  # the lanes saw the stop before this thread did
+    for _stopped in range(work.drop()):  # the lanes stopped before this thread looked
         count("stopped")
     for finished_lane in lanes:
         finished_lane.result()  # a lane's own failure (not a check's) is raised here

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select
+from werkzeug.wrappers import Request, Response
 
-from archiver.archive import Archive
+from archiver.archive import Archive, initialise
 from archiver.check import CheckOutcome
 from archiver.clock import utcnow
 from archiver.demo.fixtureweb import Site
@@ -22,6 +24,7 @@ from archiver.jobs import (
 from archiver.models import Capture, Check, Link, LinkState
 from archiver.urls import host_of, url_key
 from archiver.verdicts import Verdict
+from tests.conftest import make_settings
 
 
 def add_links(archive: Archive, urls: list[str]) -> list[int]:
@@ -132,3 +135,30 @@ def test_stored_checks_write_only_what_changed(archive: Archive) -> None:
                                .order_by(Check.link_id)).all()
         assert rows == [(ok_id, "ok", {"headers": {"etag": '"v1"'}}),
                         (failing_id, "server_error", {})]
+
+
+def test_a_stop_during_a_check_run_leaves_the_links_not_begun(tmp_path: Path,
+                                                              site: Site) -> None:
+    settings = make_settings(tmp_path / "data", fetch__per_host_concurrency=1,
+                             fetch__concurrency=4)
+    initialise(settings)
+    with Archive.open(settings) as archive:
+
+        def stop_at_the_second(request: Request) -> Response:
+            if request.path == "/2":
+                archive.stopping.set()  # as a SIGTERM would, while /2 is being checked
+            if not request.path.removeprefix("/").isdigit():  # the soft-404 probe
+                return Response("no", status=404)
+            return Response("<p>fine</p>", content_type="text/html")
+
+        site.fallback = stop_at_the_second
+        ids = add_links(archive, [site.url(f"/{n}") for n in range(10)])
+        summary = run_due(archive, WorkKind.CHECK)
+        # One host, one slot: the checks go one by one, and none starts after the stop.
+        assert summary.outcomes == {"ok": 3, "stopped": 7}, summary.outcomes
+        assert summary.done == 10
+        with archive.db.session() as session:
+            checked = set(session.scalars(select(Check.link_id)))
+            leased = set(session.scalars(select(Link.id).where(
+                Link.check_lease_owner.is_not(None))))
+        assert checked == set(ids[:3]) and leased == set(ids[3:])

@@ -316,3 +316,19 @@ def test_host_queue_drop_forgets_what_was_not_handed_out() -> None:
     waiter.join(5)
     assert not waiter.is_alive()
     assert work.take() is None
+
+
+def test_host_queue_hands_out_nothing_after_a_stop() -> None:
+    stop = threading.Event()
+    work = HostQueue([("a", 1), ("a", 2), ("b", 3)], per_host=1, stop=stop)
+    assert work.take() == ("a", 1)
+    assert work.take() == ("b", 3)
+    waiter = threading.Thread(target=work.take)  # waits for host a's slot
+    waiter.start()
+    stop.set()
+    work.done("b")  # a finished item after the stop lets the waiting worker go
+    waiter.join(5)
+    assert not waiter.is_alive()
+    work.done("a")
+    assert work.take("a") is None
+    assert work.drop() == 1

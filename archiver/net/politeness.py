@@ -61,8 +61,10 @@ class HostQueue(Generic[T]):
     that host's next one first (its connection may still be open).  Hosts take turns.
     """
 
-    def __init__(self, items: Iterable[tuple[str, T]], per_host: int) -> None:
+    def __init__(self, items: Iterable[tuple[str, T]], per_host: int,
+                 stop: threading.Event | None = None) -> None:
         self.per_host = max(1, per_host)
+        self._stop = stop or threading.Event()  # once set, nothing more is handed out
         self._wake = threading.Condition()
         self._pending: dict[str, deque[T]] = {}
         for host, item in items:
@@ -73,9 +75,10 @@ class HostQueue(Generic[T]):
         self._left = sum(len(queue) for queue in self._pending.values())
 
     def take(self, prefer: str | None = None) -> tuple[str, T] | None:
-        """The next (host, item), waiting while every host with work is busy; None at the end."""
+        """The next (host, item), waiting while every host with work is busy; None at the end
+        or after a stop."""
         with self._wake:
-            while self._left:
+            while self._left and not self._stop.is_set():
                 if prefer is not None and prefer in self._ready:
                     host = prefer
                     del self._ready[host]
@@ -99,7 +102,9 @@ class HostQueue(Generic[T]):
         """An item of ``host`` is finished: its slot is free for the host's next item."""
         with self._wake:
             self._busy[host] -= 1
-            if self._pending.get(host) and host not in self._ready:
+            if self._stop.is_set():
+                self._wake.notify_all()  # the waiting workers can go
+            elif self._pending.get(host) and host not in self._ready:
                 self._ready[host] = None
                 self._wake.notify()
 
