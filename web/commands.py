@@ -4,6 +4,7 @@ through the ``archiver.commands`` entry point, so the core never imports this pa
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -34,6 +35,7 @@ def serve_web(archive: Archive, host: str | None, port: int | None,
     if workers <= 1:
         server = create_server(create_app(settings, archive), host=address[0],
                                port=address[1], threads=8)
+        _freeze_startup_objects()
         announce(f"serving on http://{server.effective_host}:{server.effective_port}/")
         try:
             server.run()
@@ -54,6 +56,7 @@ def serve_web(archive: Archive, host: str | None, port: int | None,
             with Archive.open(settings) as own:
                 child = create_server(create_app(settings, own), sockets=[listener],
                                       threads=4)
+                _freeze_startup_objects()
                 with contextlib.suppress(KeyboardInterrupt):
                     child.run()
             os._exit(0)
@@ -69,6 +72,14 @@ def serve_web(archive: Archive, host: str | None, port: int | None,
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         listener.close()
+
+
+def _freeze_startup_objects() -> None:
+    """Leave the objects made at start-up (modules, the app, SQLAlchemy's mappers: about
+    100,000) out of every later garbage collection: a full collection walked them all, 20 to
+    40 ms that landed on whichever request triggered it (replay's p99 latency)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
