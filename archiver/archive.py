@@ -11,15 +11,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from archiver.capture import Capturer, index_lookup
 from archiver.check import ProbeCache
 from archiver.db import Database
 from archiver.net.client import HttpClient
-from archiver.robots import RobotsPolicy
 from archiver.settings import Settings
 from archiver.warc.remote import RemoteStorage
 from archiver.warc.store import WarcStore
+
+if TYPE_CHECKING:  # imported when first used: checks need none of the capture code
+    from archiver.capture import Capturer
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,9 @@ class Archive:
     def capturer(self) -> Capturer:
         """The page capturer of this process (one robots.txt cache, one digest memory)."""
         if self._capturer is None:
+            from archiver.capture import Capturer, index_lookup
+            from archiver.robots import RobotsPolicy
+
             client = self.client()
             self._capturer = Capturer(client, self.store, self.settings,
                                       lookup=index_lookup(self.db.new_session),

@@ -22,13 +22,14 @@ from sqlalchemy import Row, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from archiver.check import VALIDATORS
-from archiver.fingerprint import HTML_TYPES, Pending, SketchPool
+from archiver.fingerprint import HTML_TYPES
 from archiver.models import Capture
 from archiver.net.client import Exchange, FetchError, HttpClient
 from archiver.net.content import ContentError, charset_of, decode_text, undo_content_encoding
 from archiver.replay.rewrite import embedded_urls_css, embedded_urls_html
 from archiver.robots import RobotsPolicy, forbids_archiving
 from archiver.settings import Settings
+from archiver.sketch_pool import Pending, SketchPool
 from archiver.warc.records import RecordLocation
 from archiver.warc.store import WarcStore, payload_digest
 

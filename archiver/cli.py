@@ -9,7 +9,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +79,8 @@ class PluginGroup(click.Group):
     and demo), loaded only when named, so core commands start without importing Flask."""
 
     def _plugins(self) -> dict[str, Any]:
+        from importlib.metadata import entry_points  # 50 ms: only when a plugin is wanted
+
         return {entry.name: entry for entry in entry_points(group="archiver.commands")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:

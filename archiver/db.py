@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver.errors import ConfigError, NotInitialisedError
@@ -17,6 +17,7 @@ from archiver.settings import Settings
 if TYPE_CHECKING:  # Alembic is imported only when migrations are looked at (it is slow to load)
     from alembic.config import Config
 
+MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Connection pool of a server database: kept connections, extra ones under load, how long a
 # thread waits for one, and the age after which one is replaced (idle firewalls drop them).
@@ -24,6 +25,13 @@ POOL_SIZE = 5
 POOL_OVERFLOW = 10
 POOL_TIMEOUT_S = 30
 POOL_RECYCLE_S = 1800
+
+
+def head_revision() -> str:
+    """The newest migration's revision. Migrations are ``versions/<revision>_<what>.py`` with
+    revisions ``0001``, ``0002``... in order; a test holds this to Alembic's own answer."""
+    return max(path.name.split("_", 1)[0]
+               for path in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -96,7 +104,7 @@ class Database:
         from alembic.config import Config
 
         config = Config()
-        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        config.set_main_option("script_location", str(MIGRATIONS))
         config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         config.attributes["engine"] = self.engine
         return config
@@ -108,14 +116,13 @@ class Database:
         command.upgrade(self.alembic_config(), "head")
 
     def is_current(self) -> bool:
-        """True when the schema exists and is at the newest migration."""
-        from alembic.runtime.migration import MigrationContext
-        from alembic.script import ScriptDirectory
-
-        head = ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+        """True when the schema exists and is at the newest migration (read without loading
+        Alembic, which every command would otherwise pay for at start-up)."""
         with self.engine.connect() as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
-        return current == head
+            if not inspect(connection).has_table("alembic_version"):
+                return False
+            current = connection.execute(text("SELECT version_num FROM alembic_version"))
+            return list(current.scalars()) == [head_revision()]
 
     def require_current(self) -> None:
         """Raise a clear error when ``archiver init`` has not been run (or needs re-running)."""

@@ -18,9 +18,10 @@ from archiver.archive import Archive, initialise
 from archiver.capture import CaptureOutcome
 from archiver.clock import utcnow
 from archiver.demo.fixtureweb import Site
-from archiver.fingerprint import SketchPool, body_sketch, sketch
+from archiver.fingerprint import body_sketch, sketch
 from archiver.jobs import WorkKind, capture_link, run_due
 from archiver.models import Capture, Link
+from archiver.sketch_pool import SketchPool
 from archiver.urls import host_of, url_key
 from tests.conftest import make_settings
 from tests.test_warc import warcio_check
@@ -287,7 +288,7 @@ def test_a_daemonic_process_sketches_inline() -> None:
 
 HELPER_OWNER = """
 import sys, time
-from archiver.fingerprint import SketchPool
+from archiver.sketch_pool import SketchPool
 pool = SketchPool(processes=1)
 pool.submit(b"<p>one two three four</p>", "text/html", "", 1000)()
 print(*pool._executor._processes, flush=True)

@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-from archiver.db import Database
+from archiver.db import Database, head_revision
 from archiver.models import Base
 from archiver.settings import Settings
 
@@ -56,6 +56,23 @@ def test_0005_flags_the_links_of_ignored_domains(settings: Settings) -> None:
     database = Database(settings)
     assert_0005_flags_existing_links(database)
     database.dispose()
+
+
+def test_the_quick_head_revision_is_alembics(settings: Settings) -> None:
+    from alembic.script import ScriptDirectory
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = Database(settings)
+    try:
+        alembic_head = ScriptDirectory.from_config(database.alembic_config()).get_current_head()
+        assert head_revision() == alembic_head
+        assert not database.is_current()  # no schema yet
+        database.migrate()
+        assert database.is_current()
+        command.downgrade(database.alembic_config(), "-1")
+        assert not database.is_current()
+    finally:
+        database.dispose()
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(settings: Settings) -> None:
