@@ -7,6 +7,7 @@ import itertools
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,106 @@ def test_headers_that_never_come_are_a_timeout(client: HttpClient) -> None:
         assert caught.value.verdict is Verdict.TIMEOUT
     finally:
         listener.close()
+
+
+class HeadRecorder:
+    """A raw loopback server that keeps each request head exactly as it arrived and answers 200."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.heads: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.heads.append(data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n"
+                             b"\r\nok")
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def recorder() -> Iterator[HeadRecorder]:
+    server = HeadRecorder()
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize(("host", "path", "request_line", "host_header"), [
+    ("127.0.0.1", "/a b/\u00e9t\u00e9?q=x y#part", "GET /a%20b/%C3%A9t%C3%A9?q=x%20y HTTP/1.1",
+     "127.0.0.1"),
+    ("127.0.0.1", "/100%25/%7e", "GET /100%25/%7E HTTP/1.1", "127.0.0.1"),
+    # An internationalised host name: UTS 46 maps full-width digits, then IDNA encodes.
+    ("\uff11\uff12\uff17.\uff10.\uff10.\uff11", "/x", "GET /x HTTP/1.1", "127.0.0.1"),
+])
+def test_the_recorded_request_head_is_what_the_server_received(
+        client: HttpClient, recorder: HeadRecorder, host: str, path: str, request_line: str,
+        host_header: str) -> None:
+    url = f"http://{host}:{recorder.port}{path}"
+    final = client.fetch(url).final
+    assert final.status == 200 and final.body == b"ok"
+    assert final.url == url
+    assert recorder.heads == [final.request_head]  # the WARC request record tells the truth
+    lines = final.request_head.decode("ascii").split("\r\n")
+    assert lines[0] == request_line
+    assert lines[1] == f"Host: {host_header}:{recorder.port}"
+
+
+def test_a_request_body_and_its_length_are_recorded(client: HttpClient,
+                                                    recorder: HeadRecorder) -> None:
+    final = client.fetch(f"http://127.0.0.1:{recorder.port}/form", "POST", body=b"a=1",
+                         headers={"Content-Type": "application/x-www-form-urlencoded"}).final
+    assert recorder.heads == [final.request_head]
+    assert b"\r\nContent-Length: 3\r\n" in final.request_head
+
+
+def test_credentials_in_the_url_become_basic_auth(client: HttpClient,
+                                                 recorder: HeadRecorder) -> None:
+    final = client.fetch(f"http://user:p%40ss@127.0.0.1:{recorder.port}/private").final
+    assert recorder.heads == [final.request_head]
+    assert b"\r\nAuthorization: Basic dXNlcjpwQHNz\r\n" in final.request_head  # user:p@ss
+    assert b"Host: 127.0.0.1:" in final.request_head  # and never in the Host header
+
+
+def test_an_invalid_international_host_name_is_an_invalid_url(client: HttpClient) -> None:
+    with pytest.raises(FetchError) as caught:
+        client.fetch("http://\u2603-.example/")  # refused before any DNS lookup
+    assert caught.value.verdict is Verdict.INVALID_URL
+
+
+def test_a_cookie_set_on_a_redirect_is_sent_on_the_next_hop(client: HttpClient,
+                                                             site: Site) -> None:
+    def login(_request: Request) -> Response:
+        response = Response(status=302, headers={"Location": "/members"})
+        response.set_cookie("session", "s1", path="/")
+        return response
+
+    def members(request: Request) -> Response:
+        ok = request.cookies.get("session") == "s1"
+        return Response("welcome" if ok else "no cookie", status=200 if ok else 403)
+
+    site.route("/login", login)
+    site.route("/members", members)
+    result = client.fetch(site.url("/login"))
+    assert [e.status for e in result.exchanges] == [302, 200]
+    assert b"\r\nCookie: session=s1\r\n" in result.final.request_head
+    with Site(host="127.0.0.2") as other:  # another host never sees it
+        other.route("/members", members)
+        assert client.fetch(other.url("/members")).final.status == 403
 
 
 def test_redirect_chain_is_recorded(client: HttpClient, site: Site) -> None:

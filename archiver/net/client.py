@@ -10,6 +10,7 @@ their Content-Encoding (de-chunked), because WARC records keep them that way.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import heapq
 import itertools
@@ -19,20 +20,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from http.cookiejar import CookieJar
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
+    LocationParseError,
+    LocationValueError,
     NameResolutionError,
     NewConnectionError,
+    SSLError,
 )
+from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.poolmanager import PoolManager
+from urllib3.util import SKIP_HEADER, parse_url
 
 from archiver.clock import utcnow
 from archiver.net.guard import AddressPolicy, parse_networks
@@ -43,6 +48,9 @@ from archiver.verdicts import Verdict
 
 READ_CHUNK = 64 * 1024
 ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+# http.client adds Host (IDNA-encoded, port only when not the default) and, with a body,
+# urllib3 adds Content-Length; everything else sent is here or in the caller's headers.
+BASE_HEADERS = {"Accept": ACCEPT, "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"}
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 BodyFilter = Callable[[int, list[tuple[str, str]]], bool]
 
@@ -215,6 +223,7 @@ class _GuardedConnectionMixin:
 
     policy: AddressPolicy = AddressPolicy(allow_private=False)
     peer_ip: str | None = None
+    _sent: list[str]
     host: str
     port: int
     timeout: Any
@@ -257,11 +266,25 @@ class _GuardedConnectionMixin:
             raise ForbiddenAddressError(self, "refused to connect: " + "; ".join(refused))  # type: ignore[arg-type]
         raise NewConnectionError(self, f"failed to connect: {last_error}") from last_error  # type: ignore[arg-type]
 
+    def putrequest(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
+        self._sent = [f"{method} {url} HTTP/1.1"]
+        super().putrequest(method, url, *args, **kwargs)  # type: ignore[misc]
+
+    def putheader(self, header: str, *values: Any) -> None:
+        super().putheader(header, *values)  # type: ignore[misc]
+        if not any(value is SKIP_HEADER for value in values):  # urllib3 sent nothing then
+            text = "\r\n\t".join(value.decode("latin-1") if isinstance(value, bytes)
+                                  else str(value) for value in values)
+            self._sent.append(f"{header}: {text}")
+
     def getresponse(self) -> Any:
         if self.sock is not None and self.sock not in _DEADLINE.sockets:
             _DEADLINE.sockets.append(self.sock)
         response = super().getresponse()  # type: ignore[misc]
         response.peer_ip = self.peer_ip
+        # The request line and headers exactly as http.client wrote them, for the WARC record.
+        response.request_head = ("\r\n".join(self._sent) + "\r\n\r\n").encode("latin-1",
+                                                                             "replace")
         return response
 
 
@@ -277,18 +300,6 @@ def _pool_classes(policy: AddressPolicy) -> dict[str, type[HTTPConnectionPool]]:
     http_pool = type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn})
     https_pool = type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})
     return {"http": http_pool, "https": https_pool}
-
-
-class _GuardedAdapter(HTTPAdapter):
-    def __init__(self, policy: AddressPolicy, pool_size: int) -> None:
-        self._classes = _pool_classes(policy)
-        super().__init__(pool_connections=64, pool_maxsize=pool_size, max_retries=0)
-
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False,
-                         **pool_kwargs: Any) -> None:
-        self.poolmanager = PoolManager(num_pools=connections, maxsize=maxsize, block=block,
-                                       **pool_kwargs)
-        self.poolmanager.pool_classes_by_scheme = self._classes
 
 
 def _classify(exc: BaseException) -> Verdict:
@@ -310,13 +321,12 @@ def _classify(exc: BaseException) -> Verdict:
     checks: list[tuple[tuple[type[BaseException], ...], Verdict]] = [
         ((ForbiddenAddressError,), Verdict.FORBIDDEN_ADDRESS),
         ((NameResolutionError, socket.gaierror), Verdict.DNS_ERROR),
-        ((requests.exceptions.SSLError,), Verdict.TLS_ERROR),
+        ((SSLError,), Verdict.TLS_ERROR),
         ((ConnectionRefusedError,), Verdict.CONNECTION_REFUSED),
         # urllib3 makes NewConnectionError a ConnectTimeoutError; it is not a timeout.
         ((NewConnectionError,), Verdict.CONNECTION_ERROR),
-        ((requests.exceptions.Timeout, ConnectTimeoutError, TimeoutError), Verdict.TIMEOUT),
-        ((requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-          requests.exceptions.InvalidSchema), Verdict.INVALID_URL),
+        ((Urllib3TimeoutError, TimeoutError), Verdict.TIMEOUT),
+        ((LocationValueError,), Verdict.INVALID_URL),
     ]
     for types, verdict in checks:
         if any(isinstance(kind, types) for kind in kinds):
@@ -339,17 +349,21 @@ class HttpClient:
         self.limiter = limiter or HostLimiter(settings["fetch.per_host_concurrency"],
                                               settings["fetch.per_host_delay"],
                                               settings["fetch.concurrency"])
-        self.session = requests.Session()
-        self.session.trust_env = False  # a proxy from the environment would bypass the guard
         policy = AddressPolicy(self.allow_private,
                                parse_networks(settings["fetch.allowed_networks"]))
-        adapter = _GuardedAdapter(policy, max(10, settings["fetch.concurrency"] * 2))
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        # A plain PoolManager: no proxy from the environment (it would bypass the guard), no
+        # retries and no redirects of its own (fetch follows them, checking each hop).
+        self.pool = PoolManager(num_pools=64, maxsize=max(10, settings["fetch.concurrency"] * 2),
+                                retries=False)
+        self.pool.pool_classes_by_scheme = _pool_classes(policy)
+        self.base_headers = {"User-Agent": self.user_agent, **BASE_HEADERS}
+        # Cookies a site sets are sent back to it for the rest of the run, as a browser would
+        # (a redirect that sets a cookie and expects it on the next hop works).
+        self.cookies = CookieJar()
 
     def close(self) -> None:
         """Close pooled connections."""
-        self.session.close()
+        self.pool.clear()
 
     def __enter__(self) -> HttpClient:
         return self
@@ -400,12 +414,10 @@ class HttpClient:
         if not parts.hostname:
             raise FetchError(Verdict.INVALID_URL, f"no host in {url!r}", result.exchanges)
         cap = self.max_body_bytes if max_body_bytes is None else max_body_bytes
-        request_headers = {
-            "User-Agent": self.user_agent,
-            "Accept": ACCEPT,
-            "Accept-Encoding": "gzip, deflate",
-            **(extra_headers or {}),
-        }
+        request_headers = {**self.base_headers, **extra_headers} if extra_headers else \
+            self.base_headers
+        if "@" in parts.netloc and "Authorization" not in request_headers:
+            request_headers = {**request_headers, **_basic_auth(parts)}
         started_at = utcnow()
         started = time.monotonic()
         with self.limiter.slot(host_of(url)):
@@ -415,7 +427,7 @@ class HttpClient:
                                       started, want_body)
             except FetchError:
                 raise
-            except (requests.RequestException, HTTPError, OSError, ValueError) as exc:
+            except (HTTPError, OSError, ValueError) as exc:
                 verdict = Verdict.TIMEOUT if _DEADLINE.expired else _classify(exc)
                 raise FetchError(verdict, _describe(exc), result.exchanges,
                                  time.monotonic() - started) from exc
@@ -427,16 +439,21 @@ class HttpClient:
                   started: float, want_body: BodyFilter | None) -> Exchange:
         remaining = _DEADLINE.remaining(self.timeout)
         reusable = False
-        response = self.session.request(method, url, headers=request_headers, data=body,
-                                        stream=True,
-                                        allow_redirects=False, timeout=(remaining, remaining))
+        # urllib3 percent-encodes the path and query itself; Exchange.url stays as given.
+        wire_url = url if url.isascii() else _ascii_host(url)
+        if self.cookies and "Cookie" not in request_headers:
+            request_headers = _with_cookies(self.cookies, wire_url, request_headers)
+        raw = self.pool.urlopen(method, wire_url, body=body, headers=request_headers,
+                                redirect=False, retries=False, timeout=remaining,
+                                preload_content=False, decode_content=False)
         try:
-            raw = response.raw
             chunks: list[bytes] = []
             size = 0
             truncated: str | None = None
             headers = list(raw.headers.items())
-            skipped = want_body is not None and not want_body(response.status_code, headers)
+            if "Set-Cookie" in raw.headers or "Set-Cookie2" in raw.headers:
+                _keep_cookies(self.cookies, wire_url, headers)
+            skipped = want_body is not None and not want_body(raw.status, headers)
             if method != "HEAD" and not skipped:
                 while True:
                     if _DEADLINE.expired:
@@ -464,8 +481,8 @@ class HttpClient:
             version = {10: "HTTP/1.0", 11: "HTTP/1.1", 20: "HTTP/2"}.get(raw.version, "HTTP/1.1")
             return Exchange(
                 url=url, method=method,
-                request_head=_request_head(response.request, url),
-                status=response.status_code, reason=raw.reason or "",
+                request_head=getattr(raw, "request_head", b""),
+                status=raw.status, reason=raw.reason or "",
                 http_version=version, headers=headers,
                 body=b"".join(chunks), started_at=started_at,
                 elapsed=time.monotonic() - started,
@@ -473,19 +490,72 @@ class HttpClient:
                 body_skipped=skipped,
             )
         finally:
-            if reusable:
-                response.raw.release_conn()  # body read to the end: keep the connection
-            else:
-                response.close()
+            if not reusable:
+                raw.close()  # body left unread or cut: the connection cannot be reused
+            raw.release_conn()  # back to the pool (a closed one reconnects when next used)
 
 
-def _request_head(prepared: requests.PreparedRequest, url: str) -> bytes:
-    """The request line and headers as sent (http.client adds Host itself)."""
+def _basic_auth(parts: SplitResult) -> dict[str, str]:
+    """The Authorization header for credentials written in the URL (user:password@host)."""
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    if not (user or password):
+        return {}
+    pair = f"{user}:{password}"
+    try:
+        raw = pair.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = pair.encode("utf-8")
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
+
+
+def _ascii_host(url: str) -> str:
+    """``url`` with a non-ASCII host IDNA-encoded after UTS 46 mapping, as browsers do."""
+    import idna  # only for URLs with non-ASCII characters
+
     parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    lines = [f"{prepared.method} {prepared.path_url} HTTP/1.1", f"Host: {netloc}"]
-    lines += [f"{name}: {value}" for name, value in prepared.headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    host, colon, port = hostport.partition(":")
+    if host.isascii():
+        return url
+    try:
+        host = idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise LocationParseError(f"invalid host name {host!r}: {exc}") from exc
+    return parts._replace(netloc=f"{userinfo}{at}{host}{colon}{port}").geturl()
+
+
+def _cookie_request(url: str, headers: dict[str, str]) -> Any:
+    """The urllib Request that http.cookiejar wants, for the URL as it goes on the wire."""
+    from urllib.request import Request  # only when a site sets cookies
+
+    return Request(parse_url(url).url, headers=headers)  # noqa: S310 (never opened)
+
+
+def _with_cookies(jar: CookieJar, url: str, headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` plus the Cookie header the jar holds for ``url`` (if any)."""
+    request = _cookie_request(url, headers)
+    jar.add_cookie_header(request)
+    cookie = request.unredirected_hdrs.get("Cookie")
+    return {**headers, "Cookie": cookie} if cookie else headers
+
+
+class _CookieResponse:
+    """The slice of a urllib response that http.cookiejar reads: the Set-Cookie headers."""
+
+    def __init__(self, headers: list[tuple[str, str]]) -> None:
+        self.headers = headers
+
+    def info(self) -> _CookieResponse:
+        return self
+
+    def get_all(self, name: str, default: Any = None) -> Any:
+        lowered = name.lower()
+        return [value for key, value in self.headers if key.lower() == lowered] or default
+
+
+def _keep_cookies(jar: CookieJar, url: str, headers: list[tuple[str, str]]) -> None:
+    """Store the cookies a response sets."""
+    jar.extract_cookies(_CookieResponse(headers), _cookie_request(url, {}))  # type: ignore[arg-type]
 
 
 def _describe(exc: BaseException) -> str:
