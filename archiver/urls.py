@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from urllib.parse import urljoin, urlsplit
 
-import surt
 from url_normalize import url_normalize
 
 MAX_URL_LENGTH = 8192
@@ -85,6 +84,8 @@ def resolve(reference: str, base: str) -> str:
 
 def url_key(url: str) -> str:
     """SURT key of a URL (``com,example)/path?query``), the index's lookup key."""
+    import surt  # imported when first used: it loads tldextract and requests (40 ms)
+
     try:
         return str(surt.surt(url))
     except Exception:
