@@ -260,9 +260,10 @@ def import_files(archive: Archive, paths: list[Path]) -> ImportSummary:
         raise
 
     summary = ImportSummary()
-    known = _KnownFiles(folder, archive.store.local_files())
+    local = archive.store.local_files()
+    known = _KnownFiles(folder, local)
     # Uploaded files are not hashed again: their records are found in the index instead.
-    remote_names = set(archive.store.files()) - set(archive.store.local_files())
+    remote_names = set(archive.store.files()) - set(local)
     seen: set[str] = set()
     placed: list[Path] = []
     sources: dict[Path, str] = {}

@@ -158,10 +158,6 @@ class RemoteStorage:
 
         return dict(self._call("list", prefix or "/", listing))
 
-    def names(self) -> list[str]:
-        """Every WARC file name under the prefix."""
-        return sorted(self.sizes())
-
     def upload(self, path: Path, name: str) -> None:
         """Store the local file ``path`` as ``name`` and check the stored size."""
         key = self.address.key_of(name)
