@@ -37,7 +37,6 @@ import os
 import random
 import re
 import resource
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -50,17 +49,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from common import clean_env, cpu_seconds, fmt, median_run, tail, version_of
+from common import (
+    archiver_argv,
+    clean_env,
+    cpu_seconds,
+    fmt,
+    links_archive,
+    median_run,
+    tail,
+    version_of,
+)
 from sqlalchemy import select
 from warcio.archiveiterator import ArchiveIterator
 from werkzeug.wrappers import Request, Response
 
-from archiver.archive import Archive, initialise
-from archiver.clock import utcnow
+from archiver.archive import Archive
 from archiver.demo.fixtureweb import Site
-from archiver.models import Capture, Link
+from archiver.models import Capture
 from archiver.settings import load_settings
-from archiver.urls import host_of, url_key
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 2.0  # our pages per second over wget's
@@ -399,31 +405,10 @@ def run_wget(bench: Bench, attempt: int) -> Result:
     return result
 
 
-def archiver_argv(bench: Bench) -> list[str]:
-    executable = Path(sys.executable).parent / "archiver"
-    return (shlex.split(bench.archiver_cmd) if bench.archiver_cmd
-            else [str(executable)] if executable.exists()
-            else [sys.executable, "-m", "archiver"])
-
-
 def prepare_ours(bench: Bench, name: str, concurrency: int, per_host: int) -> Path:
     """A new data folder with every page as a link due for capture; return its config file."""
-    data = bench.work / name
-    config = bench.work / f"{name}.toml"
-    config.write_text(
-        f'data_dir = "{data}"\n'
-        "[fetch]\n"
-        "allow_private_networks = true\n"
-        f"concurrency = {concurrency}\n"
-        f"per_host_concurrency = {per_host}\n"
-        'per_host_delay = "0s"\n', encoding="utf-8")
-    settings = load_settings(config, env={})
-    initialise(settings)
-    now = utcnow()
-    with Archive.open(settings) as archive, archive.db.session() as session:
-        session.add_all([Link(url=url, url_key=url_key(url), host=host_of(url),
-                              next_capture_at=now) for url in bench.corpus.pages])
-    return config
+    return links_archive(bench.work / name, bench.work / f"{name}.toml", bench.corpus.pages,
+                         concurrency=concurrency, per_host=per_host, due="capture")
 
 
 def run_capture(bench: Bench, config: Path, label: str) -> tuple[Result, list[Path]]:
@@ -431,7 +416,7 @@ def run_capture(bench: Bench, config: Path, label: str) -> tuple[Result, list[Pa
     settings = load_settings(config, env={})
     before = set(settings.warc_dir.glob("*.warc.gz"))
     result = Result(label)
-    completed = timed(bench, result, [*archiver_argv(bench), "--config", str(config),
+    completed = timed(bench, result, [*archiver_argv(bench.archiver_cmd), "--config", str(config),
                                       "capture", "--all"], cwd=bench.work)
     added = sorted(set(settings.warc_dir.glob("*.warc.gz")) - before)
     if completed is None:
@@ -507,8 +492,8 @@ def warcio_check(files: list[Path]) -> str:
 
 def archiver_verify(bench: Bench, config: Path) -> str:
     try:
-        completed = subprocess.run([*archiver_argv(bench), "--config", str(config), "verify"],
-                                   capture_output=True, text=True, timeout=bench.timeout,
+        argv = [*archiver_argv(bench.archiver_cmd), "--config", str(config), "verify"]
+        completed = subprocess.run(argv, capture_output=True, text=True, timeout=bench.timeout,
                                    env=clean_env(), check=False)
     except subprocess.TimeoutExpired:
         return "timed out"

@@ -28,7 +28,6 @@ import json
 import os
 import re
 import resource
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -38,16 +37,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import clean_env, cpu_seconds, fmt, median_run, tail, version_of
+from common import (
+    archiver_argv,
+    clean_env,
+    cpu_seconds,
+    fmt,
+    links_archive,
+    median_run,
+    tail,
+    version_of,
+)
 from sqlalchemy import func, select
 from werkzeug.wrappers import Request, Response
 
-from archiver.archive import Archive, initialise
-from archiver.clock import utcnow
+from archiver.archive import Archive
 from archiver.demo.fixtureweb import Site
-from archiver.models import Check, Link
+from archiver.models import Check
 from archiver.settings import Settings, load_settings
-from archiver.urls import host_of, url_key
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_BIN = Path(os.environ.get("BENCH_BIN", ROOT / ".venv-bench" / "bin"))
@@ -194,25 +200,11 @@ def run_ours(bench: Bench, attempt: int) -> list[Result]:
     The first run is every link's first check; the second is a recheck of links already
     checked (the steady state of an archive, where the last answer's validators are known).
     """
-    data = bench.work / f"ours-{attempt}"
-    config = bench.work / f"archiver-{attempt}.toml"
-    config.write_text(
-        f'data_dir = "{data}"\n'
-        "[fetch]\n"
-        "allow_private_networks = true\n"
-        f"concurrency = {bench.concurrency}\n"
-        f"per_host_concurrency = {bench.per_host}\n"
-        'per_host_delay = "0s"\n', encoding="utf-8")
+    config = links_archive(bench.work / f"ours-{attempt}", bench.work / f"archiver-{attempt}.toml",
+                           bench.urls, concurrency=bench.concurrency, per_host=bench.per_host,
+                           due="check")
     settings = load_settings(config, env={})
-    initialise(settings)
-    now = utcnow()
-    with Archive.open(settings) as archive, archive.db.session() as session:
-        session.add_all([Link(url=url, url_key=url_key(url), host=host_of(url),
-                              next_check_at=now) for url in bench.urls])
-    executable = Path(sys.executable).parent / "archiver"
-    argv = (shlex.split(bench.archiver_cmd) if bench.archiver_cmd
-            else [str(executable)] if executable.exists()
-            else [sys.executable, "-m", "archiver"])
+    argv = archiver_argv(bench.archiver_cmd)
     results = []
     for label in ("archiver check --all", "archiver, recheck"):
         result = Result(label, ours=True)

@@ -1,12 +1,21 @@
-"""What the benchmarks share: a clean environment for the tools, version labels, CPU time,
-number formatting and the median run."""
+"""What the benchmarks share: a clean environment for the tools, how to run our CLI, a fresh
+data folder of due links, version labels, CPU time, number formatting and the median run."""
 
 from __future__ import annotations
 
 import os
 import resource
+import shlex
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any, TypeVar
+
+from archiver.archive import Archive, initialise
+from archiver.clock import utcnow
+from archiver.models import Link
+from archiver.settings import load_settings
+from archiver.urls import host_of, url_key
 
 R = TypeVar("R")
 
@@ -17,6 +26,36 @@ def clean_env() -> dict[str, str]:
            if not key.startswith("ARCHIVER_") and "proxy" not in key.lower()}
     env["NO_PROXY"] = env["no_proxy"] = "*"
     return env
+
+
+def archiver_argv(command: str = "") -> list[str]:
+    """The command that runs our CLI: ``--archiver-cmd`` or the one next to this Python."""
+    if command:  # paths in it are taken relative to the folder the benchmark was started in
+        return [str(Path(word).absolute()) if "/" in word and Path(word).exists() else word
+                for word in shlex.split(command)]
+    executable = Path(sys.executable).parent / "archiver"
+    return [str(executable)] if executable.exists() else [sys.executable, "-m", "archiver"]
+
+
+def links_archive(data: Path, config: Path, urls: list[str], *, concurrency: int,
+                  per_host: int, due: str) -> Path:
+    """A new data folder holding ``urls`` as links due now for ``due`` ("check" or
+    "capture"), and ``config`` written to run our CLI on it from loopback with no per-host
+    delay; return ``config``."""
+    config.write_text(
+        f'data_dir = "{data}"\n'
+        "[fetch]\n"
+        "allow_private_networks = true\n"
+        f"concurrency = {concurrency}\n"
+        f"per_host_concurrency = {per_host}\n"
+        'per_host_delay = "0s"\n', encoding="utf-8")
+    settings = load_settings(config, env={})
+    initialise(settings)
+    now = utcnow()
+    with Archive.open(settings) as archive, archive.db.session() as session:
+        session.add_all([Link(url=url, url_key=url_key(url), host=host_of(url),
+                              **{f"next_{due}_at": now}) for url in urls])
+    return config
 
 
 def version_of(argv: list[str]) -> str:

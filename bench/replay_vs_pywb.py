@@ -42,7 +42,6 @@ import os
 import random
 import re
 import resource
-import shlex
 import shutil
 import socket
 import subprocess
@@ -56,7 +55,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import clean_env, fmt, version_of
+from common import archiver_argv, clean_env, fmt, version_of
 from sqlalchemy import select
 from werkzeug.wrappers import Request, Response
 
@@ -175,15 +174,6 @@ def capture_stamps(settings: Settings, urls: list[str]) -> dict[str, str]:
                                       Capture.record_type == "response")
                                .order_by(Capture.captured_at)).all()
     return {url: warc_timestamp(moment) for url, moment in rows}
-
-
-def archiver_argv(command: str = "") -> list[str]:
-    """The command that runs our CLI: ``--archiver-cmd`` or the one next to this Python."""
-    if command:  # paths in it are taken relative to the folder the benchmark was started in
-        return [str(Path(word).absolute()) if "/" in word and Path(word).exists() else word
-                for word in shlex.split(command)]
-    executable = Path(sys.executable).parent / "archiver"
-    return [str(executable)] if executable.exists() else [sys.executable, "-m", "archiver"]
 
 
 def wait_for_http(base: str, process: subprocess.Popen[bytes], log: Path,
