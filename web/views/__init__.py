@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import current_app, request
+from flask import abort, current_app, request
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,17 @@ def archive() -> Archive:
 def settings() -> Settings:
     """The settings this app was created with (the web.* ones may differ from the core's)."""
     found: Settings = current_app.extensions["settings"]
+    return found
+
+
+Row = TypeVar("Row")
+
+
+def row_or_404(session: Session, model: type[Row], row_id: int, what: str) -> Row:
+    """The row with that ID, or a 404 answer saying there is no such ``what``."""
+    found = session.get(model, row_id)
+    if found is None:
+        abort(404, f"no such {what}")
     return found
 
 

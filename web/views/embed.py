@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from archiver.models import Capture, Citation, Link, Post, link_is_ignored
 from archiver.replay.lookup import REPLAYABLE_TYPES, replay_path
 from archiver.urls import InvalidURL, canonicalize, url_key
-from web.views import archive
+from web.views import archive, row_or_404
 
 blueprint = Blueprint("embed", __name__)
 
@@ -132,9 +132,7 @@ def script() -> Response:
 def references(post_id: int) -> str:
     """A post's references for its readers: state and every archived copy of each."""
     with archive().db.session() as session:
-        post = session.get(Post, post_id)
-        if post is None:
-            abort(404, "no such post")
+        post = row_or_404(session, Post, post_id, "post")
         cited = session.execute(
             select(Citation, Link).join(Link, Link.id == Citation.link_id)
             .where(Citation.post_id == post_id, ~link_is_ignored())

@@ -21,7 +21,7 @@ from archiver.models import (
 )
 from archiver.replay.lookup import replay_path
 from archiver.report import link_rows, links_query
-from web.views import archive, paginate, settings
+from web.views import archive, paginate, row_or_404, settings
 
 blueprint = Blueprint("pages", __name__)
 
@@ -89,9 +89,7 @@ def posts() -> str:
 def post(post_id: int) -> str:
     """A post and its references: state, verdict and archived copy of each."""
     with archive().db.session() as session:
-        found = session.get(Post, post_id)
-        if found is None:
-            abort(404, "no such post")
+        found = row_or_404(session, Post, post_id, "post")
         citations = list(session.scalars(select(Citation).where(Citation.post_id == post_id)
                                          .order_by(Citation.id)))
         links = [citation.link for citation in citations]
@@ -149,9 +147,7 @@ def links() -> str:
 def link(link_id: int) -> str:
     """A link: its state, the posts citing it, its checks and its captures."""
     with archive().db.session() as session:
-        found = session.get(Link, link_id)
-        if found is None:
-            abort(404, "no such link")
+        found = row_or_404(session, Link, link_id, "link")
         row = link_rows(session, [found])[0]
         checks = list(found.checks[:100])
         captures = list(session.scalars(select(Capture).where(Capture.url_key == found.url_key)
