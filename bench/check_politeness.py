@@ -22,6 +22,7 @@ Only loopback addresses are contacted; every run and wait is bounded by a timeou
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import io
 import json
@@ -31,13 +32,13 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import (
+    LoopbackSites,
     archiver_argv,
     clean_env,
     cpu_seconds,
@@ -48,10 +49,8 @@ from common import (
     version_of,
 )
 from sqlalchemy import func, select
-from werkzeug.wrappers import Request, Response
 
 from archiver.archive import Archive
-from archiver.demo.fixtureweb import Site
 from archiver.models import Check
 from archiver.settings import Settings, load_settings
 
@@ -67,53 +66,52 @@ TIMING_RE = re.compile(r"check: (\d+) of (\d+) links in ([\d.]+)s")
 
 
 class SlowSite:
-    """A loopback site that answers everything after ``latency`` seconds and counts overlap."""
+    """A loopback site that answers everything after ``latency`` seconds and counts overlap.
+
+    Its answers run on the loop of ``LoopbackSites``, one thread, so its counters need no lock
+    (``reset`` is called between runs, when nothing is in flight).
+    """
 
     def __init__(self, address: str, latency: float, opt_in: bool) -> None:
+        self.address = address
         self.latency = latency
-        self.headers = dict(LINKCHECKER_OPT_IN) if opt_in else {}
-        self.site = Site(f"bench-{address}", host=address)
-        self.site.fallback = self._answer
-        self._lock = threading.Lock()
-        self.in_flight = 0
-        self.peak = 0
-        self.requests: dict[str, int] = {}
-        self.peers: set[object] = set()  # client ports seen: one per TCP connection
-        self.first_start: float | None = None
-        self.last_end: float | None = None
+        self.headers = {"Content-Type": "text/html; charset=utf-8",
+                        **(LINKCHECKER_OPT_IN if opt_in else {})}
+        self.base = ""  # http://address:port once served
+        self.reset()
 
     def reset(self) -> None:
         """Forget what the previous tool did."""
-        with self._lock:
-            self.in_flight = 0
-            self.peak = 0
-            self.requests = {}
-            self.peers = set()
-            self.first_start = None
-            self.last_end = None
+        self.in_flight = 0
+        self.peak = 0
+        self.requests: dict[str, int] = {}
+        self.peers: set[int] = set()  # client ports seen: one per TCP connection
+        self.first_start: float | None = None
+        self.last_end: float | None = None
 
-    def _answer(self, request: Request) -> Response:
+    def url(self, path: str) -> str:
+        """Absolute URL of ``path`` on this site."""
+        return self.base + path
+
+    async def answer(self, method: str, path: str, _headers: dict[str, str],
+                     port: int) -> tuple[int, dict[str, str], bytes]:
+        """Wait ``latency``, then a page for /ref/<number> and a real 404 for anything else
+        (a checker's random-URL probe, say), as on a well-behaved site."""
         started = time.monotonic()
-        with self._lock:
-            self.in_flight += 1
-            self.peak = max(self.peak, self.in_flight)
-            self.requests[request.method] = self.requests.get(request.method, 0) + 1
-            self.peers.add(request.environ.get("REMOTE_PORT"))
-            if self.first_start is None:
-                self.first_start = started
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        self.requests[method] = self.requests.get(method, 0) + 1
+        self.peers.add(port)
+        if self.first_start is None:
+            self.first_start = started
         try:
-            time.sleep(self.latency)
+            await asyncio.sleep(self.latency)
         finally:
-            with self._lock:
-                self.in_flight -= 1
-                self.last_end = time.monotonic()
-        # The links are /ref/<number>; anything else (a checker's random-URL probe, say) is a
-        # real 404, as on a well-behaved site.
-        if request.path.rpartition("/")[2].isdigit():
-            return Response(PAGE % request.path.encode(), headers=self.headers,
-                            content_type="text/html; charset=utf-8")
-        return Response(b"<h1>Not Found</h1>", status=404, headers=self.headers,
-                        content_type="text/html; charset=utf-8")
+            self.in_flight -= 1
+            self.last_end = time.monotonic()
+        if path.rpartition("/")[2].isdigit():
+            return 200, self.headers, PAGE % path.encode()
+        return 404, self.headers, b"<h1>Not Found</h1>"
 
 
 @dataclass
@@ -222,6 +220,57 @@ def run_ours(bench: Bench, attempt: int) -> list[Result]:
             result.note = f"exit {completed.returncode}: {tail(completed.stderr)}"
         result.ok = _count_ok(settings) - checks_before
     return results
+
+
+# A running scheduler: imported and open already, it runs one round when told to (the same
+# check_round the scheduler's tick calls), so the time is the round's, without start-up.
+SCHEDULER_ROUND = """\
+import gc, sys, time
+from archiver.archive import Archive
+from archiver.jobs import check_round
+from archiver.settings import load_settings
+gc.freeze()  # as archiver's entry point does after its imports
+with Archive.open(load_settings(sys.argv[1])) as archive:
+    print("ready", flush=True)
+    sys.stdin.readline()
+    cpu = time.process_time()
+    summary = check_round(archive, everything=True)
+    print(f"{time.process_time() - cpu:.3f} {summary.line()}", flush=True)
+"""
+
+
+def run_scheduler_round(bench: Bench, attempt: int) -> list[Result]:
+    """One round of checks in a process that was already running, as the scheduler runs it."""
+    config = links_archive(bench.work / f"round-{attempt}", bench.work / f"round-{attempt}.toml",
+                           bench.urls, concurrency=bench.concurrency, per_host=bench.per_host,
+                           due="check")
+    result = Result("archiver, scheduler round", ours=True)
+    checks_before = _count_ok(load_settings(config, env={}))
+    with subprocess.Popen([sys.executable, "-c", SCHEDULER_ROUND, str(config)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                          env=clean_env(), cwd=bench.work) as process:
+        assert process.stdin is not None and process.stdout is not None
+        if process.stdout.readline().strip() != "ready":
+            process.kill()
+            return [Result(result.tool, note="did not start", failed=True)]
+        bench.reset()
+        started = time.monotonic()
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        line = process.stdout.readline()
+        result.seconds = time.monotonic() - started
+        bench.observe(result, started)
+        process.stdin.close()
+        process.wait(timeout=bench.timeout)
+    cpu, _, summary = line.partition(" ")
+    match = TIMING_RE.search(summary)
+    if not match:
+        result.failed, result.note = True, f"no summary: {line.strip()!r}"
+        return [result]
+    result.cpu = float(cpu)
+    result.inner_seconds = float(match.group(3))
+    result.ok = _count_ok(load_settings(config, env={})) - checks_before
+    return [result]
 
 
 def _count_ok(settings: Settings) -> int:
@@ -372,7 +421,8 @@ def print_ratios(results: list[Result]) -> None:
 
 Runner = Callable[[Bench, int], list[Result]]
 RUNNERS: dict[str, Runner] = {
-    "ours": run_ours, "lychee": run_lychee, "linkchecker": run_linkchecker,
+    "ours": run_ours, "scheduler": run_scheduler_round, "lychee": run_lychee,
+    "linkchecker": run_linkchecker,
 }
 
 
@@ -389,7 +439,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="overall concurrency (default hosts x per-host)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run every tool this many times, in turn; report the median")
-    parser.add_argument("--tools", default="ours,lychee,linkchecker",
+    parser.add_argument("--tools", default="ours,scheduler,lychee,linkchecker",
                         help="comma-separated subset of: " + ", ".join(RUNNERS))
     parser.add_argument("--timeout", type=float, default=0,
                         help="kill a tool after this many seconds (default 20x bound, >= 60)")
@@ -421,11 +471,13 @@ def main(argv: list[str] | None = None) -> int:
 
     sites = [SlowSite(f"127.0.0.{i + 1}", args.latency, not args.no_linkchecker_opt_in)
              for i in range(args.hosts)]
+    server = LoopbackSites()
     try:
+        server.start()
         for site in sites:
-            site.site.start()
+            site.base = server.add(site.address, site.answer)
         # Round-robin over the hosts, as the links cited by a blog's posts would come.
-        urls = [sites[h].site.url(f"/ref/{n}")
+        urls = [sites[h].url(f"/ref/{n}")
                 for n in range(max(per_site)) for h in range(args.hosts) if n < per_site[h]]
         print(f"{len(urls)} links over {args.hosts} loopback hosts (127.0.0.1-"
               f"127.0.0.{args.hosts}), {max(per_site)} per host at most; every answer "
@@ -466,8 +518,7 @@ def main(argv: list[str] | None = None) -> int:
               "answer); CPU s = user+system time of the tool's processes; site CPU s = the "
               f"same for the sites; load average {os.getloadavg()[0]:.1f} at the end.")
     finally:
-        for site in sites:
-            site.site.stop()
+        server.stop()
     return 0
 
 
