@@ -32,7 +32,6 @@ from archiver.archive import Archive
 from archiver.clock import utcnow
 from archiver.models import Link, LinkState, link_is_ignored
 from archiver.net.client import FetchError
-from archiver.report import link_rows
 from archiver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,6 +88,10 @@ def send_dead_link_notifications(archive: Archive, *,
     settings = archive.settings
     with archive.db.session() as session:
         links: list[Link] = list(session.scalars(pending_query(limit)))
+        if not links:  # the usual round: no news, and no need to load the report's code
+            return NotifySummary(links=0)
+        from archiver.report import link_rows
+
         rows = link_rows(session, links)
     summary = NotifySummary(links=len(rows))
     use_webhook = webhook_configured(settings)
