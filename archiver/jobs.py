@@ -18,14 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from itertools import zip_longest
 from queue import SimpleQueue
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
 from archiver.archive import Archive
-from archiver.capture import CaptureOutcome, index_new_locations
+from archiver.capture import CaptureOutcome, CaptureResult, index_new_locations
 from archiver.check import SUCCESS, VALIDATORS, CheckOutcome, check_url
 from archiver.clock import utcnow
 from archiver.fingerprint import similarity
@@ -266,36 +267,66 @@ def store_checks(archive: Archive, results: list[tuple[DueLink, CheckOutcome]]) 
     return len(checks)
 
 
-def capture_link(archive: Archive, link_id: int) -> str | None:
-    """Capture one link by ID (with its requisites) and index it; None if the link is gone."""
+# The link columns a capture may change: read before it is applied, written when changed.
+_CAPTURED_COLUMNS = (
+    "last_capture_at", "last_capture_outcome", "last_capture_error", "next_capture_at",
+    "first_fingerprint", "last_fingerprint", "drift", "validators", "capture_lease_until",
+    "capture_lease_owner",
+)
+
+
+def apply_capture(link: Link, result: CaptureResult, captured_at: datetime,
+                  settings: Settings) -> None:
+    """A finished capture's effect on its link: the outcome, the next capture, the page's
+    sketch and validators, the lease."""
+    link.last_capture_at = captured_at
+    link.last_capture_outcome = result.outcome
+    link.last_capture_error = (f"{result.verdict}: {result.error}" if result.verdict
+                               else result.error)
+    retry = result.outcome is CaptureOutcome.FAILED
+    link.next_capture_at = with_jitter(captured_at, settings["capture.retry_interval"] if retry
+                                       else settings["capture.recapture_interval"])
+    if result.ok:
+        note_fingerprint(link, result.sketch, captured_at, settings, captured=True)
+        link.validators = result.validators
+    _release(link, WorkKind.CAPTURE)
+
+
+def capture_link(archive: Archive, link_id: int, url: str | None = None) -> str | None:
+    """Capture one link by ID (with its requisites) and index it; None if the link is gone.
+    ``url`` is the link's URL when the caller has read it already (a run reads them all in
+    one query).
+
+    The index rows and the link's new state are written in one transaction, the link as a
+    plain row changed through a detached ``Link`` (as ``store_checks`` does): no unit of work.
+    """
     if archive.stopping.is_set():
         return "stopped"  # not begun before the stop: its lease lapses and a later run takes it
-    url = _url_of(archive, link_id)
+    url = url or _url_of(archive, link_id)
     if url is None:
         return None
     result = archive.capturer().capture(url)
     now = utcnow()
-    settings = archive.settings
     with archive.db.session() as session:
         archive.store.sync()  # the records are on disk before their index rows exist
         index_new_locations(session, result.locations)
-        link = session.get(Link, link_id)
-        if link is None:
+        before = session.execute(_CAPTURED_ROW, {"id": link_id}).first()
+        if before is None:
             return None
-        link.last_capture_at = now
-        link.last_capture_outcome = result.outcome
-        link.last_capture_error = (f"{result.verdict}: {result.error}" if result.verdict
-                                   else result.error)
-        retry = result.outcome is CaptureOutcome.FAILED
-        link.next_capture_at = with_jitter(now, settings["capture.retry_interval"] if retry
-                                           else settings["capture.recapture_interval"])
-        if result.ok:
-            note_fingerprint(link, result.sketch, now, settings, captured=True)
-            link.validators = result.validators
-        _release(link, WorkKind.CAPTURE)
+        link = Link(id=link_id, **dict(zip(_CAPTURED_COLUMNS, before, strict=True)))
+        apply_capture(link, result, now, archive.settings)
+        changed = {name: getattr(link, name)
+                   for name, old in zip(_CAPTURED_COLUMNS, before, strict=True)
+                   if getattr(link, name) != old}
+        if changed:
+            session.execute(update(Link), [{"id": link_id, **changed}])
     log.info("captured %s: %s (%d requisites, %d revisits)", url, result.outcome,
              result.requisites, result.revisits, extra={"link_id": link_id})
     return str(result.outcome)
+
+
+_CAPTURED_ROW = (select(*(getattr(Link, name) for name in _CAPTURED_COLUMNS))
+                 .where(Link.id == bindparam("id")))
 
 
 _BATCH_SETTING = {WorkKind.CHECK: "health.batch_size", WorkKind.CAPTURE: "capture.batch_size"}
@@ -328,8 +359,12 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
     with ThreadPoolExecutor(max_workers=archive.settings["fetch.concurrency"],
                             thread_name_prefix=str(kind)) as pool:
         if kind is WorkKind.CAPTURE:
-            jobs = [pool.submit(contextvars.copy_context().run, _safely, capture_link, archive,
-                                link_id) for link_id in ids]
+            due = load_due(archive, ids)  # every URL in one query, not one session each
+            for _gone in range(len(ids) - len(due)):
+                count(None)
+            jobs = [pool.submit(contextvars.copy_context().run, _safely,
+                                partial(capture_link, url=link.url), archive, link.id)
+                    for link in due]
             for job in jobs:
                 count(job.result())
         else:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from multiprocessing.queues import Queue
 from pathlib import Path
 
@@ -321,3 +322,40 @@ def test_the_sketch_helper_leaves_when_its_process_is_killed() -> None:
     while _alive(helper) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(helper), "the helper outlived the process that started it"
+
+
+def test_a_capture_writes_its_links_state_and_leaves_the_rest(archive: Archive,
+                                                              site: Site) -> None:
+    """The outcome, the next capture, the sketches, the validators and the lease are written;
+    what a check keeps (state, verdict) is left as another writer left it."""
+    words = " ".join(f"word{i}" for i in range(60))
+    site.page("/p", f"<p>{words}</p>", headers={"ETag": '"v1"'})
+    link_id = add_link(archive, site.url("/p"))
+    site.page("/loop", "", status=302, headers={"Location": "/loop"})  # a capture that fails
+    down_id = add_link(archive, site.url("/loop"))
+    with archive.db.session() as session:
+        link = session.get(Link, link_id)
+        assert link is not None
+        link.state, link.last_verdict, link.capture_lease_owner = "alive", "ok", "a run"
+    assert run_due(archive, WorkKind.CAPTURE).outcomes == {"archived": 1, "failed": 1}
+    first = body_sketch(f"<p>{words}</p>".encode(), "text/html; charset=utf-8", "", 10**6)
+    with archive.db.session() as session:
+        link, down = session.get(Link, link_id), session.get(Link, down_id)
+        assert link is not None and down is not None
+        assert (link.state, link.last_verdict) == ("alive", "ok")
+        assert (link.last_capture_outcome, link.last_capture_error) == ("archived", None)
+        assert link.first_fingerprint == link.last_fingerprint == first
+        assert link.drift == 0.0 and (link.validators or {}).get("etag") == '"v1"'
+        assert link.capture_lease_owner is None and link.capture_lease_until is None
+        assert link.next_capture_at is not None and link.last_capture_at is not None
+        assert link.next_capture_at > utcnow() + timedelta(days=20)  # recapture_interval
+        assert down.last_capture_outcome == "failed" and down.first_fingerprint is None
+        assert down.next_capture_at is not None and down.next_capture_at < link.next_capture_at
+    changed = " ".join(f"other{i}" for i in range(60))
+    site.page("/p", f"<p>{changed}</p>")
+    assert capture_link(archive, link_id) == "archived"
+    with archive.db.session() as session:
+        link = session.get(Link, link_id)
+        assert link is not None
+        assert link.first_fingerprint == first and link.last_fingerprint != first
+        assert link.drift == 1.0 and "etag" not in (link.validators or {"etag": ""})
