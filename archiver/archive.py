@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -80,7 +81,11 @@ class Archive:
     def probes(self) -> ProbeCache:
         """Soft-404 probe answers shared by this process's checks."""
         if self._probes is None:
-            self._probes = ProbeCache(self.settings["health.probe_cache"])
+            from archiver.site_probes import store_probe, stored_probes
+
+            ttl = self.settings["health.probe_cache"]
+            self._probes = ProbeCache(ttl, stored_probes(self.db, ttl),
+                                      partial(store_probe, self.db, ttl))
         return self._probes
 
     def capturer(self) -> Capturer:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -208,13 +209,20 @@ class ProbeCache:
     """Random-URL probes per site and parent path, reused for ``health.probe_cache``.
 
     Checks of one site that start together wait for a single probe instead of each sending
-    their own.
+    their own.  ``known`` seeds it with answers kept from earlier runs, as (key, age in
+    seconds, probe); ``keep`` is told of each new answer, so that later runs can reuse it.  A
+    probe that failed is remembered by this cache only: a site that was down for a moment
+    must not lose its soft-404 detection for the next hour.
     """
 
-    def __init__(self, ttl: float) -> None:
+    def __init__(self, ttl: float, known: Iterable[tuple[str, float, Probe]] = (),
+                 keep: Callable[[str, Probe], None] | None = None) -> None:
         self.ttl = ttl
+        self._keep = keep
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, Probe | None]] = {}
+        now = time.monotonic()
+        self._entries: dict[str, tuple[float, Probe | None]] = {
+            key: (now - age, probe) for key, age, probe in known}
         self._inflight: dict[str, threading.Lock] = {}
 
     def _cached(self, key: str) -> tuple[bool, Probe | None]:
@@ -250,6 +258,8 @@ class ProbeCache:
             with self._lock:
                 self._entries[key] = (time.monotonic(), found)
                 self._inflight.pop(key, None)
+            if found is not None and self._keep is not None:
+                self._keep(key, found)
         finally:
             gate.release()
         return found

@@ -301,6 +301,20 @@ class DashboardFigures(Base):
     figures: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class SiteProbe(Base):
+    """How a site answered a random sibling URL (the soft-404 probe), kept for
+    ``health.probe_cache`` so later runs and other workers need not ask again."""
+
+    __tablename__ = "site_probes"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)  # host and parent path
+    probed_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    url: Mapped[str] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(Integer)
+    final_url: Mapped[str | None] = mapped_column(Text)
+    sketch: Mapped[str | None] = mapped_column(Text)
+
+
 # The posts page's order (newest first, undated last) read from an index, not sorted.
 Index("ix_posts_published_id", Post.published_at.desc().nulls_last(), Post.id.desc())
 

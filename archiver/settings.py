@@ -216,7 +216,8 @@ REGISTRY: tuple[Setting, ...] = (
        "How alike (0-1) a page and the answer to a random sibling URL must be for the page "
        "to count as a soft 404.", validate=unit_interval),
     _s("health.probe_cache", "duration", "1h",
-       "How long the answer to a site's random-URL probe is reused."),
+       "How long the answer to a site's random-URL probe is reused, by this run and (kept "
+       "in the database) by later runs and other workers."),
     _s("health.drift_threshold", "float", 0.5,
        "Drift (0 = same text as the first capture, 1 = unrelated) above which a link is "
        "flagged as changed and captured again.", validate=unit_interval),
