@@ -40,6 +40,9 @@ class Archive:
     # Set (by a SIGTERM handler) to ask runs to start nothing new and finish what is in hand.
     stopping: threading.Event = field(default_factory=threading.Event, repr=False)
     repairs: list[str] = field(default_factory=list, repr=False)  # notes of the crash repair
+    # The first checks of a run ask for the client and the probe cache from many threads at
+    # once; each must be built once (the probe cache reads the database to start).
+    _building: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def __post_init__(self) -> None:
         if self.store.prepare is None:
@@ -74,30 +77,33 @@ class Archive:
 
     def client(self) -> HttpClient:
         """The HTTP client shared by this process's runs (one politeness limiter for all)."""
-        if self._client is None:
-            self._client = HttpClient(self.settings)
-        return self._client
+        with self._building:
+            if self._client is None:
+                self._client = HttpClient(self.settings)
+            return self._client
 
     def probes(self) -> ProbeCache:
         """Soft-404 probe answers shared by this process's checks."""
-        if self._probes is None:
-            from archiver.site_probes import store_probe, stored_probes
+        with self._building:
+            if self._probes is None:
+                from archiver.site_probes import store_probe, stored_probes
 
-            ttl = self.settings["health.probe_cache"]
-            self._probes = ProbeCache(ttl, stored_probes(self.db, ttl),
-                                      partial(store_probe, self.db, ttl))
-        return self._probes
+                ttl = self.settings["health.probe_cache"]
+                self._probes = ProbeCache(ttl, stored_probes(self.db, ttl),
+                                          partial(store_probe, self.db, ttl))
+            return self._probes
 
     def capturer(self) -> Capturer:
         """The page capturer of this process (one robots.txt cache, one digest memory)."""
-        if self._capturer is None:
-            from archiver.capture import Capturer, index_lookup
-            from archiver.robots import RobotsPolicy
+        with self._building:
+            if self._capturer is None:
+                from archiver.capture import Capturer, index_lookup
+                from archiver.robots import RobotsPolicy
 
-            client = self.client()
-            self._capturer = Capturer(client, self.store, self.settings,
-                                      lookup=index_lookup(self.db.new_session),
-                                      robots=RobotsPolicy(client))
+                client = self.client()
+                self._capturer = Capturer(client, self.store, self.settings,
+                                          lookup=index_lookup(self.db.new_session),
+                                          robots=RobotsPolicy(client))
         return self._capturer
 
     def close(self) -> None:

@@ -3,6 +3,7 @@ runs one per build) reuses a site's answer for `health.probe_cache` instead of a
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -90,3 +91,21 @@ def test_a_failed_probe_is_not_kept_for_later_runs(tmp_path: Path, site: Site) -
         assert session.scalar(select(func.count()).select_from(SiteProbe)) == 0
     assert check_in_a_new_process(settings, [site.url("/a/1")]) == ["ok"]
     assert probes_sent(site) == 2  # asked again: the site was only slow for a moment
+
+
+def test_a_runs_first_checks_share_one_probe_cache(archive: Archive) -> None:
+    # 40 check threads start at once and each asks for the cache, which reads the database
+    # to start: each must get the same one, or every site is probed once per copy.
+    start = threading.Barrier(20)
+    caches: list[object] = []
+
+    def ask() -> None:
+        start.wait()
+        caches.append(archive.probes())
+
+    threads = [threading.Thread(target=ask) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(caches) == 20 and len({id(cache) for cache in caches}) == 1
