@@ -88,19 +88,18 @@ def count(session: Session) -> Figures:
 
 def refresh(session: Session) -> Figures:
     """Count the figures and store them with the change mark they were counted at."""
-    mark = change_mark(session)
+    return _count_and_store(session, change_mark(session))
+
+
+def _count_and_store(session: Session, mark: list[int]) -> Figures:
     figures = count(session)
-    _store(session, figures, mark)
-    return figures
-
-
-def _store(session: Session, figures: Figures, mark: list[int]) -> None:
     row = session.get(DashboardFigures, _ROW_ID)
     if row is None:
         row = DashboardFigures(id=_ROW_ID)
         session.add(row)
     row.counted_at, row.cost_ms = figures.counted_at, figures.cost_ms
     row.mark, row.figures = mark, figures.as_json()
+    return figures
 
 
 def forget(session: Session) -> None:
@@ -122,6 +121,4 @@ def for_dashboard(session: Session) -> Figures:
             return Figures(states=stored["states"], totals=stored["totals"],
                            worst=[(int(p), int(n)) for p, n in stored["worst"]],
                            counted_at=row.counted_at, cost_ms=row.cost_ms, current=current)
-    figures = count(session)
-    _store(session, figures, mark)
-    return figures
+    return _count_and_store(session, mark)

@@ -197,27 +197,17 @@ def timegate(url: str) -> Any:
     return found
 
 
-@blueprint.get("/timemap/link/<path:rest>")
-def timemap_link_format(rest: str) -> Any:
-    """Every memento of a URL in application/link-format."""
+@blueprint.get("/timemap/<any(link, json):form>/<path:rest>")
+def timemap(form: str, rest: str) -> Any:
+    """Every memento of a URL, in application/link-format or as JSON."""
     url = _original_url(rest)
     with archive().db.session() as session:
-        captures = captures_of(session, url)
+        captures = captures_of(session, url)  # rows read inside the session
         if not captures:
             abort(404, "not archived")
-        body = timemap_link(url, captures)
-    return Response(body, content_type="application/link-format")
-
-
-@blueprint.get("/timemap/json/<path:rest>")
-def timemap_json_format(rest: str) -> Any:
-    """Every memento of a URL as JSON."""
-    url = _original_url(rest)
-    with archive().db.session() as session:
-        captures = captures_of(session, url)
-        if not captures:
-            abort(404, "not archived")
-        return jsonify(timemap_json(url, captures))
+        if form == "json":
+            return jsonify(timemap_json(url, captures))
+        return Response(timemap_link(url, captures), content_type="application/link-format")
 
 
 def refuse_ui_on_replay_origin() -> Any:
