@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from archiver.archive import Archive, initialise
 from archiver.demo.fixtureweb import Site
+from archiver.discover import add_source, discover
 from archiver.settings import Settings, load_settings
 
 TEST_OVERRIDES = {
@@ -29,6 +30,21 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {"data_dir": str(data_dir), **TEST_OVERRIDES}
     values.update({key.replace("__", "."): value for key, value in overrides.items()})
     return load_settings(env={}, overrides=values)
+
+
+def post(title: str, url: str, text: str, date: str | None = "2008-06-14") -> str:
+    """A Markdown post: front matter (title, date, canonical URL), then ``text``."""
+    dated = f"date: {date}\n" if date else ""
+    return f"---\ntitle: {title}\n{dated}url: {url}\n---\n{text}\n"
+
+
+def discover_posts(archive: Archive, folder: Path, *posts: str) -> None:
+    """Write ``posts`` into ``folder`` (1.md, 2.md, ...), add it as a source and discover it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, text in enumerate(posts, 1):
+        (folder / f"{number}.md").write_text(text, encoding="utf-8")
+    add_source(archive, str(folder))
+    discover(archive)
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from archiver.archive import Archive
 from archiver.decorate import decorate_html, decorate_with_archive
 from archiver.demo.fixtureweb import Site
-from archiver.discover import add_source, discover
 from archiver.jobs import WorkKind, run_due
+from tests.conftest import discover_posts, post
 
 WHEN = datetime(2008, 6, 14, 12, 30, 5)
 ARCHIVE = "https://archive.example"
@@ -178,12 +178,9 @@ def test_any_markup_is_preserved_and_idempotent(html: str) -> None:
 def test_decorate_with_the_archive_index(archive: Archive, site: Site, tmp_path: Path) -> None:
     site.page("/kept", "<p>kept</p>")
     site.page("/missing", "no", status=404)
-    posts = tmp_path / "posts"
-    posts.mkdir()
-    (posts / "p.md").write_text("---\ntitle: P\nurl: https://blog.example/p\n---\n"
-                                f"[kept]({site.url('/kept')}) [missing]({site.url('/missing')})\n")
-    add_source(archive, str(posts))
-    discover(archive)
+    discover_posts(archive, tmp_path / "posts", post(
+        "P", "https://blog.example/p",
+        f"[kept]({site.url('/kept')}) [missing]({site.url('/missing')})", date=None))
     run_due(archive, WorkKind.CAPTURE)
     html = (f'<p><a href="{site.url("/kept")}">kept</a> '
             f'<a href="{site.url("/missing")}">missing</a> <a href="/local">local</a></p>')

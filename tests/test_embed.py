@@ -14,10 +14,9 @@ from sqlalchemy import event
 
 from archiver.archive import Archive
 from archiver.demo.fixtureweb import Site
-from archiver.discover import add_source, discover
 from archiver.jobs import WorkKind, run_due
 from archiver.models import IgnoredDomain
-from tests.conftest import Server
+from tests.conftest import Server, discover_posts, post
 
 RFC1123 = re.compile(r"^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$")
 
@@ -32,14 +31,10 @@ def refs(archive: Archive, site: Site, tmp_path: Path) -> Site:
     for path in ("/alive", "/dying", "/shaky"):
         site.page(path, f"<html><body><p>The page at {path}.</p></body></html>")
     site.page("/never", "no", status=404)
-    posts = tmp_path / "posts"
-    posts.mkdir()
-    (posts / "post.md").write_text(
-        "---\ntitle: The Soviet Story\ndate: 2008-06-14\nurl: https://blog.example/soviet\n---\n"
+    discover_posts(archive, tmp_path / "posts", post(
+        "The Soviet Story", "https://blog.example/soviet",
         f"See [the film]({site.url('/alive')}), [the trailer]({site.url('/dying')}),\n"
-        f"[a review]({site.url('/shaky')}) and [the newspaper]({site.url('/never')}).\n")
-    add_source(archive, str(posts))
-    discover(archive)
+        f"[a review]({site.url('/shaky')}) and [the newspaper]({site.url('/never')})."))
     run_due(archive, WorkKind.CAPTURE)
     run_due(archive, WorkKind.CHECK)  # every link's first check
     site.page("/dying", "gone", status=404)

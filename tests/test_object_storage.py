@@ -15,7 +15,6 @@ from sqlalchemy import select
 from archiver.archive import Archive, initialise
 from archiver.cli import cli
 from archiver.demo.fixtureweb import Site
-from archiver.discover import add_source, discover
 from archiver.errors import ConfigError
 from archiver.jobs import WorkKind, run_due
 from archiver.models import Capture
@@ -24,7 +23,7 @@ from archiver.warc.export import export_wacz
 from archiver.warc.importer import import_files
 from archiver.warc.indexer import reindex
 from archiver.warc.verify import verify
-from tests.conftest import make_settings
+from tests.conftest import discover_posts, make_settings, post
 from tests.s3_server import S3Server
 from tests.test_warc_tools import PAGE, cli_env, first_response, replay
 
@@ -44,13 +43,10 @@ def capture_posts(archive: Archive, site: Site, folder: Path) -> None:
     site.page("/style.css", "body{color:red}", content_type="text/css")
     site.page("/pixel.png", b"\x89PNG\r\n\x1a\nnot-really", content_type="image/png")
     site.page("/other.html", "<html><head><title>Other</title></head><body>o</body></html>")
-    folder.mkdir()
-    (folder / "a.md").write_text(
-        "---\ntitle: First\ndate: 2008-06-14\nurl: https://blog.example/first\n---\n"
+    discover_posts(archive, folder, post(
+        "First", "https://blog.example/first",
         f"See [the article]({site.url('/article.html')}) and "
-        f"[the other]({site.url('/other.html')}).\n")
-    add_source(archive, str(folder))
-    discover(archive)
+        f"[the other]({site.url('/other.html')})."))
     assert run_due(archive, WorkKind.CAPTURE).outcomes == {"archived": 2}
 
 

@@ -27,7 +27,6 @@ from archiver.archive import Archive, initialise
 from archiver.cli import cli
 from archiver.clock import warc_timestamp
 from archiver.demo.fixtureweb import Site
-from archiver.discover import add_source, discover
 from archiver.errors import StorageError
 from archiver.jobs import WorkKind, run_due
 from archiver.models import Capture, Link, Post
@@ -35,7 +34,7 @@ from archiver.urls import url_key
 from archiver.warc.export import export_wacz
 from archiver.warc.importer import import_files
 from archiver.warc.verify import scan_warc, verify
-from tests.conftest import TEST_OVERRIDES, make_settings
+from tests.conftest import TEST_OVERRIDES, discover_posts, make_settings, post
 from tests.test_interop import PNG, running_pywb, tool
 
 PAGE = ('<html><head><title>An  article &amp; more</title>'
@@ -61,16 +60,12 @@ def refs(site: Site) -> Site:
 def filled(archive: Archive, refs: Site, tmp_path: Path) -> Archive:
     """Two posts (the first cites the article and the redirect, the second the other page),
     discovered and captured through the normal jobs."""
-    posts = tmp_path / "posts"
-    posts.mkdir()
-    (posts / "a.md").write_text(
-        "---\ntitle: First\ndate: 2008-06-14\nurl: https://blog.example/first\n---\n"
-        f"See [the article]({refs.url('/article.html')}) and [old]({refs.url('/old')}).\n")
-    (posts / "b.md").write_text(
-        "---\ntitle: Second\ndate: 2008-06-15\nurl: https://blog.example/second\n---\n"
-        f"See [the other one]({refs.url('/other.html')}).\n")
-    add_source(archive, str(posts))
-    discover(archive)
+    discover_posts(
+        archive, tmp_path / "posts",
+        post("First", "https://blog.example/first",
+             f"See [the article]({refs.url('/article.html')}) and [old]({refs.url('/old')})."),
+        post("Second", "https://blog.example/second",
+             f"See [the other one]({refs.url('/other.html')}).", date="2008-06-15"))
     assert run_due(archive, WorkKind.CAPTURE).outcomes == {"archived": 3}
     archive.store.close()
     return archive

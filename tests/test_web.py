@@ -11,10 +11,9 @@ from flask.testing import FlaskClient
 from archiver.actions import ignore_domain
 from archiver.archive import Archive
 from archiver.demo.fixtureweb import Site
-from archiver.discover import add_source, discover
 from archiver.errors import ConfigError, StorageError
 from archiver.jobs import WorkKind, run_due
-from tests.conftest import make_settings
+from tests.conftest import discover_posts, make_settings, post
 from tests.test_jobs import add_links
 
 PAGE = ('<html><head><link rel="stylesheet" href="/s.css"></head><body>'
@@ -26,13 +25,9 @@ def filled(archive: Archive, site: Site, tmp_path: Path) -> Site:
     """A folder source with one post citing two pages of ``site``, archived and checked."""
     site.page("/page", PAGE, headers={"Set-Cookie": "track=1", "X-Frame-Options": "DENY"})
     site.page("/gone", "no", status=404)
-    posts = tmp_path / "posts"
-    posts.mkdir()
-    (posts / "first.md").write_text(
-        "---\ntitle: A first post\ndate: 2008-06-14\nurl: https://blog.example/first\n---\n"
-        f"Read [this page]({site.url('/page')}) and [that one]({site.url('/gone')}).\n")
-    add_source(archive, str(posts))
-    discover(archive)
+    discover_posts(archive, tmp_path / "posts", post(
+        "A first post", "https://blog.example/first",
+        f"Read [this page]({site.url('/page')}) and [that one]({site.url('/gone')})."))
     run_due(archive, WorkKind.CAPTURE)
     run_due(archive, WorkKind.CHECK)
     return site
