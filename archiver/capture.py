@@ -263,10 +263,10 @@ class Capturer:
                     fetch.append((url, depth))
                 else:  # captured moments ago for another page: its own requisites still count
                     following += [(child, depth + 1) for child in known]
-            fetched = list(self._pool.map(
-                lambda item: (item, self._fetch_requisite(item[0], budget.bytes)), fetch))
             kept: list[Exchange] = []
-            for (req_url, depth), (exchanges, _error) in fetched:
+            for (req_url, depth), (exchanges, _error) in zip(
+                    fetch, self._fetch_all([url for url, _ in fetch], budget.bytes),
+                    strict=True):
                 if not exchanges:
                     self._forget(req_url)
                     continue
@@ -290,6 +290,16 @@ class Capturer:
                     wave.append((child, depth))
         if unwritten:  # no wave was fetched (none, or the caps were spent)
             self._write(unwritten, result)
+
+    def _fetch_all(self, urls: list[str],
+                   cap: int) -> list[tuple[list[Exchange], FetchError | None]]:
+        """Fetch requisites in parallel, the first in this thread, which would only wait: one
+        pool thread fewer to wake per wave (most waves after the first hold one URL)."""
+        if not urls:
+            return []
+        others = [self._pool.submit(self._fetch_requisite, url, cap) for url in urls[1:]]
+        first = self._fetch_requisite(urls[0], cap)
+        return [first, *(future.result() for future in others)]
 
     def _fetch_requisite(self, url: str,
                          cap: int) -> tuple[list[Exchange], FetchError | None]:
