@@ -23,7 +23,6 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from pathlib import Path
 from queue import SimpleQueue
 from typing import IO, Any
 
@@ -33,7 +32,6 @@ Pending = Callable[[], str | None]  # the sketch, when it is wanted
 SketchArgs = tuple[bytes, str, str, int]  # body_sketch's arguments
 _FRAME = struct.Struct("<Q")  # every message: its length, then a pickle
 _HELPER_MAIN = "from archiver.sketch_pool import serve; serve()"
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 def _send(stream: IO[bytes], message: object) -> None:
@@ -83,12 +81,11 @@ class _Helper:
     """One helper process and the sketches it owes."""
 
     def __init__(self) -> None:
-        env = dict(os.environ)
-        # The helper imports this very copy of the package, as the parent did.
-        env["PYTHONPATH"] = os.pathsep.join(
-            [_PACKAGE_ROOT, *filter(None, [env.get("PYTHONPATH")])])
-        self.process = subprocess.Popen([sys.executable, "-c", _HELPER_MAIN],  # noqa: S603
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        # The helper searches the parent's module path, so it imports the same copy of the
+        # package (as a multiprocessing child would).
+        main = f"import sys; sys.path[:] = {sys.path!r}; {_HELPER_MAIN}"
+        self.process = subprocess.Popen([sys.executable, "-c", main],  # noqa: S603
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._lock = threading.Lock()
         self._owed: dict[int, Future[str | None]] = {}
         self._number = 0
