@@ -18,6 +18,7 @@ from archiver.check import ProbeCache
 from archiver.db import Database
 from archiver.net.client import HttpClient
 from archiver.settings import Settings
+from archiver.site_probes import store_probe, stored_probes
 from archiver.warc.remote import RemoteStorage
 from archiver.warc.store import WarcStore
 
@@ -86,8 +87,6 @@ class Archive:
         """Soft-404 probe answers shared by this process's checks."""
         with self._building:
             if self._probes is None:
-                from archiver.site_probes import store_probe, stored_probes
-
                 ttl = self.settings["health.probe_cache"]
                 self._probes = ProbeCache(ttl, stored_probes(self.db, ttl),
                                           partial(store_probe, self.db, ttl))
