@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import csv
 import io
 import json
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,6 +90,18 @@ class SlowSite:
         self.peers: set[int] = set()  # client ports seen: one per TCP connection
         self.first_start: float | None = None
         self.last_end: float | None = None
+        self.spans: list[tuple[float, float]] = []  # (request read, answer sent) of each
+
+    def idle_gaps(self) -> list[float]:
+        """For each request but the first, the seconds since this site's latest answer before
+        it: how long a freed slot stayed unused (the checker's own per-request overhead)."""
+        ends = sorted(end for _, end in self.spans)
+        gaps = []
+        for start, _ in sorted(self.spans):
+            before = bisect.bisect_right(ends, start)
+            if before:
+                gaps.append(start - ends[before - 1])
+        return gaps
 
     def url(self, path: str) -> str:
         """Absolute URL of ``path`` on this site."""
@@ -109,6 +123,7 @@ class SlowSite:
         finally:
             self.in_flight -= 1
             self.last_end = time.monotonic()
+            self.spans.append((started, self.last_end))
         if path.rpartition("/")[2].isdigit():
             return 200, self.headers, PAGE % path.encode()
         return 404, self.headers, b"<h1>Not Found</h1>"
@@ -129,6 +144,7 @@ class Result:
     note: str = ""
     window: tuple[float, float] | None = None  # first request start, last answer end
     inner_seconds: float | None = None  # the tool's own timing of its checking, if it says
+    gaps: list[float] = field(default_factory=list)  # SlowSite.idle_gaps of every site
     runs: list[float] = field(default_factory=list)  # wall times of every repeat
     ours: bool = False
     failed: bool = False  # it ran but did not do the job (an error exit, no report)
@@ -162,6 +178,7 @@ class Bench:
         ends = [s.last_end for s in self.sites if s.last_end is not None]
         if starts and ends:
             result.window = (min(starts) - started, max(ends) - started)
+        result.gaps = sorted(gap for site in self.sites for gap in site.idle_gaps())
 
 
 def timed(bench: Bench, result: Result, argv: list[str], *, cwd: Path,
@@ -405,6 +422,12 @@ def print_details(results: list[Result]) -> None:
             print(f"{r.tool}: start-up {first:.2f} s (to the first request), requests "
                   f"{last - first:.2f} s, after the last answer {r.seconds - last:.2f} s"
                   f"{inner}")
+        if r.gaps:
+            gap_ms = [gap * 1000 for gap in r.gaps]
+            print(f"  from an answer to the host's next request: median "
+                  f"{statistics.median(gap_ms):.1f} ms, p90 "
+                  f"{gap_ms[int(0.9 * (len(gap_ms) - 1))]:.1f} ms, mean "
+                  f"{statistics.fmean(gap_ms):.1f} ms")
         print(f"  peak in flight per host: {' '.join(map(str, r.peak_per_host))}")
 
 
