@@ -54,15 +54,19 @@ def serve() -> None:
     """Run in the helper: sketch each ``(number, args)`` read from standard input and answer
     ``(number, sketch, ok)``; leave when standard input closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the parent's to handle
-    requests, replies = sys.stdin.buffer, sys.stdout.buffer
+    requests = sys.stdin.buffer
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print cannot break the replies
     # A reading thread empties the pipe at once, so the parent never waits on a full pipe
     # while a page is being sketched here.
     queue: SimpleQueue[Any] = SimpleQueue()
 
     def read() -> None:
-        while (message := _receive(requests)) is not None:
-            queue.put(message)
-        queue.put(None)
+        try:
+            while (message := _receive(requests)) is not None:
+                queue.put(message)
+        finally:
+            queue.put(None)  # leave, whatever stopped the reading
 
     threading.Thread(target=read, name="requests", daemon=True).start()
     while (message := queue.get()) is not None:
@@ -95,16 +99,18 @@ class _Helper:
 
     def _read(self) -> None:
         assert self.process.stdout is not None
-        while (message := _receive(self.process.stdout)) is not None:
-            number, value, ok = message
-            with self._lock:
-                future = self._owed.pop(number)
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(HelperGone("the helper could not sketch it"))
-        self._end()
-        self.process.stdout.close()  # here, not in close(): never under a blocked read
+        try:
+            while (message := _receive(self.process.stdout)) is not None:
+                number, value, ok = message
+                with self._lock:
+                    future = self._owed.pop(number)
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(HelperGone("the helper could not sketch it"))
+        finally:  # whatever stopped the reading, nobody waits for a sketch that will not come
+            self._end()
+            self.process.stdout.close()  # here, not in close(): never under a blocked read
 
     def _end(self) -> None:
         with self._lock:

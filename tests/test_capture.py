@@ -268,6 +268,20 @@ def test_sketches_made_in_the_helper_process_match_and_survive_its_death() -> No
 SKETCHED = (b"<p>" + b"some words a reader sees " * 50 + b"</p>", "text/html", "", 10**6)
 
 
+def test_a_body_the_helper_fails_on_fails_here_and_the_helper_goes_on() -> None:
+    pool = SketchPool(processes=1)
+    try:
+        with pytest.raises(AttributeError):  # what body_sketch raises in this process too
+            pool.submit(None, "text/html", "", 10**6)()  # type: ignore[arg-type]
+        helper = pool.helper_pid
+        assert helper is not None and _alive(helper)
+        assert pool.submit(*SKETCHED)() == body_sketch(*SKETCHED)
+        assert pool.helper_pid == helper  # the same helper: it did not die of the error
+    finally:
+        pool.close()
+    assert not _alive(helper)  # closing the pool ends it
+
+
 def _sketch_in_this_process(answers: Queue[str | None]) -> None:
     pool = SketchPool(processes=1)
     try:
