@@ -23,7 +23,7 @@ from itertools import zip_longest
 from queue import SimpleQueue
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 
 from archiver.archive import Archive
 from archiver.capture import CaptureOutcome, CaptureResult, index_new_locations
@@ -75,9 +75,10 @@ class RunSummary:
                 f"({rate:.1f}/s){': ' + parts if parts else ''}")
 
 
-def claim_due(archive: Archive, kind: WorkKind, limit: int, *, everything: bool = False,
-              now: datetime | None = None) -> list[int]:
-    """Lease up to ``limit`` due links (or any links with ``everything``); return their IDs."""
+def claim_due(archive: Archive, kind: WorkKind, limit: int | None, *,
+              everything: bool = False, now: datetime | None = None) -> list[int]:
+    """Lease up to ``limit`` (None: all) due links (or any links with ``everything``);
+    return their IDs."""
     due_col, lease_col, owner_col = LEASE_COLUMNS[kind]
     now = now or utcnow()
     owner = uuid.uuid4().hex
@@ -342,11 +343,11 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
     """
     started = time.monotonic()
     run_token = RUN_ID.set(uuid.uuid4().hex[:12])  # every log line of this run carries it
-    batch = limit or archive.settings[_BATCH_SETTING[kind]]
-    if everything:
-        batch = max(batch, _count_links(archive))
-    ids = interleave_by_host(archive, claim_due(archive, kind, batch, everything=everything)
-                             if not archive.stopping.is_set() else [])
+    batch = None if everything else limit or archive.settings[_BATCH_SETTING[kind]]
+    ids = (claim_due(archive, kind, batch, everything=everything)
+           if not archive.stopping.is_set() else [])
+    if kind is WorkKind.CAPTURE:  # the pool takes jobs in order; checks pick by host anyway
+        ids = interleave_by_host(archive, ids)
     summary = RunSummary(kind=str(kind), claimed=len(ids))
     if progress:
         progress(0, len(ids))
@@ -439,11 +440,6 @@ def _safely(work: Callable[[Archive, int], str | None], archive: Archive,
     except Exception:
         log.exception("job failed for link %s", link_id, extra={"link_id": link_id})
         return "error"
-
-
-def _count_links(archive: Archive) -> int:
-    with archive.db.session() as session:
-        return int(session.scalar(select(func.count(Link.id))) or 0)
 
 
 def check_round(archive: Archive, *, everything: bool = False,
