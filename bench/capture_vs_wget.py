@@ -32,6 +32,7 @@ Only loopback addresses are contacted; every tool run is bounded by a timeout.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import os
 import random
@@ -42,7 +43,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -50,6 +50,7 @@ from datetime import datetime
 from pathlib import Path
 
 from common import (
+    LoopbackSites,
     archiver_argv,
     clean_env,
     cpu_seconds,
@@ -61,10 +62,8 @@ from common import (
 )
 from sqlalchemy import select
 from warcio.archiveiterator import ArchiveIterator
-from werkzeug.wrappers import Request, Response
 
 from archiver.archive import Archive
-from archiver.demo.fixtureweb import Site
 from archiver.models import Capture
 from archiver.settings import load_settings
 
@@ -101,45 +100,51 @@ class Asset:
 
 
 class CorpusSite:
-    """A loopback site serving a fixed table of resources and counting what it is asked for."""
+    """A loopback site serving a fixed table of resources and counting what it is asked for.
+
+    Its answers run on the loop of ``LoopbackSites`` (one thread, so no lock); ``reset`` is
+    called between runs, when nothing is in flight.
+    """
 
     def __init__(self, address: str, latency: float = 0.0) -> None:
+        self.host = address
         self.latency = latency
-        self.site = Site(f"corpus-{address}", host=address)
-        self.site.fallback = self._answer
+        self.base_url = ""  # http://address:port once served
         self.assets: dict[str, Asset] = {}
-        self._lock = threading.Lock()
         self.hits: Counter[str] = Counter()
         self.bytes_sent = 0
 
     def reset(self) -> None:
-        with self._lock:
-            self.hits = Counter()
-            self.bytes_sent = 0
+        self.hits = Counter()
+        self.bytes_sent = 0
+
+    def url(self, path: str) -> str:
+        """Absolute URL of ``path`` on this site."""
+        return self.base_url + path
 
     def add(self, path: str, body: bytes | str, content_type: str) -> str:
         """Serve ``body`` at ``path``; return its absolute URL."""
         data = body.encode("utf-8") if isinstance(body, str) else body
         etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
         self.assets[path] = Asset(data, content_type, etag)
-        return self.site.url(path)
+        return self.url(path)
 
-    def _answer(self, request: Request) -> Response:
+    async def answer(self, method: str, path: str, headers: dict[str, str],
+                     _port: int) -> tuple[int, dict[str, str], bytes]:
+        """The asset at ``path`` (304 when its ETag is sent back), else a 404."""
         if self.latency > 0:
-            time.sleep(self.latency)  # a network round trip and a server's think time
-        asset = self.assets.get(request.path)
-        with self._lock:
-            self.hits[request.path] += 1
-            if asset is not None and request.method == "GET":
-                self.bytes_sent += len(asset.body)
+            await asyncio.sleep(self.latency)  # a network round trip and a server's think time
+        asset = self.assets.get(path)
+        self.hits[path] += 1
         if asset is None:
-            return Response(b"<h1>Not Found</h1>", status=404,
-                            content_type="text/html; charset=utf-8")
-        headers = {"ETag": asset.etag, "Last-Modified": LAST_MODIFIED,
-                   "Cache-Control": "max-age=3600"}
-        if request.headers.get("If-None-Match") == asset.etag:
-            return Response(status=304, headers=headers)
-        return Response(asset.body, content_type=asset.content_type, headers=headers)
+            return 404, {"Content-Type": "text/html; charset=utf-8"}, b"<h1>Not Found</h1>"
+        fields = {"ETag": asset.etag, "Last-Modified": LAST_MODIFIED,
+                  "Cache-Control": "max-age=3600"}
+        if headers.get("if-none-match") == asset.etag:
+            return 304, fields, b""
+        if method == "GET":
+            self.bytes_sent += len(asset.body)
+        return 200, {"Content-Type": asset.content_type, **fields}, asset.body
 
 
 @dataclass
@@ -160,7 +165,7 @@ class Corpus:
         found: Counter[str] = Counter()
         for site in self.sites:
             for path, count in site.hits.items():
-                found[site.site.url(path)] += count
+                found[site.url(path)] += count
         return found
 
 
@@ -214,7 +219,7 @@ def build_corpus(sites: list[CorpusSite], pages: int, seed: int) -> Corpus:
         site_css = ('@import url("/static/base.css");\n'
                     "header { background: url(/static/header-bg.png) no-repeat }\n"
                     + _css_rules(rng, 3000))
-        site_requisites[site.site.host] = [
+        site_requisites[site.host] = [
             site.add("/static/site.css", site_css, "text/css"),
             site.add("/static/base.css", base_css, "text/css"),
             site.add("/static/header-bg.png", _image(rng, 5_000, 20_000), "image/png"),
@@ -231,7 +236,7 @@ def build_corpus(sites: list[CorpusSite], pages: int, seed: int) -> Corpus:
     per_page: list[int] = []
     for n in range(pages):
         site = sites[n % len(sites)]
-        mine = list(site_requisites[site.site.host])
+        mine = list(site_requisites[site.host])
         slots = rng.randint(3, 6) - 1  # the logo is always one of the images
         hero = rng.random() < 1 / 3
         shared = rng.randint(0, min(2, slots - int(hero)))
@@ -240,7 +245,7 @@ def build_corpus(sites: list[CorpusSite], pages: int, seed: int) -> Corpus:
             body = _image(rng)
             sizes["image"] += len(body)
             images.append(site.add(f"/img/{n}-{i}.jpg", body, "image/jpeg").split(
-                site.site.base_url, 1)[1])
+                site.base_url, 1)[1])
         head = ['<link rel="stylesheet" href="/static/site.css">']
         if hero:
             hero_body = _image(rng)
@@ -252,7 +257,7 @@ def build_corpus(sites: list[CorpusSite], pages: int, seed: int) -> Corpus:
             mine.append(site.add(f"/css/article-{n}.css", page_css, "text/css"))
             head.append(f'<link rel="stylesheet" href="/css/article-{n}.css">')
         head.append('<script src="/static/app.js"></script>')
-        mine += [site.site.url(p) if p.startswith("/") else p for p in images]
+        mine += [site.url(p) if p.startswith("/") else p for p in images]
         links = [f'<a href="/tags/{rng.choice(TAGS)}.html">tag</a>',
                  f'<a href="/articles/{(n + 7) % pages}.html">related</a>']
         archived = site.add(f"/articles/old-{n}.html", "<p>an older article</p>",
@@ -390,7 +395,7 @@ def run_wget(bench: Bench, attempt: int) -> Result:
     folder.mkdir()
     urls = folder / "urls.txt"
     urls.write_text("\n".join(bench.corpus.pages) + "\n", encoding="utf-8")
-    hosts = ",".join(site.site.host for site in bench.corpus.sites)
+    hosts = ",".join(site.host for site in bench.corpus.sites)
     argv = [wget, "--no-config", "--warc-file", str(folder / "wget"),
             "--page-requisites", "--span-hosts", "--domains", hosts,
             "--no-verbose", "-e", "robots=off", "--no-proxy",
@@ -590,9 +595,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load_start = os.getloadavg()
     sites = [CorpusSite(f"127.0.0.{i + 1}", args.latency) for i in range(HOSTS)]
+    server = LoopbackSites()
     try:
+        server.start()
         for site in sites:
-            site.site.start()
+            site.base_url = server.add(site.host, site.answer)
         corpus = build_corpus(sites, args.pages, args.seed)
         per_page = corpus.requisites_per_page
         print(f"{len(corpus.pages)} article pages over {HOSTS} loopback hosts (127.0.0.1-"
@@ -648,8 +655,7 @@ def main(argv: list[str] | None = None) -> int:
             report(bench, results, wget, revisits, configs, default_label, seq_label)
         print("load average after the timed runs: " + " ".join(f"{x:.2f}" for x in load_end))
     finally:
-        for site in sites:
-            site.site.stop()
+        server.stop()
     return 0
 
 

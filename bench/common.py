@@ -80,7 +80,8 @@ class LoopbackSites:
                        for name, _, value in (line.partition(":") for line in lines if line)}
             port = writer.get_extra_info("peername")[1]
             status, extra, body = await answer(method, target.split("?", 1)[0], headers, port)
-            fields = {"Content-Length": str(len(body)), "Connection": "close", **extra}
+            length = {} if status in (204, 304) else {"Content-Length": str(len(body))}
+            fields = {**length, "Connection": "close", **extra}
             writer.write(f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}\r\n".encode()
                          + "".join(f"{k}: {v}\r\n" for k, v in fields.items()).encode("latin-1")
                          + b"\r\n" + (b"" if method == "HEAD" else body))
