@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 from sqlalchemy import Row, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
@@ -61,6 +61,13 @@ class CaptureOutcome(StrEnum):
     SKIPPED = "skipped"  # audio or video larger than capture.max_media_bytes
 
 
+class KnownSketch(NamedTuple):
+    """A page's last text sketch and the payload digest of the body it was made from."""
+
+    digest: str
+    sketch: str
+
+
 @dataclass
 class CaptureResult:
     """Records written for one page (its redirect hops and requisites) and how it went."""
@@ -70,6 +77,7 @@ class CaptureResult:
     error: str | None = None
     verdict: str | None = None
     sketch: str | None = None  # text fingerprint of the page, when it was archived
+    sketched_digest: str | None = None  # payload digest of the body ``sketch`` was made from
     validators: dict[str, str] | None = None  # the page's ETag, Last-Modified, Content-Length
     requisites: int = 0
     revisits: int = 0
@@ -195,8 +203,13 @@ class Capturer:
 
     # -- a page ----------------------------------------------------------------------------
 
-    def capture(self, url: str) -> CaptureResult:
-        """Capture ``url`` and, for an HTML page, its requisites; never raises on fetch errors."""
+    def capture(self, url: str, known: KnownSketch | None = None) -> CaptureResult:
+        """Capture ``url`` and, for an HTML page, its requisites; never raises on fetch errors.
+
+        ``known`` is the page's last sketch and the payload it was made from: when the page's
+        bytes are the same, the sketch is reused instead of made again (a recapture of an
+        unchanged page, the usual case, then costs no hashing of its text).
+        """
         result = CaptureResult()
         if self.robots is not None and not self.robots.allowed(url):
             result.outcome, result.error = CaptureOutcome.REFUSED, "robots.txt disallows it"
@@ -232,9 +245,13 @@ class Capturer:
             if 200 <= final.status < 300:
                 result.validators = {name: value for name in VALIDATORS
                                      if (value := final.header(name))} or None
-                sketch = self._sketches.submit(final.body, final.header("Content-Type") or "",
-                                               final.header("Content-Encoding") or "",
-                                               self.client.max_body_bytes)
+                result.sketched_digest = payload_digest(final.body)
+                if known is not None and known.digest == result.sketched_digest:
+                    result.sketch = known.sketch
+                else:
+                    sketch = self._sketches.submit(
+                        final.body, final.header("Content-Type") or "",
+                        final.header("Content-Encoding") or "", self.client.max_body_bytes)
         if requisites:  # the page's records are written with the first wave's
             self._requisites(embedded_urls_html(html or "", final.url), {url, final.url},
                              budget, result, exchanges)

@@ -26,7 +26,7 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 
 from archiver.archive import Archive
-from archiver.capture import CaptureOutcome, CaptureResult, index_new_locations
+from archiver.capture import CaptureOutcome, CaptureResult, KnownSketch, index_new_locations
 from archiver.check import SUCCESS, VALIDATORS, CheckOutcome, check_url
 from archiver.clock import utcnow
 from archiver.fingerprint import similarity
@@ -124,13 +124,6 @@ def interleave_by_host(archive: Archive, link_ids: Iterable[int]) -> list[int]:
     return ordered
 
 
-def _url_of(archive: Archive, link_id: int) -> str | None:
-    """The link's URL, read in a short transaction (no lock held while fetching)."""
-    with archive.db.session() as session:
-        link = session.get(Link, link_id)
-        return link.url if link is not None else None
-
-
 def validators_of(headers: dict[str, str]) -> dict[str, str] | None:
     """The validator headers (ETag, Last-Modified, Content-Length) among ``headers``."""
     found = {name: headers[name] for name in VALIDATORS if headers.get(name)}
@@ -160,21 +153,27 @@ def note_fingerprint(link: Link, sketch: str | None, now: datetime, settings: Se
 
 @dataclass(frozen=True)
 class DueLink:
-    """What a check needs to know before going to the network."""
+    """What a check or capture needs to know before going to the network."""
 
     id: int
     url: str
     validators: dict[str, str] | None
+    sketch: KnownSketch | None = None  # the page's last sketch and the payload it was made from
 
 
 def load_due(archive: Archive, link_ids: list[int]) -> list[DueLink]:
-    """The URLs and last validators of ``link_ids``, in one query, in the given order."""
+    """The URLs, last validators and last sketches of ``link_ids``, in one query, in the
+    given order."""
     if not link_ids:
         return []
     with archive.db.session() as session:
         rows = {row.id: row for row in session.execute(
-            select(Link.id, Link.url, Link.validators).where(Link.id.in_(link_ids))).all()}
-    return [DueLink(i, rows[i].url, rows[i].validators) for i in link_ids if i in rows]
+            select(Link.id, Link.url, Link.validators, Link.sketched_digest,
+                   Link.last_fingerprint).where(Link.id.in_(link_ids))).all()}
+    return [DueLink(i, row.url, row.validators,
+                    KnownSketch(row.sketched_digest, row.last_fingerprint)
+                    if row.sketched_digest and row.last_fingerprint else None)
+            for i in link_ids if (row := rows.get(i)) is not None]
 
 
 def probe_link(archive: Archive, due: DueLink) -> CheckOutcome:
@@ -271,8 +270,8 @@ def store_checks(archive: Archive, results: list[tuple[DueLink, CheckOutcome]]) 
 # The link columns a capture may change: read before it is applied, written when changed.
 _CAPTURED_COLUMNS = (
     "last_capture_at", "last_capture_outcome", "last_capture_error", "next_capture_at",
-    "first_fingerprint", "last_fingerprint", "drift", "validators", "capture_lease_until",
-    "capture_lease_owner",
+    "first_fingerprint", "last_fingerprint", "sketched_digest", "drift", "validators",
+    "capture_lease_until", "capture_lease_owner",
 )
 
 
@@ -289,24 +288,29 @@ def apply_capture(link: Link, result: CaptureResult, captured_at: datetime,
                                        else settings["capture.recapture_interval"])
     if result.ok:
         note_fingerprint(link, result.sketch, captured_at, settings, captured=True)
+        if result.sketch is not None:
+            link.sketched_digest = result.sketched_digest
         link.validators = result.validators
     _release(link, WorkKind.CAPTURE)
 
 
-def capture_link(archive: Archive, link_id: int, url: str | None = None) -> str | None:
+def capture_link(archive: Archive, link_id: int, due: DueLink | None = None) -> str | None:
     """Capture one link by ID (with its requisites) and index it; None if the link is gone.
-    ``url`` is the link's URL when the caller has read it already (a run reads them all in
-    one query).
+    ``due`` is what the caller has read of the link already (a run reads them all in one
+    query).
 
     The index rows and the link's new state are written in one transaction, the link as a
     plain row changed through a detached ``Link`` (as ``store_checks`` does): no unit of work.
     """
     if archive.stopping.is_set():
         return "stopped"  # not begun before the stop: its lease lapses and a later run takes it
-    url = url or _url_of(archive, link_id)
-    if url is None:
-        return None
-    result = archive.capturer().capture(url)
+    if due is None:
+        found = load_due(archive, [link_id])
+        if not found:
+            return None
+        due = found[0]
+    url = due.url
+    result = archive.capturer().capture(url, known=due.sketch)
     now = utcnow()
     with archive.db.session() as session:
         archive.store.sync()  # the records are on disk before their index rows exist
@@ -365,7 +369,7 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
             for _gone in range(len(ids) - len(due)):
                 count(None)
             jobs = [pool.submit(contextvars.copy_context().run, _safely,
-                                partial(capture_link, url=link.url), archive, link.id)
+                                partial(capture_link, due=link), archive, link.id)
                     for link in due]
             for job in jobs:
                 count(job.result())

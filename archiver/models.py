@@ -167,6 +167,9 @@ class Link(Base):
     # Text sketches (see archiver/fingerprint.py): of the first capture, and of the latest page.
     first_fingerprint: Mapped[str | None] = mapped_column(Text)
     last_fingerprint: Mapped[str | None] = mapped_column(Text)
+    # The payload digest of the page body last_fingerprint was made from: a recapture of the
+    # same bytes reuses the sketch instead of making it again.
+    sketched_digest: Mapped[str | None] = mapped_column(String(64))
     # "Not broken": the author's override holds while the response stays the one they saw.
     override_response: Mapped[str | None] = mapped_column(String(64))
     overridden_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -26,6 +26,7 @@ from archiver.jobs import WorkKind, capture_link, run_due
 from archiver.models import Capture, Link
 from archiver.sketch_pool import SketchPool
 from archiver.urls import host_of, url_key
+from archiver.warc.store import payload_digest
 from tests.conftest import make_settings
 from tests.test_warc import warcio_check
 
@@ -373,3 +374,28 @@ def test_a_capture_writes_its_links_state_and_leaves_the_rest(archive: Archive,
         assert link is not None
         assert link.first_fingerprint == first and link.last_fingerprint != first
         assert link.drift == 1.0 and "etag" not in (link.validators or {"etag": ""})
+
+
+def test_a_recapture_of_the_same_bytes_reuses_the_pages_sketch(archive: Archive,
+                                                                 site: Site) -> None:
+    words = " ".join(f"word{i}" for i in range(60))
+    body = f"<p>{words}</p>"
+    site.page("/p", body)
+    link_id = add_link(archive, site.url("/p"))
+    assert capture_link(archive, link_id) == "archived"
+    made = body_sketch(body.encode(), "text/html; charset=utf-8", "", 10**6)
+    with archive.db.session() as session:
+        link = session.get(Link, link_id)
+        assert link is not None and link.last_fingerprint == made
+        assert link.sketched_digest == payload_digest(body.encode())
+        link.last_fingerprint = "abc,def"  # what the sketch was, as far as a reuse can tell
+    assert capture_link(archive, link_id) == "archived"  # the same bytes: not sketched again
+    with archive.db.session() as session:
+        link = session.get(Link, link_id)
+        assert link is not None and link.last_fingerprint == "abc,def"
+    site.page("/p", body.replace("word1 ", "other "))  # other bytes: sketched again
+    assert capture_link(archive, link_id) == "archived"
+    with archive.db.session() as session:
+        link = session.get(Link, link_id)
+        assert link is not None and link.last_fingerprint not in {"abc,def", made, None}
+        assert link.sketched_digest == payload_digest(body.replace("word1 ", "other ").encode())
