@@ -129,8 +129,8 @@ class CorpusSite:
         self.assets[path] = Asset(data, content_type, etag)
         return self.url(path)
 
-    async def answer(self, method: str, path: str, headers: dict[str, str],
-                     _port: int) -> tuple[int, dict[str, str], bytes]:
+    async def answer(self, method: str, path: str,
+                     headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         """The asset at ``path`` (304 when its ETag is sent back), else a 404."""
         if self.latency > 0:
             await asyncio.sleep(self.latency)  # a network round trip and a server's think time

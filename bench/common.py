@@ -22,9 +22,8 @@ from archiver.settings import load_settings
 from archiver.urls import host_of, url_key
 
 R = TypeVar("R")
-# (method, path, lower-cased request headers, client port) -> (status, headers, body)
-Answer = Callable[[str, str, dict[str, str], int],
-                  Awaitable[tuple[int, dict[str, str], bytes]]]
+# (method, path, lower-cased request headers) -> (status, headers, body)
+Answer = Callable[[str, str, dict[str, str]], Awaitable[tuple[int, dict[str, str], bytes]]]
 REASONS = {200: "OK", 304: "Not Modified", 404: "Not Found"}
 
 
@@ -78,8 +77,7 @@ class LoopbackSites:
             method, target, _version = request_line.split(" ", 2)
             headers = {name.strip().lower(): value.strip()
                        for name, _, value in (line.partition(":") for line in lines if line)}
-            port = writer.get_extra_info("peername")[1]
-            status, extra, body = await answer(method, target.split("?", 1)[0], headers, port)
+            status, extra, body = await answer(method, target.split("?", 1)[0], headers)
             length = {} if status in (204, 304) else {"Content-Length": str(len(body))}
             fields = {**length, "Connection": "close", **extra}
             writer.write(f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}\r\n".encode()
