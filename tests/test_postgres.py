@@ -109,6 +109,10 @@ def test_migrations_match_models_and_reverse(pg_url: str, tmp_path: Path) -> Non
     database = Database(make_settings(tmp_path / "data", database_url=pg_url))
     assert_migrations_round_trip(database)
     database.require_current()
+    with database.engine.connect() as connection:  # the models leave the operator class out
+        pattern_index = connection.scalar(text(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_captures_url_key_pattern'"))
+    assert pattern_index is not None and "text_pattern_ops" in pattern_index
     database.dispose()
 
 
