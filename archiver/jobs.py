@@ -108,19 +108,15 @@ def _release(link: Link, kind: WorkKind) -> None:
         link.capture_lease_until, link.capture_lease_owner = None, None
 
 
-def interleave_by_host(archive: Archive, link_ids: Iterable[int]) -> list[int]:
-    """Order IDs round-robin across hosts so parallel workers spread over many hosts."""
-    ids = list(link_ids)
-    if not ids:
-        return []
-    with archive.db.session() as session:
-        rows = session.execute(select(Link.id, Link.host).where(Link.id.in_(ids))).all()
-    by_host: dict[str, list[int]] = defaultdict(list)
-    for link_id, host in sorted(rows):
-        by_host[host].append(link_id)
-    ordered: list[int] = []
+def interleave_by_host(links: Iterable[DueLink]) -> list[DueLink]:
+    """Order links round-robin across hosts (by ID within a host) so parallel workers spread
+    over many hosts."""
+    by_host: dict[str, list[DueLink]] = defaultdict(list)
+    for link in sorted(links, key=lambda due: due.id):
+        by_host[host_of(link.url)].append(link)
+    ordered: list[DueLink] = []
     for group in zip_longest(*by_host.values()):
-        ordered.extend(i for i in group if i is not None)
+        ordered.extend(link for link in group if link is not None)
     return ordered
 
 
@@ -350,8 +346,6 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
     batch = None if everything else limit or archive.settings[_BATCH_SETTING[kind]]
     ids = (claim_due(archive, kind, batch, everything=everything)
            if not archive.stopping.is_set() else [])
-    if kind is WorkKind.CAPTURE:  # the pool takes jobs in order; checks pick by host anyway
-        ids = interleave_by_host(archive, ids)
     summary = RunSummary(kind=str(kind), claimed=len(ids))
     if progress:
         progress(0, len(ids))
@@ -365,7 +359,8 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
     with ThreadPoolExecutor(max_workers=archive.settings["fetch.concurrency"],
                             thread_name_prefix=str(kind)) as pool:
         if kind is WorkKind.CAPTURE:
-            due = load_due(archive, ids)  # every URL in one query, not one session each
+            # Every link in one query; the pool takes jobs in order, so hosts take turns.
+            due = interleave_by_host(load_due(archive, ids))
             for _gone in range(len(ids) - len(due)):
                 count(None)
             jobs = [pool.submit(contextvars.copy_context().run, _safely,

@@ -18,6 +18,7 @@ from archiver.jobs import (
     capture_link,
     check_link,
     claim_due,
+    interleave_by_host,
     run_due,
     store_checks,
 )
@@ -162,3 +163,10 @@ def test_a_stop_during_a_check_run_leaves_the_links_not_begun(tmp_path: Path,
             leased = set(session.scalars(select(Link.id).where(
                 Link.check_lease_owner.is_not(None))))
         assert checked == set(ids[:3]) and leased == set(ids[3:])
+
+
+def test_captures_take_hosts_in_turn() -> None:
+    links = [DueLink(n, f"http://{host}.example/{n}", None)
+             for n, host in enumerate(["a", "a", "a", "b", "b", "c"], 1)]
+    ordered = interleave_by_host(reversed(links))
+    assert [link.id for link in ordered] == [1, 4, 6, 2, 5, 3]

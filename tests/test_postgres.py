@@ -28,7 +28,7 @@ from archiver.clock import utcnow
 from archiver.db import Database
 from archiver.demo.fixtureweb import Site
 from archiver.history import snapshot_state_counts, state_history
-from archiver.jobs import WorkKind, claim_due, interleave_by_host, load_due
+from archiver.jobs import WorkKind, claim_due, load_due
 from archiver.metrics import ArchiveCollector
 from archiver.models import Capture, Check, Link, LinkState, Post, refresh_ignored
 from archiver.notify import pending_query, send_dead_link_notifications
@@ -406,8 +406,6 @@ def run_the_queries(archive: Archive, client: FlaskClient, record: Recorder) -> 
         assert ids
     with record.named("load_due"):
         load_due(archive, ids)
-    with record.named("interleave_by_host"):
-        interleave_by_host(archive, ids)
     with record.named("index_lookup"):
         index_lookup(archive.db.new_session)(captured.payload_digest or "")
     with record.named("index_locations"), archive.db.session() as session:
