@@ -52,8 +52,9 @@ config: $(STAMP)
 clean:
 	rm -rf $(VENV) $(INTEROP_VENV) .pytest_cache .mypy_cache .ruff_cache
 
-# Politeness benchmark (not a test): our checker, lychee and LinkChecker on the same 1,000
-# loopback links; see bench/README.md.  The other tools live in their own environment.
+# Politeness benchmark (not a test): our checker (as a one-shot command and as a scheduler
+# round), lychee and LinkChecker on the same 1,000 loopback links; see bench/README.md.  The
+# other tools live in their own environment.
 BENCH_VENV ?= .venv-bench
 BENCH_ARGS ?= --repeat 3
 BENCH_STAMP := $(BENCH_VENV)/.installed
