@@ -33,8 +33,9 @@ class LoopbackSites:
     A benchmark's measuring instrument must not be what it measures: the fixture web's
     threaded WSGI server spends about a millisecond of CPU and a new thread on every
     connection, under one GIL for every site, which stretched a 100 ms answer by 10-15 ms when
-    40 arrived at once (and so every tool's time).  Here a request costs ~0.1 ms.  Each site
-    answers one request per connection (``Connection: close``), as the fixture web did.
+    40 arrived at once (and so every tool's time).  Here a request, with its connection's
+    accept and close, costs about 0.3 ms.  Each site answers one request per connection
+    (``Connection: close``), as the fixture web did.
     """
 
     def __init__(self) -> None:
