@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -187,6 +187,17 @@ _CHECKED_COLUMNS = (
 )
 
 
+def _changes(link_id: int, names: tuple[str, ...], values: Sequence[Any],
+             change: Callable[[Link], None]) -> dict[str, Any]:
+    """The columns ``change`` alters on a link whose ``names`` columns hold ``values``: it is
+    applied to a detached ``Link`` built from them, and only what differs is written back, as
+    the ORM would (no unit of work)."""
+    link = Link(id=link_id, **dict(zip(names, values, strict=True)))
+    change(link)
+    return {name: getattr(link, name) for name, old in zip(names, values, strict=True)
+            if getattr(link, name) != old}
+
+
 def check_row(link_id: int, outcome: CheckOutcome, checked_at: datetime) -> dict[str, Any]:
     """The ``checks`` row of one finished check."""
     return {"link_id": link_id, "checked_at": checked_at, "verdict": str(outcome.verdict),
@@ -247,11 +258,8 @@ def store_checks(archive: Archive, results: list[tuple[DueLink, CheckOutcome]]) 
             values = before.get(due.id)
             if values is None:
                 continue  # deleted while it was being checked
-            link = Link(id=due.id, **dict(zip(_CHECKED_COLUMNS, values, strict=True)))
-            apply_check(link, outcome, checked_at, archive.settings)
-            changed = {name: getattr(link, name)
-                       for name, old in zip(_CHECKED_COLUMNS, values, strict=True)
-                       if getattr(link, name) != old}
+            changed = _changes(due.id, _CHECKED_COLUMNS, values, partial(
+                apply_check, outcome=outcome, checked_at=checked_at, settings=archive.settings))
             updates[tuple(changed)].append({"id": due.id, **changed})
             checks.append(check_row(due.id, outcome, checked_at))
             log.info("checked %s: %s", due.url, outcome.verdict, extra={"link_id": due.id})
@@ -314,11 +322,8 @@ def capture_link(archive: Archive, link_id: int, due: DueLink | None = None) -> 
         before = session.execute(_CAPTURED_ROW, {"id": link_id}).first()
         if before is None:
             return None
-        link = Link(id=link_id, **dict(zip(_CAPTURED_COLUMNS, before, strict=True)))
-        apply_capture(link, result, now, archive.settings)
-        changed = {name: getattr(link, name)
-                   for name, old in zip(_CAPTURED_COLUMNS, before, strict=True)
-                   if getattr(link, name) != old}
+        changed = _changes(link_id, _CAPTURED_COLUMNS, before, partial(
+            apply_capture, result=result, captured_at=now, settings=archive.settings))
         if changed:  # Core, not the ORM bulk update: 0.5 against 0.9 ms of CPU with the commit
             session.execute(update(_LINKS).where(_LINKS.c.id == link_id).values(changed))
     log.info("captured %s: %s (%d requisites, %d revisits)", url, result.outcome,
@@ -338,8 +343,9 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
             limit: int | None = None, progress: Progress | None = None) -> RunSummary:
     """Claim a batch of due links and work through it in parallel, politely per host.
 
-    Checks read their links in one query, go to the network in parallel, and are written in
-    transactions of ``WRITE_BATCH``; captures, which write WARC records, run one job per link.
+    The claimed links are read in one query. Checks go to the network in parallel and are
+    written in transactions of ``WRITE_BATCH``; captures, which write WARC records, run one job
+    per link.
     """
     started = time.monotonic()
     run_token = RUN_ID.set(uuid.uuid4().hex[:12])  # every log line of this run carries it
@@ -356,32 +362,28 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
         if progress:
             progress(summary.done, len(ids))
 
+    due = load_due(archive, ids)  # every link in one query, not one session each
+    for _gone in range(len(ids) - len(due)):
+        count(None)
     with ThreadPoolExecutor(max_workers=archive.settings["fetch.concurrency"],
                             thread_name_prefix=str(kind)) as pool:
-        if kind is WorkKind.CAPTURE:
-            # Every link in one query; the pool takes jobs in order, so hosts take turns.
-            due = interleave_by_host(load_due(archive, ids))
-            for _gone in range(len(ids) - len(due)):
-                count(None)
+        if kind is WorkKind.CAPTURE:  # the pool takes jobs in order, so hosts take turns
             jobs = [pool.submit(contextvars.copy_context().run, _safely,
                                 partial(capture_link, due=link), archive, link.id)
-                    for link in due]
+                    for link in interleave_by_host(due)]
             for job in jobs:
                 count(job.result())
         else:
-            _run_checks(archive, ids, pool, count)
+            _run_checks(archive, due, pool, count)
     summary.seconds = time.monotonic() - started
     RUN_ID.reset(run_token)
     return summary
 
 
-def _run_checks(archive: Archive, ids: list[int], pool: ThreadPoolExecutor,
+def _run_checks(archive: Archive, due: list[DueLink], pool: ThreadPoolExecutor,
                 count: Callable[[str | None], None]) -> None:
-    """Check ``ids`` with the pool's workers, each taking the next link of a host that has a
+    """Check ``due`` with the pool's workers, each taking the next link of a host that has a
     free slot, and write the results from this thread in transactions of ``WRITE_BATCH``."""
-    due = load_due(archive, ids)
-    for _gone in range(len(ids) - len(due)):
-        count(None)
     work = HostQueue(((host_of(d.url), d) for d in due),
                      archive.settings["fetch.per_host_concurrency"], archive.stopping)
     finished: SimpleQueue[tuple[DueLink, CheckOutcome | None] | None] = SimpleQueue()
