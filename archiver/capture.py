@@ -377,14 +377,6 @@ def index_lookup(session_factory: Callable[[], Session]) -> IndexLookup:
     return IndexLookup(session_factory)
 
 
-def location_of(row: Capture) -> RecordLocation:
-    """The index row as a record location."""
-    return RecordLocation(warc_file=row.warc_file, offset=row.offset, length=row.length,
-                          record_type=row.record_type, record_id=row.record_id, url=row.url,
-                          captured_at=row.captured_at, status=row.status, mime=row.mime,
-                          payload_digest=row.payload_digest, truncated=row.truncated)
-
-
 def _rows(locations: list[RecordLocation]) -> list[dict[str, object]]:
     return [{"url": loc.url, "url_key": loc.url_key, "captured_at": loc.captured_at,
              "record_type": loc.record_type, "status": loc.status, "mime": loc.mime,
