@@ -130,7 +130,31 @@ def _host_is_ignored(context: DefaultExecutionContext) -> bool:
     host = context.get_current_parameters().get("host")  # type: ignore[no-untyped-call]
     if not host:
         return False
-    return bool(context.root_connection.scalar(select(host_ignored(literal(host)))))
+    connection = context.root_connection
+    _hold_ignored_domains(connection)
+    return bool(connection.scalar(select(host_ignored(literal(host)))))
+
+
+_HOLD_KEY = "archiver.ignored_domains_held"
+
+
+def _hold_ignored_domains(connection: Connection) -> None:
+    """On PostgreSQL, keep the ignored domains as they are until this transaction ends (once
+    per transaction).
+
+    Without it a link inserted while its domain was being ignored could stay unflagged: the
+    domain's UPDATE does not see the uncommitted link, and the link read the domains before
+    the domain was committed. With it the domain's insert waits for the link to be committed
+    (and its UPDATE then flags it), or the link waits for the domain and reads it. SQLite has
+    one writer at a time already. Link inserts do not wait for one another (SHARE mode).
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    transaction = connection.get_transaction()
+    if transaction is None or connection.info.get(_HOLD_KEY) is transaction:
+        return
+    connection.exec_driver_sql("LOCK TABLE ignored_domains IN SHARE MODE")
+    connection.info[_HOLD_KEY] = transaction
 
 
 class Link(Base):

@@ -22,6 +22,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, Engine, event, func, select, text
 
+from archiver import actions
 from archiver.archive import Archive, initialise
 from archiver.capture import index_locations, index_lookup
 from archiver.clock import utcnow
@@ -30,7 +31,15 @@ from archiver.demo.fixtureweb import Site
 from archiver.history import snapshot_state_counts, state_history
 from archiver.jobs import WorkKind, claim_due, load_due
 from archiver.metrics import ArchiveCollector
-from archiver.models import Capture, Check, Link, LinkState, Post, refresh_ignored
+from archiver.models import (
+    Capture,
+    Check,
+    IgnoredDomain,
+    Link,
+    LinkState,
+    Post,
+    refresh_ignored,
+)
 from archiver.notify import pending_query, send_dead_link_notifications
 from archiver.replay.lookup import (
     capture_counts,
@@ -41,6 +50,7 @@ from archiver.replay.lookup import (
 )
 from archiver.report import latest_evidence, link_rows, links_query
 from archiver.settings import Settings
+from archiver.urls import host_of, url_key
 from archiver.warc.indexer import reindex
 from archiver.warc.records import RecordLocation
 from tests.conftest import make_settings
@@ -226,6 +236,45 @@ def test_a_claim_passes_over_locked_links_without_waiting(archive: Archive) -> N
             other.rollback()
             pool.shutdown(wait=True)
     assert claimed == ids[10:]
+
+
+def _new_link(url: str) -> Link:
+    return Link(url=url, url_key=url_key(url), host=host_of(url))
+
+
+def _is_flagged(archive: Archive, url: str) -> bool:
+    with archive.db.session() as session:
+        return bool(session.scalar(select(Link.ignored).where(Link.url == url)))
+
+
+@pytest.mark.parametrize("first", ["link", "domain"])
+def test_a_link_inserted_while_its_domain_is_ignored_is_flagged(archive: Archive,
+                                                                 first: str) -> None:
+    """Whichever transaction begins first, the link ends flagged: the second one waits for
+    the first to commit (without the wait, neither sees the other's uncommitted row)."""
+    url = "https://news.example.org/story"
+    pool = ThreadPoolExecutor(1)
+    try:
+        with archive.db.session() as session:  # the first transaction, committed at its end
+            if first == "link":
+                session.add(_new_link(url))
+                session.flush()
+                other = pool.submit(actions.ignore_domain, archive, "example.org")
+            else:
+                session.add(IgnoredDomain(domain="example.org"))
+                session.flush()
+
+                def add_link() -> None:
+                    with archive.db.session() as second:
+                        second.add(_new_link(url))
+
+                other = pool.submit(add_link)
+            time.sleep(0.5)
+            assert not other.done(), "the second transaction did not wait for the first"
+        other.result(timeout=15)
+    finally:
+        pool.shutdown(wait=True)
+    assert _is_flagged(archive, url)
 
 
 # -- query plans ---------------------------------------------------------------------------
