@@ -19,15 +19,18 @@ from archiver.archive import Archive
 from archiver.demo.fixtureweb import Site
 from archiver.errors import SourceError
 from archiver.jobs import capture_link
+from archiver.models import Post, Source
 from archiver.sources.common import parse_xml
 from archiver.sources.feed import parse_feed
 from archiver.urls import InvalidURL, canonicalize
 from tests.conftest import make_settings
 from tests.test_capture import add_link
+from web import UI_SECURITY_HEADERS
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # Routes that change nothing on the server although they accept POST.
 PUBLIC_POSTS = {"/login", "/api/refs"}
+JS_LINK = re.compile(rb"""(?:href|src|action)\s*=\s*["']?\s*javascript:""", re.I)
 
 
 def state_changing_routes(app: Flask) -> list[tuple[str, str]]:
@@ -63,6 +66,51 @@ def test_no_route_reads_files_outside_its_folders(client: FlaskClient, path: str
     assert response.status_code in {302, 400, 404}, path
     assert b"root:" not in response.data and b"[project]" not in response.data
     assert b"def load_settings" not in response.data
+
+
+@pytest.mark.parametrize("path", [
+    "/web/javascript:%2F%2Fx%250aalert(document.domain)",  # the TimeGate
+    "/web/2020/javascript://x%250aalert(1)",  # the frame page
+    "/web/2020mp_/javascript://x%250aalert(1)",  # the bare document
+    "/timemap/link/javascript://x%250aalert(1)",
+])
+def test_replay_refuses_other_schemes_so_no_page_links_them(client: FlaskClient,
+                                                            path: str) -> None:
+    """A not-archived page linked the asked URL as "the live page": with ``javascript:``,
+    one click ran script in the app's own origin, with the author's session."""
+    response = client.get(path)
+    assert response.status_code == 400
+    assert not JS_LINK.search(response.data)
+    assert response.headers["Content-Security-Policy"] == \
+        UI_SECURITY_HEADERS["Content-Security-Policy"]
+
+
+def test_answers_under_web_that_are_not_archived_documents_carry_the_ui_headers(
+        client: FlaskClient) -> None:
+    for path in ("/web/http://never.example/page", "/web/2020/http://never.example/page"):
+        response = client.get(path)
+        assert response.status_code == 404
+        for name, value in UI_SECURITY_HEADERS.items():
+            assert response.headers[name] == value, (path, name)
+        assert b'href="http://never.example/page"' in response.data  # the live link stays
+
+
+def test_a_stored_url_of_another_scheme_never_becomes_a_link(archive: Archive,
+                                                            client: FlaskClient) -> None:
+    with archive.db.session() as session:
+        source = Source(kind="folder", location="/posts")
+        session.add(source)
+        session.flush()
+        post = Post(source_id=source.id, url="javascript:alert(document.domain)",
+                    content_hash="x", title="P")
+        session.add(post)
+        session.flush()
+        post_id = post.id
+    for path in (f"/posts/{post_id}", f"/posts/{post_id}/references"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert b"javascript:alert" in response.data  # shown as text
+        assert not JS_LINK.search(response.data), path
 
 
 def test_a_gzip_bomb_is_refused_at_replay(tmp_path: Path, site: Site) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from archiver.archive import SECRET_KEY_FILE, Archive
 from archiver.errors import ConfigError
 from archiver.settings import Settings
 
+_LIVE_URL = re.compile(r"https?://", re.I)
 UI_SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
                                "frame-ancestors 'self'; form-action 'self'; base-uri 'none'",
@@ -19,6 +21,12 @@ UI_SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "SAMEORIGIN",
 }
+
+
+def live_href(url: str) -> str:
+    """``url`` for an ``href`` to the live web when it is an http(s) URL, else "#" (a stored
+    URL with another scheme, ``javascript:`` say, must not become a link)."""
+    return url if _LIVE_URL.match(url) else "#"
 
 
 def load_secret_key(settings: Settings) -> str:
@@ -48,6 +56,7 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Flask:
     app.url_map.strict_slashes = False
     app.extensions["archive"] = archive or Archive.open(settings)
     app.extensions["settings"] = settings
+    app.jinja_env.filters["live_href"] = live_href
 
     from web import auth
     from web.views import actions, api, embed, ops, pages, replay
@@ -63,7 +72,10 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Flask:
 
     @app.after_request
     def security_headers(response: Response) -> Response:
-        if not request.path.startswith("/web/"):
+        # Archived documents and their frame page set a policy of their own; every other
+        # answer, under /web/ too (not archived, errors, redirects), is the UI's.
+        if not request.path.startswith("/web/") or \
+                "Content-Security-Policy" not in response.headers:
             for name, value in UI_SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
         return response

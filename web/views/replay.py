@@ -48,6 +48,7 @@ from web.views import archive, settings
 blueprint = Blueprint("replay", __name__)
 _STAMPED = re.compile(r"^(\d{1,14})([a-z]{2}_)?/(.*)$", re.S)
 _SCHEME_SLASH = re.compile(r"^(https?):/+", re.I)
+_HTTP_URL = re.compile(r"^https?://")
 BARE_MODIFIERS = frozenset({"mp_", "id_", "if_", "im_", "js_", "cs_", "oe_"})
 # What a page loads (Sec-Fetch-Dest) rather than shows: answered with the nearest capture
 # directly (its exact address in Content-Location), not with a redirect to its timestamp, as
@@ -62,10 +63,14 @@ FRAME_CSP = ("default-src 'self'; frame-src 'self' {replay}; img-src 'self' data
 
 
 def _original_url(raw: str) -> str:
-    """The archived URL from the path plus the request's own query string."""
+    """The archived URL from the path plus the request's own query string; only http(s) URLs
+    are archived, and pages link to the URL they were asked for (``javascript:`` must not
+    reach an ``href``)."""
     url = _SCHEME_SLASH.sub(lambda m: m.group(1).lower() + "://", raw)
     if "://" not in url:
         url = "http://" + url
+    if not _HTTP_URL.match(url):
+        abort(400, "only http and https addresses are archived")
     query = request.query_string.decode("latin-1")
     return f"{url}?{query}" if query else url
 
