@@ -366,3 +366,26 @@ def refresh_ignored(domain: str) -> Update:
     return (update(Link).where(host_in_domain(Link.host, literal(domain)))
             .values(ignored=host_ignored(Link.host))
             .execution_options(synchronize_session=False))
+
+
+class AuthorSession(Base):
+    """A logged-in author's session, kept here so that logging out or its expiry ends it in
+    every web process; the signed cookie holds only its random ID."""
+
+    __tablename__ = "author_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the ID
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class LoginAttempt(Base):
+    """One login attempt from an address, recorded before its password is checked (so
+    parallel requests and web processes share one limit); a correct password removes it."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_address_time", "address", "attempted_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(255))
+    attempted_at: Mapped[datetime] = mapped_column(DateTime, index=True)

@@ -314,6 +314,12 @@ REGISTRY: tuple[Setting, ...] = (
        "nobody can log in, so the author's actions are off.", secret=True),
     _s("web.login_attempts", "int", 5,
        "Failed logins allowed from one address per 15 minutes.", validate=positive),
+    _s("web.session_lifetime", "duration", "12h",
+       "How long the author's login lasts at most; logging out ends it at once, in every "
+       "web process.", validate=positive),
+    _s("web.secure_cookies", "bool", False,
+       "Send the session cookie over HTTPS only (its Secure flag): set when the UI is served "
+       "over HTTPS."),
 )
 
 _BY_NAME = {setting.name: setting for setting in REGISTRY}

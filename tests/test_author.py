@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Iterator
-from datetime import date
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
 
 import pytest
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from archiver import actions
@@ -20,7 +23,16 @@ from archiver.clock import utcnow
 from archiver.demo.fixtureweb import Site
 from archiver.history import snapshot_state_counts
 from archiver.jobs import WorkKind, check_round, run_due
-from archiver.models import Citation, Link, LinkState, Post, Source, link_is_ignored
+from archiver.models import (
+    AuthorSession,
+    Citation,
+    Link,
+    LinkState,
+    LoginAttempt,
+    Post,
+    Source,
+    link_is_ignored,
+)
 from archiver.urls import host_of, url_key
 from tests.test_jobs import add_links
 from web import create_app
@@ -51,6 +63,28 @@ def token(client: FlaskClient, path: str = "/login") -> str:
 def log_in(client: FlaskClient) -> None:
     response = client.post("/login", data={"password": PASSWORD, "csrf_token": token(client)})
     assert response.status_code == 302
+
+
+def logged_in(client: FlaskClient) -> bool:
+    """Whether the UI treats ``client`` as the author (its pages offer to log out)."""
+    return "Log out" in client.get("/").get_data(True)
+
+
+def copy_session(source: FlaskClient, target: FlaskClient) -> None:
+    """Give ``target`` the session cookie of ``source``, as a thief who copied it would."""
+    cookie = source.get_cookie("session")
+    assert cookie is not None
+    target.set_cookie("session", cookie.value)
+
+
+def app_with(archive: Archive, **overrides: object) -> Flask:
+    """The author's app over ``archive``'s database with further settings."""
+    settings = archive.settings.replace(
+        web__admin_password_hash=generate_password_hash(PASSWORD), web__login_attempts=3,
+        **overrides)
+    app = create_app(settings, archive)
+    app.config["TESTING"] = True
+    return app
 
 
 @pytest.fixture
@@ -88,6 +122,116 @@ def test_wrong_password_and_rate_limit(browser: FlaskClient) -> None:
     response = browser.post("/login", data={"password": PASSWORD,
                                             "csrf_token": token(browser)})
     assert response.status_code == 429  # even the right password waits now
+
+
+def test_a_copied_session_cookie_dies_at_logout(author_app: Flask,
+                                                 browser: FlaskClient) -> None:
+    log_in(browser)
+    thief = author_app.test_client()
+    copy_session(browser, thief)
+    assert logged_in(browser) and logged_in(thief)
+    response = browser.post("/logout", data={"csrf_token": token(browser, "/")})
+    assert response.status_code == 302
+    assert not logged_in(browser)
+    assert not logged_in(thief)  # the login itself ended, not just the browser's cookie
+
+
+def test_a_login_ends_after_the_session_lifetime(archive: Archive) -> None:
+    browser = app_with(archive, web__session_lifetime="1s").test_client()
+    log_in(browser)
+    assert logged_in(browser)
+    time.sleep(1.2)
+    assert not logged_in(browser)
+    log_in(browser)  # a new login works, and clears the expired one away
+    with archive.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(AuthorSession)) == 1
+
+
+def test_the_session_lifetime_is_stored_with_the_login(browser: FlaskClient,
+                                                       archive: Archive) -> None:
+    log_in(browser)
+    with archive.db.session() as session:
+        login = session.scalars(select(AuthorSession)).one()
+        assert login.expires_at - login.created_at == timedelta(hours=12)  # the default
+        login.expires_at = utcnow() - timedelta(seconds=1)
+    assert not logged_in(browser)
+
+
+def test_secure_cookies_setting(archive: Archive) -> None:
+    for secure in (False, True):
+        browser = app_with(archive, web__secure_cookies=secure).test_client()
+        response = browser.post("/login", data={"password": PASSWORD,
+                                                "csrf_token": token(browser)})
+        assert ("; Secure" in response.headers["Set-Cookie"]) is secure
+
+
+def test_parallel_wrong_passwords_get_no_more_checks_than_allowed(author_app: Flask) -> None:
+    """Web.login_attempts=3: of 20 simultaneous wrong passwords at most 3 are checked."""
+    tries = 20
+    start = threading.Barrier(tries)
+
+    def attempt(_: int) -> int:
+        client = author_app.test_client()
+        csrf = token(client)
+        start.wait()
+        return client.post("/login", data={"password": "nope", "csrf_token": csrf}).status_code
+
+    with ThreadPoolExecutor(tries) as pool:
+        statuses = list(pool.map(attempt, range(tries)))
+    assert statuses.count(401) <= 3
+    assert statuses.count(429) == tries - statuses.count(401)
+
+
+def test_two_web_processes_share_the_limit_and_the_logins(author_app: Flask,
+                                                          archive: Archive) -> None:
+    with Archive.open(archive.settings) as other_archive:
+        other_app = create_app(author_app.extensions["settings"], other_archive)
+        other_app.config["TESTING"] = True
+        first, second = author_app.test_client(), other_app.test_client()
+        log_in(first)
+        copy_session(first, second)
+        assert logged_in(second)
+        second.post("/logout", data={"csrf_token": token(second, "/")})
+        assert not logged_in(first)  # logged out in the other process: out here too
+
+        for client in (first, second, first):
+            response = client.post("/login", data={"password": "nope",
+                                                   "csrf_token": token(client)})
+            assert response.status_code == 401
+        response = second.post("/login", data={"password": PASSWORD,
+                                               "csrf_token": token(second)})
+        assert response.status_code == 429
+
+
+def test_right_passwords_use_no_attempts_and_old_failures_age_out(browser: FlaskClient,
+                                                                  archive: Archive) -> None:
+    for _ in range(5):  # more than web.login_attempts
+        log_in(browser)
+    with archive.db.session() as session:
+        long_ago = utcnow() - timedelta(minutes=16)
+        session.add_all([LoginAttempt(address="127.0.0.1", attempted_at=long_ago)
+                         for _ in range(3)])
+    response = browser.post("/login", data={"password": "nope", "csrf_token": token(browser)})
+    assert response.status_code == 401
+    with archive.db.session() as session:  # the old ones were removed; the failure is kept
+        assert session.scalar(select(func.count()).select_from(LoginAttempt)) == 1
+
+
+@pytest.mark.parametrize("target", [
+    "/%09/evil.example/", "/%0d%0a", "//evil.example", "/%5Cevil.example", "/%5C/evil.example",
+    "https://evil.example/", "javascript:alert(1)", "evil.example", "",
+])
+def test_login_never_redirects_off_the_site(browser: FlaskClient, target: str) -> None:
+    response = browser.post(f"/login?next={target}",
+                            data={"password": PASSWORD, "csrf_token": token(browser)})
+    assert (response.status_code, response.headers["Location"]) == (302, "/")
+    assert logged_in(browser)
+
+
+def test_login_returns_to_the_page_asked_for(browser: FlaskClient) -> None:
+    response = browser.post("/login?next=/links%3Fstate%3Ddead",
+                            data={"password": PASSWORD, "csrf_token": token(browser)})
+    assert response.headers["Location"] == "/links?state=dead"
 
 
 def test_posts_without_csrf_token_are_refused(browser: FlaskClient, soft_404_link: int) -> None:

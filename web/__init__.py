@@ -50,6 +50,7 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Flask:
         SECRET_KEY=load_secret_key(settings),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_SECURE=settings["web.secure_cookies"],
         JSON_SORT_KEYS=False,
     )
     app.url_map.merge_slashes = False  # keep the "//" of archived URLs in /web/ paths

@@ -2,18 +2,21 @@
 
 There is one author; the password's hash lives in the settings (``web.admin_password_hash``).
 Every state-changing request must carry the session's CSRF token, logged in or not.
+A login lives in the database (``author_sessions``; the signed cookie holds only a random ID)
+so logging out ends it for every copy of the cookie, in every web process; login attempts are
+kept there too, so the limit holds across parallel requests and processes.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import secrets
-import threading
-import time
-from collections import defaultdict, deque
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -21,18 +24,28 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
     session,
     url_for,
 )
+from sqlalchemy import delete, func, select
 from werkzeug.security import check_password_hash
+
+from archiver.archive import Archive
+from archiver.clock import utcnow
+from archiver.models import AuthorSession, LoginAttempt
 
 blueprint = Blueprint("auth", __name__)
 Fn = TypeVar("Fn", bound=Callable[..., Any])
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-LOGIN_WINDOW = 15 * 60
+LOGIN_WINDOW = timedelta(minutes=15)
+SESSION_KEY = "sid"  # the signed cookie's key for the login's random ID
+# Characters browsers drop from or reinterpret in a URL ("/\t/host" becomes "//host"): a
+# ``next`` with any of them is refused, as is any other control character.
+_UNSAFE_IN_NEXT = frozenset("\\" + "".join(map(chr, range(0x20))) + "\x7f")
 
 
 def csrf_token() -> str:
@@ -53,9 +66,29 @@ def check_csrf() -> None:
         abort(400, "missing or wrong CSRF token: reload the page and try again")
 
 
+def _archive() -> Archive:
+    archive: Archive = current_app.extensions["archive"]
+    return archive
+
+
+def _id_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def _session_is_live(session_id: Any) -> bool:
+    """One primary-key lookup: the login exists and has not expired."""
+    if not isinstance(session_id, str) or not session_id:
+        return False
+    with _archive().db.session() as db:
+        row = db.get(AuthorSession, _id_hash(session_id))
+        return row is not None and row.expires_at > utcnow()
+
+
 def is_author() -> bool:
-    """True when the request comes from the logged-in author."""
-    return bool(session.get("author"))
+    """True when the request comes from the logged-in author (looked up once per request)."""
+    if "is_author" not in g:
+        g.is_author = _session_is_live(session.get(SESSION_KEY))
+    return bool(g.is_author)
 
 
 def login_required(view: Fn) -> Fn:
@@ -70,63 +103,98 @@ def login_required(view: Fn) -> Fn:
     return wrapper  # type: ignore[return-value]
 
 
-class LoginLimiter:
-    """Failed logins per client address in a sliding window."""
+def start_session(archive: Archive, lifetime: float) -> str:
+    """Record a new login lasting ``lifetime`` seconds and return its random ID; expired
+    logins are removed on the way."""
+    session_id = secrets.token_urlsafe(32)
+    now = utcnow()
+    with archive.db.session() as db:
+        db.execute(delete(AuthorSession).where(AuthorSession.expires_at <= now))
+        db.add(AuthorSession(id_hash=_id_hash(session_id), created_at=now,
+                             expires_at=now + timedelta(seconds=lifetime)))
+    return session_id
 
-    def __init__(self, allowed: int, window: float = LOGIN_WINDOW) -> None:
-        self.allowed = allowed
-        self.window = window
-        self._lock = threading.Lock()
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
 
-    def blocked(self, address: str) -> bool:
-        """True when ``address`` used up its attempts."""
-        with self._lock:
-            failures = self._failures[address]
-            while failures and time.monotonic() - failures[0] > self.window:
-                failures.popleft()
-            return len(failures) >= self.allowed
+def end_session(archive: Archive, session_id: Any) -> None:
+    """Forget the login ``session_id`` (no matter whether it exists)."""
+    if isinstance(session_id, str) and session_id:
+        with archive.db.session() as db:
+            db.execute(delete(AuthorSession).where(
+                AuthorSession.id_hash == _id_hash(session_id)))
 
-    def failed(self, address: str) -> None:
-        """Count one failed attempt."""
-        with self._lock:
-            self._failures[address].append(time.monotonic())
+
+def reserve_attempt(archive: Archive, address: str, allowed: int) -> int | None:
+    """Record a login attempt from ``address`` before its password is checked, and return its
+    ID; None when it is over the limit of ``allowed`` in the window.
+
+    The attempt is committed before the attempts are counted, so of any number of parallel
+    attempts (in any process) at most ``allowed`` see a count within the limit. Attempts older
+    than the window are removed on the way.
+    """
+    now = utcnow()
+    since = now - LOGIN_WINDOW
+    with archive.db.session() as db:
+        db.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at < since))
+        attempt = LoginAttempt(address=address, attempted_at=now)
+        db.add(attempt)
+    with archive.db.session() as db:
+        count = db.scalar(select(func.count()).select_from(LoginAttempt).where(
+            LoginAttempt.address == address, LoginAttempt.attempted_at >= since)) or 0
+    return attempt.id if count <= allowed else None
+
+
+def release_attempt(archive: Archive, attempt_id: int) -> None:
+    """Forget a reserved attempt (its password was right: it is not a failure)."""
+    with archive.db.session() as db:
+        db.execute(delete(LoginAttempt).where(LoginAttempt.id == attempt_id))
+
+
+def safe_next(target: str) -> str | None:
+    """``target`` when it is a path on this site, else None (no open redirect)."""
+    if not target or any(char in _UNSAFE_IN_NEXT for char in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") \
+            or parts.path.startswith("//"):
+        return None
+    return target
 
 
 @blueprint.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     """Log the author in with the configured password."""
     settings = current_app.extensions["settings"]
-    limiter: LoginLimiter = current_app.extensions["login_limiter"]
     password_hash: str = settings["web.admin_password_hash"]
     if request.method == "GET":
         return render_template("login.html", enabled=bool(password_hash))
-    address = request.remote_addr or "unknown"
-    if limiter.blocked(address):
+    archive = _archive()
+    address = (request.remote_addr or "unknown")[:255]
+    attempt = reserve_attempt(archive, address, settings["web.login_attempts"])
+    if attempt is None:
         abort(429, "too many failed logins; wait a few minutes")
     password = request.form.get("password", "")
     if not password_hash or not check_password_hash(password_hash, password):
-        limiter.failed(address)
         flash("Wrong password.")
         return render_template("login.html", enabled=bool(password_hash)), 401
+    release_attempt(archive, attempt)
+    end_session(archive, session.get(SESSION_KEY))
     session.clear()  # a fresh session (and CSRF token) after login
-    session["author"] = True
-    target = request.args.get("next", "")
-    return redirect(target if target.startswith("/") and not target.startswith("//")
-                    else url_for("pages.dashboard"))
+    session[SESSION_KEY] = start_session(archive, settings["web.session_lifetime"])
+    g.pop("is_author", None)
+    return redirect(safe_next(request.args.get("next", "")) or url_for("pages.dashboard"))
 
 
 @blueprint.post("/logout")
 def logout() -> Any:
-    """Log out."""
+    """Log out: the login ends for every copy of the cookie."""
+    end_session(_archive(), session.get(SESSION_KEY))
     session.clear()
+    g.pop("is_author", None)
     return redirect(url_for("pages.dashboard"))
 
 
 def install(app: Flask) -> None:
-    """Wire CSRF checks, the template helpers and the login limiter into ``app``."""
-    settings = app.extensions["settings"]
-    app.extensions["login_limiter"] = LoginLimiter(settings["web.login_attempts"])
+    """Wire CSRF checks and the template helpers into ``app``."""
     app.before_request(check_csrf)
     app.jinja_env.globals.update(csrf_token=csrf_token, is_author=is_author)
     app.register_blueprint(blueprint)
