@@ -313,7 +313,8 @@ REGISTRY: tuple[Setting, ...] = (
        "Hash of the author's password (make one with `archiver hash-password`). Empty: "
        "nobody can log in, so the author's actions are off.", secret=True),
     _s("web.login_attempts", "int", 5,
-       "Failed logins allowed from one address per 15 minutes.", validate=positive),
+       "Login attempts allowed from one address per 15 minutes (a right password does "
+       "not count).", validate=positive),
     _s("web.session_lifetime", "duration", "12h",
        "How long the author's login lasts at most; logging out ends it at once, in every "
        "web process.", validate=positive),
