@@ -3,7 +3,7 @@ database, shared by every web process
 
 Revision ID: 0009
 Revises: 0008
-Create Date: 2026-11-28 10:00:00.000000
+Create Date: 2026-11-27 14:40:00.000000
 """
 
 import sqlalchemy as sa
