@@ -12,7 +12,6 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import urljoin
 
 from archiver.archive import Archive
 from archiver.replay.lookup import latest_good_captures, replay_path
@@ -23,7 +22,14 @@ from archiver.replay.rewrite import (
     _unescape_attr,
     iter_start_tags,
 )
-from archiver.urls import FETCHABLE_SCHEMES, InvalidURL, canonicalize, scheme_of, url_key
+from archiver.urls import (
+    FETCHABLE_SCHEMES,
+    InvalidURL,
+    canonicalize,
+    resolve,
+    scheme_of,
+    url_key,
+)
 
 __all__ = ["ROBUST_ATTRIBUTES", "Lookup", "archive_lookup", "decorate_html",
            "decorate_with_archive"]
@@ -101,7 +107,7 @@ def _document_base(page_url: str, base_href: str | None) -> str:
     if base_href is None:
         return page_url
     try:
-        base = urljoin(page_url, base_href.strip(_C0_SPACE))
+        base = resolve(base_href.strip(_C0_SPACE), page_url)
     except ValueError:
         return page_url
     return base if scheme_of(base) in FETCHABLE_SCHEMES else page_url
@@ -113,7 +119,7 @@ def _resolve(href: str, base: str) -> tuple[str, str] | None:
     if not target or target.startswith("#"):
         return None
     try:
-        absolute = urljoin(base, target) if base else target
+        absolute = resolve(target, base) if base else target
         return absolute, canonicalize(absolute)
     except (InvalidURL, ValueError):
         return None

@@ -142,7 +142,7 @@ def _target(href: str, base: str, own_site: str) -> tuple[str | None, str | None
     if scheme_of(href) in SKIPPED_SCHEMES:
         return None
     if href.startswith("//") and scheme_of(base) not in FETCHABLE_SCHEMES:
-        base = "https:"  # a protocol-relative link in a local file still means the web
+        base = "https://localhost/"  # a protocol-relative link in a local file means the web
     try:
         absolute = resolve(href, base)
         # Same-site links are most of a blog's links: drop them before the costly normalising.

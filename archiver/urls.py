@@ -9,8 +9,9 @@ capture index sorts and looks up by, the same key pywb and the Wayback Machine u
 from __future__ import annotations
 
 import re
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
+from ada_url import join_url
 from url_normalize import url_normalize
 
 MAX_URL_LENGTH = 8192
@@ -78,8 +79,14 @@ def _check_authority(url: str) -> None:
 
 
 def resolve(reference: str, base: str) -> str:
-    """Resolve a (possibly relative) reference against a base URL, as a browser would."""
-    return urljoin(base, reference.strip())
+    """Resolve a (possibly relative) reference against a base URL as a browser does (the
+    WHATWG URL standard); ValueError when that gives no URL.
+
+    Not urljoin (RFC 3986), which differs where it matters: on an http page a browser reads
+    ``https:example.org/a``, ``https:/example.org/a`` and backslashes for slashes as links to
+    another site, so that is the link the reader follows, and the one to check and keep.
+    """
+    return join_url(base, reference.strip())
 
 
 def url_key(url: str) -> str:

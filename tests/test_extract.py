@@ -62,6 +62,22 @@ def test_relative_links_resolve_against_page_then_base_href() -> None:
         "https://blog.example.com/b/c"
 
 
+def test_links_resolve_as_the_readers_browser_resolves_them() -> None:
+    """On an http page a browser reads another scheme without slashes, or with backslashes,
+    as a link to another site: that is the page the reader reaches, so the one to keep."""
+    page = "http://blog.example.com/2024/post.html"
+    html = ('<a href="https:example.org/a">1</a> <a href="https:/example.org/b">2</a> '
+            '<a href="http:\\\\example.net\\c">3</a> <a href="https:">4</a>')
+    links = by_href(extract_links(html, page))
+    assert links["https:example.org/a"].url == "https://example.org/a"
+    assert links["https:/example.org/b"].url == "https://example.org/b"
+    assert links["http:\\\\example.net\\c"].url == "http://example.net/c"
+    assert links["https:"].verdict == "invalid_url"  # no URL to a browser either
+    # In a post read from a local file, a protocol-relative link still means the web.
+    [link] = extract_links('<a href="//cdn.example.net/x">x</a>', "file:///posts/a.md")
+    assert link.url == "https://cdn.example.net/x"
+
+
 def test_same_site_links_are_not_outbound() -> None:
     html = """<a href="/about">about</a><a href="https://blog.example.com/x">abs</a>
     <a href="https://www.blog.example.com/y">www</a><a href="HTTPS://BLOG.EXAMPLE.COM/z">caps</a>

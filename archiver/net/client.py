@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from http.cookiejar import CookieJar
 from typing import Any
-from urllib.parse import SplitResult, unquote, urljoin, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -43,7 +43,7 @@ from archiver.clock import utcnow
 from archiver.net.guard import AddressPolicy, parse_networks
 from archiver.net.politeness import HostLimiter
 from archiver.settings import Settings
-from archiver.urls import FETCHABLE_SCHEMES, host_of
+from archiver.urls import FETCHABLE_SCHEMES, host_of, resolve
 from archiver.verdicts import Verdict
 
 READ_CHUNK = 64 * 1024
@@ -99,7 +99,10 @@ class Exchange:
         """Absolute redirect target, when this is a redirect."""
         target = self.header("Location")
         if self.status in REDIRECT_STATUSES and target:
-            return urljoin(self.url, target.strip())
+            try:
+                return resolve(target, self.url)
+            except ValueError:  # no URL to a browser either: the next hop reports it
+                return target.strip()
         return None
 
     @property

@@ -17,7 +17,7 @@ from html import unescape as _html_unescape
 from html.entities import html5 as _HTML5_ENTITIES
 from urllib.parse import urlsplit
 
-from ada_url import join_url
+from archiver.urls import resolve
 
 __all__ = ["EMBED", "NAV", "UrlRewriter", "rewrite_css", "rewrite_html"]
 
@@ -64,7 +64,7 @@ def _resolve(base: str, target: str) -> str:
     """
     parts = _base_parts(base)
     if parts is None or _NOT_PLAIN.search(target) is not None:
-        return join_url(base, target)
+        return resolve(target, base)
     scheme, origin, directory, document = parts
     if _PLAIN_ABS_HTTP.match(target) is not None:
         return target
@@ -75,7 +75,7 @@ def _resolve(base: str, target: str) -> str:
         return document + target
     # a fragment alone, a scheme, or "//" with no host after it
     if first == "#" or target.startswith("//") or _SCHEME.match(target) is not None:
-        return join_url(base, target)
+        return resolve(target, base)
     return (origin if first == "/" else directory) + target
 
 

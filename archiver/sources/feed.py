@@ -9,7 +9,6 @@ import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
-from urllib.parse import urljoin
 
 import feedparser
 from selectolax.lexbor import LexborHTMLParser
@@ -17,7 +16,7 @@ from selectolax.lexbor import LexborHTMLParser
 from archiver.errors import SourceError
 from archiver.net.client import HttpClient
 from archiver.sources.common import PostData, canonical_or_raw, fetch_document
-from archiver.urls import FETCHABLE_SCHEMES, scheme_of
+from archiver.urls import FETCHABLE_SCHEMES, resolve, scheme_of
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ def _post(entry: Any, feed_url: str) -> PostData | None:
                     entry.get("title") or "untitled")
         return None
     try:
-        link = urljoin(feed_url, link)
+        link = resolve(link, feed_url)
     except ValueError:
         log.warning("%s: skipping an entry with a malformed link %r", feed_url, link)
         return None

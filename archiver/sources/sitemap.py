@@ -6,14 +6,13 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from urllib.parse import urljoin
 from xml.etree.ElementTree import Element
 
 from archiver.errors import SourceError
 from archiver.net.client import HttpClient
 from archiver.sources.common import PostData, fetch_document, local_name, parse_xml, to_utc
 from archiver.sources.page import read_page
-from archiver.urls import FETCHABLE_SCHEMES, scheme_of
+from archiver.urls import FETCHABLE_SCHEMES, resolve, scheme_of
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ def _entries(root: Element, item_name: str, base: str) -> list[_Entry]:
         if not loc:
             continue
         try:
-            absolute = urljoin(base, loc)
+            absolute = resolve(loc, base)
         except ValueError:
             log.warning("%s: skipping malformed <loc> %r", base, loc)
             continue

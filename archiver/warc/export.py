@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urljoin
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,6 +35,7 @@ from archiver.models import Capture, Citation, Link, Post
 from archiver.net.content import charset_of, decode_text
 from archiver.replay.lookup import nearest_capture
 from archiver.replay.rewrite import embedded_urls_css, embedded_urls_html
+from archiver.urls import resolve
 from archiver.warc.store import SOFTWARE, WARC_VERSION, WarcStore, open_record
 from archiver.warc.verify import GZIP_MAGIC, record_bytes
 
@@ -126,8 +126,12 @@ def _redirect_target(store: WarcStore, capture: Capture) -> str | None:
         return None
     headers = record.http_headers
     location = headers.get_header("Location") if headers is not None else None
-    return urljoin(capture.url, location.strip()) if location else None
-
+    if not location:
+        return None
+    try:
+        return resolve(location, capture.url)
+    except ValueError:
+        return None
 
 def _payload_text(session: Session, store: WarcStore, capture: Capture) -> str | None:
     """The decoded text of an HTML or CSS capture (a revisit's from the record it repeats)."""
