@@ -6,13 +6,13 @@ import logging
 import secrets
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from archiver.check import ProbeCache
 from archiver.db import Database
@@ -121,23 +121,48 @@ class Archive:
         self.close()
 
 
+@dataclass
+class Stopping:
+    """A run's stop request: the event its work watches, and the signal that set it."""
+
+    event: threading.Event
+    signal_name: str | None = None  # "SIGTERM" or "SIGINT" once one came
+
+    def is_set(self) -> bool:
+        """True once a stop was asked for."""
+        return self.event.is_set()
+
+
+# What a second signal does: SIGTERM ends the process at once (status 143), Ctrl-C raises
+# KeyboardInterrupt; both crash-safe too (records are written whole), just abrupt.
+_SECOND_SIGNAL: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int] = {
+    signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.default_int_handler}
+
+
 @contextmanager
-def stop_on_sigterm(event: threading.Event) -> Iterator[threading.Event]:
-    """While inside, SIGTERM sets ``event`` instead of ending the process (main thread only)."""
-    # A second SIGTERM ends the process at once (status 143): crash-safe too, just abrupt.
+def stop_gracefully(event: threading.Event) -> Iterator[Stopping]:
+    """While inside, SIGTERM or Ctrl-C (SIGINT) sets ``event`` instead of ending the process,
+    so the run finishes and keeps what it has in hand and starts nothing new (main thread
+    only)."""
+    stopping = Stopping(event)
     if threading.current_thread() is not threading.main_thread():
-        yield event
+        yield stopping
         return
 
-    def handle(_signal: int, _frame: FrameType | None) -> None:
+    def handle(number: int, _frame: FrameType | None) -> None:
+        stopping.signal_name = signal.Signals(number).name
         event.set()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for each in previous:
+            signal.signal(each, _SECOND_SIGNAL[each])
 
-    previous = signal.signal(signal.SIGTERM, handle)
+    # A signal ignored when we started (a background job's Ctrl-C, nohup) stays ignored.
+    previous = {each: signal.signal(each, handle) for each in _SECOND_SIGNAL
+                if signal.getsignal(each) is not signal.SIG_IGN}
     try:
-        yield event
+        yield stopping
     finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for each, handler in previous.items():
+            signal.signal(each, handler if handler is not None else signal.SIG_DFL)
 
 
 SECRET_KEY_FILE = "secret.key"  # noqa: S105 - a file name, not a secret

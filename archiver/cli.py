@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from archiver import __version__
-from archiver.archive import Archive, initialise
+from archiver.archive import Archive, Stopping, initialise
 from archiver.errors import ArchiverError
 from archiver.logs import configure_logging
 from archiver.models import LinkState
@@ -151,11 +151,12 @@ def discover_command(ctx: Context) -> None:
 
 
 def _work(ctx: Context, kind: str, everything: bool) -> bool:
-    """Run one kind of work; on SIGTERM, finish the pages in hand and return True (exit 0)."""
-    from archiver.archive import stop_on_sigterm
+    """Run one kind of work; on SIGTERM or Ctrl-C, finish and keep the work in hand and
+    return True (exit 0 after SIGTERM, 130 after Ctrl-C)."""
+    from archiver.archive import stop_gracefully
     from archiver.jobs import WorkKind, check_round, run_due
 
-    with ctx.open() as archive, stop_on_sigterm(archive.stopping) as stopping:
+    with ctx.open() as archive, stop_gracefully(archive.stopping) as stopping:
         if kind == WorkKind.CAPTURE:
             archive.prepare_store()  # repair files of writers that died, even if nothing is due
         progress = ctx.progress(kind)
@@ -164,10 +165,19 @@ def _work(ctx: Context, kind: str, everything: bool) -> bool:
                    run_due(archive, WorkKind(kind), everything=everything, progress=progress))
     ctx.say(summary.line())
     if stopping.is_set():
-        ctx.say(f"{kind}: stopped by SIGTERM: work in hand finished, the rest left to a later run")
+        ctx.say(f"{kind}: stopped by {stopping.signal_name or 'request'}: the work in hand was "
+                "finished and kept, the rest left to a later run")
     if summary.outcomes.get("error"):
         sys.exit(1)
+    _exit_if_interrupted(stopping)
     return stopping.is_set()
+
+
+def _exit_if_interrupted(stopping: Stopping) -> None:
+    """Exit 130 after Ctrl-C, as an interrupted command does (a script must not take an
+    interrupted check for a finished one); SIGTERM is a normal stop (exit 0)."""
+    if stopping.signal_name == "SIGINT":
+        sys.exit(130)
 
 
 @cli.command()
@@ -195,12 +205,13 @@ def run(click_ctx: click.Context) -> None:
     """Discover, capture and check once: what each scheduler tick does (SIGTERM: exit 0)."""
     import threading
 
-    from archiver.archive import stop_on_sigterm
+    from archiver.archive import stop_gracefully
 
-    with stop_on_sigterm(threading.Event()) as stopping:
+    with stop_gracefully(threading.Event()) as stopping:
         click_ctx.invoke(discover_command)
         if stopping.is_set():
-            click_ctx.obj.say("run: stopped by SIGTERM after discovering")
+            click_ctx.obj.say(f"run: stopped by {stopping.signal_name} after discovering")
+            _exit_if_interrupted(stopping)
         elif not _work(click_ctx.obj, "capture", False):
             _work(click_ctx.obj, "check", False)
 
@@ -299,18 +310,18 @@ def config_command(ctx: Context) -> None:
 @run_safely
 def scheduler(ctx: Context) -> None:
     """The scheduler alone: discover, capture and check on their intervals (SIGTERM: exit 0)."""
-    from archiver.archive import stop_on_sigterm
+    from archiver.archive import stop_gracefully
     from archiver.scheduler import build_scheduler
 
-    with ctx.open() as archive, stop_on_sigterm(archive.stopping) as stopping:
+    with ctx.open() as archive, stop_gracefully(archive.stopping) as stopping:
         archive.prepare_store()
         ctx.say("scheduler running; Ctrl-C or SIGTERM to stop")
         running = build_scheduler(archive, blocking=False)
         running.start()
-        with contextlib.suppress(KeyboardInterrupt, SystemExit):
-            while not stopping.wait(1.0):
+        with contextlib.suppress(KeyboardInterrupt, SystemExit):  # a second Ctrl-C
+            while not stopping.event.wait(1.0):
                 pass
-        stopping.set()  # Ctrl-C stops the same way: nothing new, the tick in hand finishes
+        stopping.event.set()  # nothing new starts; the tick in hand finishes
         running.shutdown(wait=True)
     ctx.say("scheduler stopped: work in hand finished, the rest left to a later run")
 

@@ -76,12 +76,13 @@ class RunSummary:
 
 
 def claim_due(archive: Archive, kind: WorkKind, limit: int | None, *,
-              everything: bool = False, now: datetime | None = None) -> list[int]:
-    """Lease up to ``limit`` (None: all) due links (or any links with ``everything``);
-    return their IDs."""
+              everything: bool = False, now: datetime | None = None,
+              owner: str | None = None) -> list[int]:
+    """Lease up to ``limit`` (None: all) due links (or any links with ``everything``) to
+    ``owner`` (a new one by default); return their IDs."""
     due_col, lease_col, owner_col = LEASE_COLUMNS[kind]
     now = now or utcnow()
-    owner = uuid.uuid4().hex
+    owner = owner or uuid.uuid4().hex
     lease_until = now + timedelta(seconds=archive.settings["capture.lease"])
     free = or_(lease_col.is_(None), lease_col < now)
     due = due_col.is_not(None) if everything else and_(due_col.is_not(None), due_col <= now)
@@ -99,6 +100,21 @@ def claim_due(archive: Archive, kind: WorkKind, limit: int | None, *,
         session.execute(claim.where(Link.id.in_(candidates.scalar_subquery()), free))
         ids = list(session.scalars(select(Link.id).where(owner_col == owner)))
     return ids
+
+
+def release_claims(archive: Archive, kind: WorkKind, owner: str, ids: list[int]) -> int:
+    """Give back the leases ``owner`` still holds on ``ids`` (links a stop left unbegun, jobs
+    that failed); return how many."""
+    _, lease_col, owner_col = LEASE_COLUMNS[kind]
+    released = 0
+    with archive.db.session() as session:
+        for start in range(0, len(ids), 500):  # within every database's limit on parameters
+            result = session.execute(
+                update(Link).where(Link.id.in_(ids[start:start + 500]), owner_col == owner)
+                .values({lease_col: None, owner_col: None})
+                .execution_options(synchronize_session=False))
+            released += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return released
 
 
 def _release(link: Link, kind: WorkKind) -> None:
@@ -350,9 +366,25 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
     started = time.monotonic()
     run_token = RUN_ID.set(uuid.uuid4().hex[:12])  # every log line of this run carries it
     batch = None if everything else limit or archive.settings[_BATCH_SETTING[kind]]
-    ids = (claim_due(archive, kind, batch, everything=everything)
+    owner = uuid.uuid4().hex
+    ids = (claim_due(archive, kind, batch, everything=everything, owner=owner)
            if not archive.stopping.is_set() else [])
     summary = RunSummary(kind=str(kind), claimed=len(ids))
+    try:
+        _work_through(archive, kind, ids, summary, progress)
+    finally:
+        # A finished job gives its lease back itself; what a stop left unbegun or a job
+        # failed on is given back here, so that the next run takes it at once.
+        if summary.done < len(ids) or summary.outcomes["error"] or summary.outcomes["stopped"]:
+            release_claims(archive, kind, owner, ids)
+    summary.seconds = time.monotonic() - started
+    RUN_ID.reset(run_token)
+    return summary
+
+
+def _work_through(archive: Archive, kind: WorkKind, ids: list[int], summary: RunSummary,
+                  progress: Progress | None) -> None:
+    """Run the jobs of the claimed ``ids``, counting their outcomes into ``summary``."""
     if progress:
         progress(0, len(ids))
 
@@ -375,9 +407,6 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
                 count(job.result())
         else:
             _run_checks(archive, due, pool, count)
-    summary.seconds = time.monotonic() - started
-    RUN_ID.reset(run_token)
-    return summary
 
 
 def _run_checks(archive: Archive, due: list[DueLink], pool: ThreadPoolExecutor,

@@ -27,7 +27,7 @@ from werkzeug.wrappers import Request, Response
 from archiver.archive import Archive, initialise
 from archiver.clock import utcnow
 from archiver.demo.fixtureweb import Site
-from archiver.models import Capture, Link
+from archiver.models import Capture, Check, Link
 from archiver.settings import Settings, load_settings
 from archiver.urls import host_of, url_key
 from archiver.warc.repair import QUARANTINE
@@ -135,11 +135,13 @@ def page_captures(archive: Archive) -> dict[str, int]:
 
 
 def start_worker(config: Path, *args: str, log: IO[str] | None = None) -> subprocess.Popen[str]:
-    """``crash_worker.py cli --config CONFIG ARGS...``, its stdout piped."""
+    """``crash_worker.py cli --config CONFIG ARGS...``, its stdout piped; Ctrl-C reaches it as
+    on a terminal even when the tests run as a background job (which ignores SIGINT)."""
     return subprocess.Popen(
         [sys.executable, str(WORKER), "cli", "--config", str(config), *args],
         stdout=subprocess.PIPE, stderr=log if log is not None else subprocess.PIPE, text=True,
-        env=child_env(), cwd=ROOT)
+        env=child_env(), cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
 
 
 def wait_ready(child: subprocess.Popen[str]) -> None:
@@ -333,12 +335,24 @@ def test_a_live_writers_file_is_left_alone(tmp_path: Path) -> None:
     assert path.stat().st_size == torn["good_end"]
 
 
-# -- (c) SIGTERM finishes the pages in hand ------------------------------------------------------
+# -- (c) SIGTERM and Ctrl-C finish the pages in hand ---------------------------------------------
 
-@pytest.mark.parametrize(("command", "message"), [("capture", "stopped by SIGTERM"),
-                                                   ("scheduler", "scheduler stopped")])
-def test_sigterm_finishes_the_pages_in_hand_and_exits_0(tmp_path: Path, command: str,
-                                                        message: str) -> None:
+def leases_left(archive: Archive) -> int:
+    """Links still leased for checking or capturing."""
+    with archive.db.session() as session:
+        return int(session.scalar(select(func.count(Link.id)).where(
+            (Link.capture_lease_owner.is_not(None)) | (Link.check_lease_owner.is_not(None))))
+            or 0)
+
+
+@pytest.mark.parametrize(("command", "stop", "message", "status"), [
+    ("capture", signal.SIGTERM, "stopped by SIGTERM", 0),
+    ("capture", signal.SIGINT, "stopped by SIGINT", 130),  # Ctrl-C: kept, but "interrupted"
+    ("scheduler", signal.SIGTERM, "scheduler stopped", 0),
+])
+def test_a_stop_finishes_the_pages_in_hand_and_keeps_them(
+        tmp_path: Path, command: str, stop: signal.Signals, message: str, status: int) -> None:
+    """Before, Ctrl-C went on with every claimed link and then kept nothing it had checked."""
     config, settings = write_config(tmp_path, **{"fetch.concurrency": 2})
     with Site("slow") as site, Archive.open(settings) as archive:
         urls = build_corpus(site, 12, random.Random(SEED), page_delay=0.6, requisite_delay=0.3)
@@ -349,10 +363,10 @@ def test_sigterm_finishes_the_pages_in_hand_and_exits_0(tmp_path: Path, command:
         while not any(path.startswith("/p/") for path in dict(site.hits)):
             assert time.monotonic() < deadline and child.poll() is None
             time.sleep(0.02)
-        child.send_signal(signal.SIGTERM)
+        child.send_signal(stop)
         _out, err = child.communicate(timeout=30)
         begun = {site.url(path) for path in site.hits if path.startswith("/p/")}
-    assert child.returncode == 0, err
+    assert child.returncode == status, err
     assert message in err, err
     captured = {url for url, count in page_captures(archive).items() if count}
     assert captured == begun  # every page begun was finished, and no other was begun
@@ -360,6 +374,33 @@ def test_sigterm_finishes_the_pages_in_hand_and_exits_0(tmp_path: Path, command:
     with Archive.open(settings) as reopened:
         assert_archive_sound(reopened)
         assert reopened.prepare_store() == []
+        assert leases_left(reopened) == 0  # the links not begun are the next run's at once
+
+
+def test_ctrl_c_during_checks_keeps_the_checks_made_and_exits_130(tmp_path: Path) -> None:
+    config, settings = write_config(tmp_path, **{"fetch.concurrency": 2})
+    with Site("slow") as site, Archive.open(settings) as archive:
+        urls = build_corpus(site, 12, random.Random(SEED), page_delay=0.6, requisite_delay=0.3)
+        now = utcnow()
+        with archive.db.session() as session:
+            session.add_all(Link(url=u, url_key=url_key(u), host=host_of(u), next_check_at=now)
+                            for u in urls)
+        child = start_worker(config, "check")
+        wait_ready(child)
+        deadline = time.monotonic() + 20
+        while not any(path.startswith("/p/") for path in dict(site.hits)):
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.02)
+        child.send_signal(signal.SIGINT)
+        _out, err = child.communicate(timeout=30)
+        begun = {site.url(path) for path in site.hits}
+    assert child.returncode == 130, err
+    assert "stopped by SIGINT" in err, err
+    with Archive.open(settings) as reopened, reopened.db.session() as session:
+        checked = set(session.scalars(select(Link.url).join(Check, Check.link_id == Link.id)))
+        assert checked == begun & set(urls)  # every check begun was finished and kept
+        assert 0 < len(checked) < len(urls)
+        assert leases_left(reopened) == 0
 
 
 # -- (d) two `archiver capture` processes at once --------------------------------------------------
