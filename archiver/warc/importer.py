@@ -1,8 +1,10 @@
 """Bring WARC files made by other tools (wget, pywb, Browsertrix, ArchiveWeb.page) into the
 archive: ``.warc``, ``.warc.gz`` and ``.wacz`` files.
 
-Each WARC is checked record by record before anything is kept, copied into the WARC folder as
-``imported-<original name>`` (never overwriting a file) and indexed.  An import is all or
+Each WARC is checked record by record before anything is kept (every record readable, and
+every declared block and payload digest matching its bytes, as ``archiver verify`` checks
+them), copied into the WARC folder as ``imported-<original name>`` (never overwriting a file)
+and indexed.  An import is all or
 nothing: when any input is bad, no file is left in the folder and no row in the index.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -27,12 +30,14 @@ from archiver.capture import index_locations
 from archiver.errors import ArchiverError, StorageError
 from archiver.models import Capture, Link
 from archiver.warc.records import RecordLocation
-from archiver.warc.verify import GZIP_MAGIC, ScanError, scan_warc
+from archiver.warc.verify import GZIP_MAGIC, ScanError, check_digests, scan_warc
 
 IMPORT_PREFIX = "imported-"
 ZIP_MAGIC = b"PK\x03\x04"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _BATCH = 500
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,6 +75,26 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _check_records(path: Path, source: str) -> int:
+    """Count a staged WARC's records, refusing it at the first one whose declared block or
+    payload digest does not match its bytes (the checks ``archiver verify`` makes)."""
+    count = 0
+    for scanned in scan_warc(path):
+        count += 1
+        check = check_digests(scanned.record)
+        if not (check.mismatches or check.unchecked):
+            continue
+        where = (f"{scanned.record.rec_type or 'untyped'} record for "
+                 f"{scanned.record.target_uri or '(no WARC-Target-URI)'} at byte "
+                 f"{scanned.offset}")
+        if check.mismatches:
+            raise StorageError(f"{source}: {where}: {'; '.join(check.mismatches)} "
+                               "(damaged or altered; the file was refused)")
+        for note in check.unchecked:
+            log.warning("import: %s: %s: %s", source, where, note)
+    return count
+
+
 def _stage_stream(stream: IO[bytes], source: str, base_name: str, folder: Path) -> _Staged:
     """Copy a WARC into a temporary file in ``folder`` and check every record of it."""
     digest = hashlib.sha256()
@@ -93,8 +118,7 @@ def _stage_stream(stream: IO[bytes], source: str, base_name: str, folder: Path) 
         if not (head.startswith(GZIP_MAGIC) or head == b"WARC/"):
             raise StorageError(f"{source}: not a WARC file")
         staged.gzipped = head.startswith(GZIP_MAGIC)
-        count = sum(1 for _ in scan_warc(temp))
-        if count == 0:
+        if _check_records(temp, source) == 0:
             raise StorageError(f"{source}: holds no WARC records")
     except ScanError as exc:
         temp.unlink(missing_ok=True)

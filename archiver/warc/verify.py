@@ -8,8 +8,9 @@ payload of an HTTP response is the entity body after the HTTP headers.  When the
 chunked, tools disagree on whether the digest covers the chunked or the de-chunked bytes
 (warcio and wget digest what is stored, the chunked form), so either is accepted.
 
-The record reader here (``read_record``, ``iter_gzip_members``, ``scan_warc``) is also what the
-importer uses to refuse WARC files it could not index record by record.
+The record reader here (``read_record``, ``iter_gzip_members``, ``scan_warc``) and the digest
+check (``check_digests``) are also what the importer uses to refuse WARC files it could not
+index record by record or whose records do not have the digests they declare.
 """
 
 from __future__ import annotations
@@ -241,12 +242,34 @@ def parse_exact(data: bytes, gzipped: bool) -> ParsedRecord:
 
 # -- digests --------------------------------------------------------------------------------
 
-def digest_matches(declared: str, candidates: list[bytes]) -> bool:
+class UnknownDigestAlgorithm(StorageError):
+    """A declared digest whose algorithm this Python cannot compute."""
+
+
+@dataclass(frozen=True)
+class DigestCheck:
+    """What checking a record's declared block and payload digests found."""
+
+    mismatches: list[str]  # declared digests that the bytes do not have
+    unchecked: list[str]  # declared digests in an algorithm that cannot be computed here
+
+
+def _hash_name(algorithm: str) -> str:
+    """The hashlib name of a WARC digest algorithm (``sha1``, ``SHA-256``...)."""
+    name = algorithm.lower().replace("-", "")
+    try:
+        fixed_size = name in hashlib.algorithms_available and hashlib.new(name).digest_size > 0
+    except ValueError:  # listed, but this OpenSSL build refuses it
+        fixed_size = False
+    if not fixed_size:  # unknown, or an extendable-output hash (shake) with no fixed digest
+        raise UnknownDigestAlgorithm(f"unknown digest algorithm {algorithm!r}")
+    return name
+
+
+def digest_matches(declared: str, candidates: list[bytes | memoryview]) -> bool:
     """Whether ``algorithm:value`` (base32, hex or base64 value) is the digest of a candidate."""
     algorithm, _, value = declared.strip().partition(":")
-    name = algorithm.lower().replace("-", "")
-    if name not in hashlib.algorithms_available:
-        raise StorageError(f"unknown digest algorithm {algorithm!r}")
+    name = _hash_name(algorithm)
     value = value.strip()
     for data in candidates:
         raw = hashlib.new(name, data).digest()
@@ -261,7 +284,7 @@ def digest_matches(declared: str, candidates: list[bytes]) -> bool:
     return False
 
 
-def payload_candidates(record: ParsedRecord) -> list[bytes]:
+def payload_candidates(record: ParsedRecord) -> list[bytes | memoryview]:
     """The payload of a record, in each form a payload digest may have been computed over."""
     content_type = (record.header("Content-Type") or "").lower()
     if not content_type.startswith("application/http"):
@@ -269,7 +292,7 @@ def payload_candidates(record: ParsedRecord) -> list[bytes]:
     end = record.block.find(b"\r\n\r\n")
     if end < 0:
         return [b""]
-    body = record.block[end + 4:]
+    body = memoryview(record.block)[end + 4:]  # a view: a large payload is not copied to hash
     try:
         http = _HTTP_PARSER.parse(io.BytesIO(record.block[:end + 4]))
     except (StatusAndHeadersParserException, EOFError, ValueError):
@@ -283,20 +306,34 @@ def payload_candidates(record: ParsedRecord) -> list[bytes]:
     return [dechunked, body]
 
 
+def check_digests(record: ParsedRecord) -> DigestCheck:
+    """Check a record's WARC-Block-Digest and WARC-Payload-Digest, when it declares them.
+
+    A revisit's payload digest names the payload of the record it revisits, so only its block
+    digest is checked.
+    """
+    mismatches: list[str] = []
+    unchecked: list[str] = []
+    declared = {"block": record.header("WARC-Block-Digest")}
+    if record.rec_type != "revisit":
+        declared["payload"] = record.header("WARC-Payload-Digest")
+    for kind, digest in declared.items():
+        if not digest:
+            continue
+        candidates: list[bytes | memoryview] = \
+            [record.block] if kind == "block" else payload_candidates(record)
+        try:
+            if not digest_matches(digest, candidates):
+                mismatches.append(f"{kind} digest does not match ({digest})")
+        except UnknownDigestAlgorithm as exc:
+            unchecked.append(f"{kind} digest not checked: {exc}")
+    return DigestCheck(mismatches, unchecked)
+
+
 def digest_problems(record: ParsedRecord) -> list[str]:
     """What is wrong with a record's block and payload digests (nothing when they verify)."""
-    problems: list[str] = []
-    block_digest = record.header("WARC-Block-Digest")
-    payload_digest = record.header("WARC-Payload-Digest")
-    try:
-        if block_digest and not digest_matches(block_digest, [record.block]):
-            problems.append(f"block digest does not match ({block_digest})")
-        if (payload_digest and record.rec_type != "revisit"
-                and not digest_matches(payload_digest, payload_candidates(record))):
-            problems.append(f"payload digest does not match ({payload_digest})")
-    except StorageError as exc:
-        problems.append(str(exc))
-    return problems
+    check = check_digests(record)
+    return check.mismatches + check.unchecked
 
 
 # -- verifying the archive -----------------------------------------------------------------
