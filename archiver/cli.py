@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from archiver import __version__
 from archiver.archive import Archive, Stopping, initialise
-from archiver.errors import ArchiverError
+from archiver.errors import ArchiverError, ConfigError, StorageError
 from archiver.logs import configure_logging
 from archiver.models import LinkState
 from archiver.settings import Settings, load_settings
@@ -62,17 +63,37 @@ pass_context = click.make_pass_decorator(Context)
 
 
 def run_safely(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn ArchiverErrors into a clear message and their exit code."""
+    """Turn ArchiverErrors, and what the machine refuses (files, folders, the database), into
+    one clear line and an exit code, not a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except ArchiverError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            _fail(str(exc), exc.exit_code)
+        except ArgumentError as exc:  # database_url is not a database URL
+            _fail(f"database_url: {exc}", ConfigError.exit_code)
+        except SQLAlchemyError as exc:  # unreachable, locked, read-only, not a database
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            _fail(f"database: {reason}", StorageError.exit_code)
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            _fail(f"{exc.strerror or exc}{where}", StorageError.exit_code)
 
     return wrapper
+
+
+def _not_empty(value: Any) -> Any:
+    """An option's value, refused when it is an empty path."""
+    if value is not None and str(value).strip() in ("", "."):  # Path("") is "."
+        raise click.BadParameter("give a file name")
+    return value
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
 
 
 class PluginGroup(click.Group):
@@ -259,6 +280,7 @@ def reindex(ctx: Context) -> None:
 @click.option("--base", help="The archive's public origin (default: http://web.host:web.port).")
 @click.option("--in-place", is_flag=True, help="Rewrite FILE itself.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              callback=lambda _ctx, _param, value: _not_empty(value),
               help="Write to this file instead of stdout.")
 @pass_context
 @run_safely
@@ -369,7 +391,7 @@ def import_command(ctx: Context, files: tuple[str, ...]) -> None:
 @click.option("--format", "fmt", type=click.Choice(["wacz", "cdxj"]), default="wacz",
               show_default=True)
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
-              help="File to write.")
+              callback=lambda _ctx, _param, value: _not_empty(value), help="File to write.")
 @click.option("--post", "post_id", type=int, help="Only the references of this post ID.")
 @pass_context
 @run_safely

@@ -6,6 +6,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from archiver.archive import Archive
 from archiver.clock import utcnow
-from archiver.errors import ArchiverError
+from archiver.errors import ArchiverError, SourceError
 from archiver.extract import ExtractedLink, extract_links
 from archiver.health import apply_verdict
 from archiver.models import Citation, Link, Post, Source, SourceKind
@@ -43,8 +44,15 @@ class DiscoverSummary:
 
 
 def add_source(archive: Archive, location: str) -> Source:
-    """Detect the kind of ``location`` and register it; an unknown kind raises SourceError."""
+    """Detect the kind of ``location`` and register it; an unknown kind raises SourceError.
+    A file or folder is stored as an absolute path, so any later run finds it."""
+    location = location.strip()
+    if not location:
+        raise SourceError("no source given: give a feed, sitemap or page URL, a WordPress "
+                          "export file or a folder")
     kind = detect_kind(location, archive.client())
+    if kind in (SourceKind.FOLDER, SourceKind.WXR):
+        location = str(Path(location).expanduser().resolve())
     with archive.db.session() as session:
         existing = session.scalar(select(Source).where(Source.location == location))
         if existing is not None:

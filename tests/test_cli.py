@@ -80,6 +80,49 @@ def test_unknown_source_type_is_an_error(env: dict[str, str], site: Site,
     assert code == 3
 
 
+def test_a_folder_source_is_kept_as_an_absolute_path_and_an_empty_one_refused(
+        env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative folder was stored as typed, so a run from another folder read another one
+    (or, for '', whatever folder it ran in)."""
+    posts = tmp_path / "blog" / "posts"
+    posts.mkdir(parents=True)
+    assert invoke(env, "init")[0] == 0
+    monkeypatch.chdir(tmp_path / "blog")
+    code, _, err = invoke(env, "add", "posts")
+    assert code == 0 and str(posts) in err, err
+    for empty in ("", "  "):
+        code, _, err = invoke(env, "add", empty)
+        assert code == 3 and "no source given" in err, err
+
+
+@pytest.mark.parametrize("setup", ["not a database", "a folder"])
+def test_a_broken_database_is_one_clear_line(env: dict[str, str], tmp_path: Path,
+                                             setup: str) -> None:
+    assert invoke(env, "init")[0] == 0
+    database = tmp_path / "data" / "archiver.sqlite3"
+    database.unlink()
+    if setup == "a folder":
+        database.mkdir()
+    else:
+        database.write_text("plain text, not SQLite")
+    result = CliRunner().invoke(cli, ["report"], env=env)
+    assert result.exit_code == 5, result.output
+    assert result.stderr.startswith("error: database: "), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unwritable_outputs_are_one_clear_line(env: dict[str, str], tmp_path: Path) -> None:
+    assert invoke(env, "init")[0] == 0
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    result = CliRunner().invoke(cli, ["export", "--format", "cdxj", "-o",
+                                      str(a_file / "x.cdxj")], env=env)
+    assert result.exit_code == 5 and result.stderr.startswith("error: "), result.stderr
+    assert a_file.read_text() == "x"
+    result = CliRunner().invoke(cli, ["export", "--format", "wacz", "-o", ""], env=env)
+    assert result.exit_code == 2 and "give a file name" in result.stderr, result.stderr
+
+
 def test_bad_config_is_an_error(env: dict[str, str]) -> None:
     code, _, err = invoke({**env, "ARCHIVER_FETCH__TIMEOUT": "forever"}, "init")
     assert code == 2 and "fetch.timeout" in err
