@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from archiver.archive import Archive
 from archiver.cli import cli
@@ -183,7 +184,15 @@ def test_feed_to_report_to_replay(env: dict[str, str], blog: Site) -> None:
     with Archive.open(load_settings(env=env)) as archive, archive.db.session() as session:
         after = [(c.url, c.warc_file, c.offset, c.length, c.payload_digest)
                  for c in session.scalars(select(Capture).order_by(Capture.id))]
+        junk = archive.store.directory / "stray.warc.gz"
     assert sorted(after) == sorted(before)
+
+    # A file that is not WARC stops a reindex with its name, and the index is left as it was.
+    junk.write_bytes(os.urandom(200))
+    code, _, err = invoke(env, "reindex")
+    assert code == 5 and "stray.warc.gz: not readable as WARC" in err, err
+    with Archive.open(load_settings(env=env)) as archive, archive.db.session() as session:
+        assert session.scalar(select(func.count(Capture.id))) == len(before)
 
 
 def test_second_discover_finds_nothing_new(env: dict[str, str], blog: Site) -> None:

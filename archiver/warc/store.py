@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from warcio.archiveiterator import ArchiveIterator
+from warcio.recordloader import ArchiveLoadFailed
 from warcio.warcwriter import WARCWriter
 
 from archiver import __version__
@@ -472,16 +473,23 @@ class WarcStore:
             yield copy
 
     def iter_locations(self, warc_file: str) -> Iterator[RecordLocation]:
-        """Index facts of every indexable record of one file, read from the file alone."""
+        """Index facts of every indexable record of one file, read from the file alone; a file
+        that is not readable as WARC raises StorageError naming it and where reading stopped."""
         with self.local_copy(warc_file) as path, open(path, "rb") as handle:
             iterator = ArchiveIterator(handle)
-            for record in iterator:
-                offset = iterator.get_record_offset()
-                record.content_stream().read()  # consume so the length is known
-                length = iterator.get_record_length()
-                location = location_from_record(record, warc_file, offset, length)
-                if location is not None:
-                    yield location
+            offset = 0
+            try:
+                for record in iterator:
+                    offset = iterator.get_record_offset()
+                    record.content_stream().read()  # consume so the length is known
+                    length = iterator.get_record_length()
+                    location = location_from_record(record, warc_file, offset, length)
+                    if location is not None:
+                        yield location
+            except (ArchiveLoadFailed, EOFError, zlib.error, ValueError) as exc:
+                reason = str(exc)[:80].encode("ascii", "backslashreplace").decode()
+                raise StorageError(f"{warc_file}: not readable as WARC after byte {offset} "
+                                   f"({reason}); `archiver verify` lists what is wrong") from exc
 
 
 def open_record(data: bytes) -> Any:
