@@ -141,7 +141,9 @@ def discover(archive: Archive,
                 source = session.get(Source, source_id)
                 assert source is not None
                 source.last_error = str(exc)
-                summary.errors.append(f"{source.location}: {exc}")
+                message = str(exc)  # most errors name the source already
+                summary.errors.append(message if source.location in message
+                                      else f"{source.location}: {message}")
                 log.warning("cannot read source %s: %s", source.location, exc)
             source.last_read_at = utcnow()
         if progress:
