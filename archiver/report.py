@@ -9,10 +9,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, literal, select
 from sqlalchemy.orm import Session
 
-from archiver.models import Check, Citation, Link, Post, link_is_ignored
+from archiver.models import Check, Citation, Link, Post, host_in_domain, link_is_ignored
 from archiver.replay.lookup import capture_counts, latest_good_captures, replay_path
 
 REPORT_FIELDS = ("url", "state", "verdict", "http_status", "final_url", "checked_at",
@@ -34,9 +34,8 @@ def links_query(state: str | None = None, domain: str | None = None,
         # ignored flag's index and a sort of every link.
         query = query.where(link_is_ignored().is_not(True))
     if domain:
-        bare = domain.lower().removeprefix("www.")
-        query = query.where((Link.host == bare) | (Link.host == f"www.{bare}")
-                            | Link.host.like(f"%.{bare}"))
+        bare = domain.lower().removeprefix("www.")  # www. and other subdomains, any port
+        query = query.where(host_in_domain(Link.host, literal(bare)))
     if post_id is not None:
         query = query.where(Link.id.in_(select(Citation.link_id)
                                         .where(Citation.post_id == post_id)))

@@ -173,3 +173,15 @@ def test_captures_take_hosts_in_turn() -> None:
              for n, host in enumerate(["a", "a", "a", "b", "b", "c"], 1)]
     ordered = interleave_by_host(reversed(links))
     assert [link.id for link in ordered] == [1, 4, 6, 2, 5, 3]
+
+
+def test_the_domain_filter_takes_subdomains_and_ports(archive: Archive) -> None:
+    """A link's host keeps its port ("example.com:8080"): the filter took none of those."""
+    from archiver.report import links_query
+
+    urls = ["http://example.com/a", "http://www.example.com:8080/b", "http://news.example.com/c",
+            "http://example.com:81/d", "http://notexample.com/e", "http://example.com.evil/f"]
+    ids = add_links(archive, urls)
+    with archive.db.session() as session:
+        found = list(session.scalars(links_query(domain="www.example.com")))
+    assert [link.id for link in found] == ids[:4]
