@@ -7,6 +7,7 @@ import functools
 import gc
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -88,6 +89,14 @@ def _not_empty(value: Any) -> Any:
     """An option's value, refused when it is an empty path."""
     if value is not None and str(value).strip() in ("", "."):  # Path("") is "."
         raise click.BadParameter("give a file name")
+    return value
+
+
+def _web_origin(value: str | None) -> str | None:
+    """An option's http(s) origin (a path under it allowed), refused when it is not one."""
+    if value is not None and not re.match(r"https?://[^/?#\s]+(/[^?#\s]*)?$", value, re.I):
+        raise click.BadParameter(f"{value!r} is not an http(s) origin such as "
+                                 "https://archive.example.org")
     return value
 
 
@@ -277,7 +286,8 @@ def reindex(ctx: Context) -> None:
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--url", "page_url", default="", help="The post's URL (relative links).")
-@click.option("--base", help="The archive's public origin (default: http://web.host:web.port).")
+@click.option("--base", callback=lambda _ctx, _param, value: _web_origin(value),
+              help="The archive's public origin (default: http://web.host:web.port).")
 @click.option("--in-place", is_flag=True, help="Rewrite FILE itself.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               callback=lambda _ctx, _param, value: _not_empty(value),

@@ -219,3 +219,7 @@ def test_decorate_command_keeps_every_other_byte(archive: Archive, site: Site,
     assert stripped == original
     both = CliRunner().invoke(cli, ["decorate", str(post), "--in-place", "-o", "x"], env=env)
     assert both.exit_code == 2
+    for wrong in ("not a url", "ftp://archive.example", "https://"):
+        refused = CliRunner().invoke(cli, ["decorate", str(post), "--base", wrong], env=env)
+        assert refused.exit_code == 2 and "not an http(s) origin" in refused.stderr, wrong
+    assert post.read_bytes() == decorated
