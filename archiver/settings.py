@@ -7,6 +7,7 @@ in the code base receives a :class:`Settings` object and never reads the environ
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -19,11 +20,22 @@ from archiver.errors import ConfigError
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_INT_RE = re.compile(r"^\s*[+-]?[0-9]+\s*$")
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
     None: 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
     "kib": 2**10, "mib": 2**20, "gib": 2**30,
 }
+MAX_PREFIX = 64
+_FILE_PREFIX_RE = re.compile(rf"[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{MAX_PREFIX - 1}}}")
+
+HOUR = 3600
+DAY = 86400
+# The longest duration any setting takes: now + 110% of it (with jitter) stays far inside
+# datetime's year 9999, and a sleep or wait of it stays below threading.TIMEOUT_MAX.
+MAX_DURATION = 36500 * DAY
+GIB = 2**30
+MAX_WEB_WORKERS = 128
 
 
 def parse_duration(value: Any) -> float:
@@ -72,10 +84,14 @@ def parse_bool(value: Any) -> bool:
 
 
 def parse_int(value: Any) -> int:
-    """Parse an integer (booleans refused)."""
+    """Parse a whole number: a TOML integer or digits; floats (even 4.0) and booleans refused."""
     if isinstance(value, bool):
         raise ValueError("an integer, not a boolean")
-    return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _INT_RE.match(value):
+        return int(value)
+    raise ValueError(f"not a whole number: {value!r}")
 
 
 def parse_float(value: Any) -> float:
@@ -92,22 +108,18 @@ def parse_str(value: Any) -> str:
     return value
 
 
-def positive(value: Any) -> None:
-    """Validator: the value must be greater than zero."""
-    if value <= 0:
-        raise ValueError("must be greater than zero")
+def file_prefix(value: Any) -> None:
+    """Validator: a plain file-name prefix that cannot name another folder or a hidden file."""
+    if not _FILE_PREFIX_RE.fullmatch(value):
+        raise ValueError(f"must be 1 to {MAX_PREFIX} letters, digits, '.', '_' or '-', "
+                         f"not starting with '.', got {value!r}")
 
 
-def non_negative(value: Any) -> None:
-    """Validator: the value must be zero or more."""
-    if value < 0:
-        raise ValueError("must not be negative")
-
-
-def unit_interval(value: Any) -> None:
-    """Validator: the value must lie between 0 and 1."""
-    if not 0 <= value <= 1:
-        raise ValueError("must be between 0 and 1")
+def header_value(value: Any) -> None:
+    """Validator: text that can be sent as an HTTP header value (no control characters)."""
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ValueError(f"must not contain control characters (line breaks, tabs, NUL), "
+                         f"got {value!r}")
 
 
 def networks(value: Any) -> None:
@@ -137,9 +149,34 @@ def one_of(*choices: str) -> Callable[[Any], None]:
     return check
 
 
+_KIND_WORDS = {"int": "an integer", "float": "a number", "duration": "a duration",
+               "size": "a size"}
+_KIND_HINTS = {"duration": " (e.g. 30s, 90m, 3d)", "size": " (e.g. 512KB, 50MB, 1GiB)"}
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds in the largest unit that shows them exactly: ``1d``, ``90m``, ``250ms``."""
+    if seconds == 0:
+        return "0s"
+    for unit, factor in (("d", DAY), ("h", HOUR), ("m", 60), ("s", 1)):
+        if seconds % factor == 0:
+            return f"{int(seconds // factor)}{unit}"
+    return f"{round(seconds * 1000)}ms"
+
+
+def format_size(size: int) -> str:
+    """Bytes in the largest unit that shows them exactly: ``10GiB``, ``50MB``, ``300B``."""
+    units = (("GiB", GIB), ("GB", 10**9), ("MiB", 2**20), ("MB", 10**6), ("KiB", 2**10),
+             ("KB", 10**3))
+    for unit, factor in units:
+        if size and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size}B"
+
+
 @dataclass(frozen=True)
 class Setting:
-    """One entry of the registry."""
+    """One entry of the registry; numbers (int, float, duration, size) have a range."""
 
     name: str
     parse: Callable[[Any], Any]
@@ -148,15 +185,44 @@ class Setting:
     secret: bool = False
     validate: Callable[[Any], None] | None = None
     type_name: str = "str"
+    low: float | None = None
+    high: float | None = None
+
+    def show(self, value: float) -> str:
+        """A value of this setting written as its users write it."""
+        if self.type_name == "duration":
+            return format_duration(value)
+        if self.type_name == "size":
+            return format_size(int(value))
+        return f"{value:g}" if self.type_name == "float" else str(int(value))
+
+    def range_text(self) -> str:
+        """The accepted range, ``1 to 1000`` or ``0s to 1d``; empty for unbounded settings."""
+        if self.low is None or self.high is None:
+            return ""
+        return f"{self.show(self.low)} to {self.show(self.high)}"
+
+    def accepts(self) -> str:
+        """What a value must be, e.g. ``must be an integer from 1 to 1000``."""
+        return (f"must be {_KIND_WORDS[self.type_name]} from {self.range_text()}"
+                f"{_KIND_HINTS.get(self.type_name, '')}")
+
+    def check_range(self, value: float) -> None:
+        """Refuse a value outside the range, or not finite (inf and nan are never in it)."""
+        if self.low is None or self.high is None:
+            return
+        if not (math.isfinite(value) and self.low <= value <= self.high):
+            raise ValueError(self.accepts())
 
 
-def _s(name: str, kind: str, default: Any, help: str, **extra: Any) -> Setting:
+def _s(name: str, kind: str, default: Any, help: str, *,
+       low: float | None = None, high: float | None = None, **extra: Any) -> Setting:
     parsers: dict[str, Callable[[Any], Any]] = {
         "str": parse_str, "int": parse_int, "bool": parse_bool, "float": parse_float,
         "duration": parse_duration, "size": parse_size,
     }
     return Setting(name=name, parse=parsers[kind], default=default, help=help, type_name=kind,
-                   **extra)
+                   low=low, high=high, **extra)
 
 
 REGISTRY: tuple[Setting, ...] = (
@@ -175,15 +241,15 @@ REGISTRY: tuple[Setting, ...] = (
        validate=one_of("text", "json")),
     _s("fetch.user_agent", "str",
        "link-archiver/0.1 (reference archiving)",
-       "User-Agent sent with every outbound request."),
+       "User-Agent sent with every outbound request.", validate=header_value),
     _s("fetch.timeout", "duration", "30s",
        "Deadline for one whole request (connect, headers and body), not per read.",
-       validate=positive),
+       low=0.001, high=DAY),
     _s("fetch.max_body_bytes", "size", "50MB",
        "Largest response body kept; longer bodies are cut and marked truncated.",
-       validate=positive),
+       low=1, high=4 * GIB),
     _s("fetch.max_redirects", "int", 10, "Redirects followed before giving up.",
-       validate=non_negative),
+       low=0, high=100),
     _s("fetch.allow_private_networks", "bool", False,
        "Allow fetching loopback, private, link-local and other non-public addresses. "
        "Leave off unless every source is trusted."),
@@ -192,69 +258,77 @@ REGISTRY: tuple[Setting, ...] = (
        "blog's 10.20.0.0/16; everything else non-public stays refused.",
        validate=networks),
     _s("fetch.concurrency", "int", 8, "Requests in flight at once across all hosts.",
-       validate=positive),
+       low=1, high=1000),
     _s("fetch.per_host_concurrency", "int", 2, "Requests in flight at once to one host.",
-       validate=positive),
+       low=1, high=1000),
     _s("fetch.per_host_delay", "duration", "1s",
-       "Least time between the starts of two requests to the same host."),
+       "Least time between the starts of two requests to the same host.", low=0, high=HOUR),
     _s("health.dead_after_failures", "int", 3,
-       "Consecutive failed checks before a link is called dead.", validate=positive),
+       "Consecutive failed checks before a link is called dead.", low=1, high=1000),
     _s("health.failure_spacing", "duration", "3d",
        "Least time the failures must span before a link is called dead; also the "
-       "recheck interval of a failing link."),
-    _s("health.recheck_alive", "duration", "7d", "How often a live link is checked again."),
+       "recheck interval of a failing link.", low=0, high=MAX_DURATION),
+    _s("health.recheck_alive", "duration", "7d", "How often a live link is checked again.",
+       low=0, high=MAX_DURATION),
     _s("health.recheck_dead", "duration", "30d",
-       "How often a dead link is checked again (dead links do come back)."),
+       "How often a dead link is checked again (dead links do come back).",
+       low=0, high=MAX_DURATION),
     _s("health.retries", "int", 2,
        "Extra attempts, within one check, after a transient failure (timeout, 5xx, reset).",
-       validate=non_negative),
+       low=0, high=10),
     _s("health.retry_backoff", "duration", "2s",
-       "Wait before the first retry within a check; doubles with each further retry."),
+       "Wait before the first retry within a check; doubles with each further retry.",
+       low=0, high=HOUR),
     _s("health.batch_size", "int", 200, "Links one check run claims at most.",
-       validate=positive),
+       low=1, high=10000),
     _s("health.soft_404_similarity", "float", 0.85,
        "How alike (0-1) a page and the answer to a random sibling URL must be for the page "
-       "to count as a soft 404.", validate=unit_interval),
+       "to count as a soft 404.", low=0, high=1),
     _s("health.probe_cache", "duration", "1h",
        "How long the answer to a site's random-URL probe is reused, by this run and (kept "
-       "in the database) by later runs and other workers."),
+       "in the database) by later runs and other workers.", low=0, high=MAX_DURATION),
     _s("health.drift_threshold", "float", 0.5,
        "Drift (0 = same text as the first capture, 1 = unrelated) above which a link is "
-       "flagged as changed and captured again.", validate=unit_interval),
+       "flagged as changed and captured again.", low=0, high=1),
     _s("health.max_retry_after", "duration", "10s",
-       "Longest Retry-After waited for within one check; longer ones move the next check."),
+       "Longest Retry-After waited for within one check; longer ones move the next check.",
+       low=0, high=DAY),
     _s("capture.recapture_interval", "duration", "30d",
-       "How often an archived link is captured again (every capture is kept)."),
+       "How often an archived link is captured again (every capture is kept).",
+       low=0, high=MAX_DURATION),
     _s("capture.requisites", "bool", True,
        "Also capture what an HTML page needs to render: images, style sheets, fonts, scripts, "
        "media posters and iframes (one level deep), on any host."),
     _s("capture.max_requisites", "int", 150, "Most requisites fetched for one page.",
-       validate=non_negative),
+       low=0, high=10000),
     _s("capture.max_page_bytes", "size", "60MB",
-       "Most bytes fetched for one page with all its requisites.", validate=positive),
+       "Most bytes fetched for one page with all its requisites.", low=1, high=16 * GIB),
     _s("capture.max_page_time", "duration", "120s",
-       "Longest time spent capturing one page with its requisites.", validate=positive),
+       "Longest time spent capturing one page with its requisites.", low=0.001, high=DAY),
     _s("capture.max_media_bytes", "size", "25MB",
        "Largest audio or video file captured; larger ones are recorded as skipped.",
-       validate=positive),
+       low=1, high=4 * GIB),
     _s("capture.requisite_reuse", "duration", "15m",
        "A requisite captured this recently (a site's style sheet, say) is not fetched again "
-       "for the next page; 0s fetches every page's requisites afresh."),
+       "for the next page; 0s fetches every page's requisites afresh.", low=0, high=MAX_DURATION),
     _s("capture.css_depth", "int", 3,
-       "How deep style sheets that import style sheets are followed.", validate=non_negative),
+       "How deep style sheets that import style sheets are followed.", low=0, high=20),
     _s("capture.respect_robots", "bool", True,
        "Honour robots.txt, X-Robots-Tag and <meta name=robots content=noarchive> when "
        "capturing (checks are not captures and always run)."),
     _s("capture.retry_interval", "duration", "6h",
-       "When to try again after a capture attempt that got nothing."),
+       "When to try again after a capture attempt that got nothing.", low=0, high=MAX_DURATION),
     _s("capture.batch_size", "int", 100, "Links one capture run claims at most.",
-       validate=positive),
+       low=1, high=10000),
     _s("capture.lease", "duration", "30m",
-       "How long a claim on a link lasts before other runs may take the work over."),
+       "How long a claim on a link lasts before other runs may take the work over.",
+       low=0, high=MAX_DURATION),
     _s("warc.dir", "str", "", "Folder of the WARC files. Empty means <data_dir>/warcs."),
-    _s("warc.prefix", "str", "archive", "File name prefix of new WARC files."),
+    _s("warc.prefix", "str", "archive",
+       f"File name prefix of new WARC files: 1 to {MAX_PREFIX} letters, digits, '.', '_' or '-', "
+       "not starting with '.'.", validate=file_prefix),
     _s("warc.max_file_bytes", "size", "1GB", "Size at which a new WARC file is begun.",
-       validate=positive),
+       low=1, high=100 * GIB),
     _s("storage.url", "str", "",
        "Where finished WARC files are kept: empty for the WARC folder itself, or S3-compatible "
        "object storage as s3://bucket/prefix (files are written in the WARC folder, uploaded "
@@ -269,10 +343,10 @@ REGISTRY: tuple[Setting, ...] = (
        "Secret key of the bucket. Empty: the usual AWS_* variables or ~/.aws files.",
        secret=True),
     _s("scheduler.discover_interval", "duration", "1h",
-       "How often the scheduler reads every source for new posts.", validate=positive),
+       "How often the scheduler reads every source for new posts.", low=1, high=MAX_DURATION),
     _s("scheduler.tick_interval", "duration", "5m",
        "How often the scheduler captures and checks the links that are due.",
-       validate=positive),
+       low=1, high=MAX_DURATION),
     _s("queue.backend", "str", "inline",
        "Where the scheduler's work runs: inline (in the scheduler process) or celery "
        "(handed to `archiver worker` processes through queue.broker_url).",
@@ -282,24 +356,24 @@ REGISTRY: tuple[Setting, ...] = (
        secret=True),
     _s("queue.host_batch_size", "int", 25,
        "Links of one host handed to a worker in one task; one batch per host is out at once.",
-       validate=positive),
+       low=1, high=10000),
     _s("notify.webhook_url", "str", "",
        "URL that receives a JSON POST listing links that became dead. Empty: no webhook.",
        secret=True),
     _s("notify.smtp_host", "str", "", "SMTP server for the dead-link e-mail digest. Empty: "
        "no e-mail."),
-    _s("notify.smtp_port", "int", 25, "SMTP port.", validate=positive),
+    _s("notify.smtp_port", "int", 25, "SMTP port.", low=1, high=65535),
     _s("notify.smtp_user", "str", "", "SMTP user name (empty: no login)."),
     _s("notify.smtp_password", "str", "", "SMTP password.", secret=True),
     _s("notify.smtp_starttls", "bool", False, "Upgrade the SMTP connection with STARTTLS."),
     _s("notify.email_from", "str", "link-archiver@localhost", "Sender of the digest."),
     _s("notify.email_to", "str", "", "Recipients of the digest, comma-separated."),
     _s("web.host", "str", "127.0.0.1", "Address the web UI listens on."),
-    _s("web.port", "int", 8000, "Port the web UI listens on.", validate=non_negative),
+    _s("web.port", "int", 8000, "Port the web UI listens on.", low=1, high=65535),
     _s("web.workers", "int", 2,
        "Processes `archiver web` serves with (one listening socket); `archiver serve` uses "
-       "one process, beside its scheduler.", validate=positive),
-    _s("web.page_size", "int", 50, "Rows per page in the web UI's tables.", validate=positive),
+       "one process, beside its scheduler.", low=1, high=MAX_WEB_WORKERS),
+    _s("web.page_size", "int", 50, "Rows per page in the web UI's tables.", low=1, high=1000),
     _s("web.replay_origin", "str", "",
        "Origin (e.g. https://replay.example.org) that serves archived documents, apart from "
        "the UI's origin; both names must reach this app. Empty: same origin, sandboxed."),
@@ -308,16 +382,17 @@ REGISTRY: tuple[Setting, ...] = (
        "that cannot reach the author's session."),
     _s("web.replay_cache_bytes", "size", "64MB",
        "Memory each web process may use to keep rendered archived documents (records never "
-       "change, so a page asked for again is not rewritten again). 0 turns the cache off."),
+       "change, so a page asked for again is not rewritten again). 0 turns the cache off.",
+       low=0, high=16 * GIB),
     _s("web.admin_password_hash", "str", "",
        "Hash of the author's password (make one with `archiver hash-password`). Empty: "
        "nobody can log in, so the author's actions are off.", secret=True),
     _s("web.login_attempts", "int", 5,
        "Login attempts allowed from one address per 15 minutes (a right password does "
-       "not count).", validate=positive),
+       "not count).", low=1, high=1000),
     _s("web.session_lifetime", "duration", "12h",
        "How long the author's login lasts at most; logging out ends it at once, in every "
-       "web process.", validate=positive),
+       "web process.", low=1, high=MAX_DURATION),
     _s("web.secure_cookies", "bool", False,
        "Send the session cookie over HTTPS only (its Secure flag): set when the UI is served "
        "over HTTPS."),
@@ -386,11 +461,24 @@ def _coerce(name: str, raw: Any) -> Any:
         raise ConfigError(f"unknown setting {name!r}")
     try:
         value = setting.parse(raw)
+        setting.check_range(value)
         if setting.validate:
             setting.validate(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"setting {name}: {exc}") from exc
+    except (TypeError, ValueError, OverflowError) as exc:
+        if not setting.range_text():
+            raise ConfigError(f"{name}: {exc}") from exc
+        # A number's error is always its range, whatever the parser tripped on.
+        raise ConfigError(f"{name}: {setting.accepts()}, got {_shown(raw)}") from exc
     return value
+
+
+def _shown(raw: Any) -> str:
+    """A bad value for an error message: as typed when plain text, else its repr, cut short."""
+    if isinstance(raw, int) and raw.bit_length() > 1000:  # Python refuses str() of huge ints
+        return "an integer too long to show"
+    plain = isinstance(raw, str) and raw and raw.isprintable() and raw.strip() == raw
+    text = raw if plain else repr(raw)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -420,7 +508,7 @@ def load_settings(
             table = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise ConfigError(f"config file not found: {path}") from exc
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # TOMLDecodeError, UnicodeDecodeError, an int too long
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
         for name, raw in _flatten(table).items():
             values[name] = _coerce(name, raw)
@@ -434,6 +522,12 @@ def load_settings(
     return Settings(values)
 
 
+def _kind(setting: Setting) -> str:
+    """The type with its range, as the docs show it: ``int, 1 to 1000``."""
+    accepted = setting.range_text()
+    return f"{setting.type_name}, {accepted}" if accepted else setting.type_name
+
+
 def describe(setting: Setting) -> str:
     """One setting as commented TOML, for the example config file."""
     default = setting.default
@@ -443,7 +537,7 @@ def describe(setting: Setting) -> str:
         else '"' + str(default).replace("\\", "\\\\").replace('"', '\\"') + '"'
     )
     key = setting.name.rsplit(".", 1)[-1]
-    return f"# {setting.help} ({setting.type_name}; env {env_var_name(setting.name)})\n" \
+    return f"# {setting.help} ({_kind(setting)}; env {env_var_name(setting.name)})\n" \
            f"# {key} = {literal}\n"
 
 
@@ -472,6 +566,6 @@ def settings_markdown() -> str:
         default = setting.default
         shown = (f"`{str(default).lower()}`" if isinstance(default, bool)
                  else f"`{default}`" if default != "" else "(empty)")
-        kind = setting.type_name + (" (secret)" if setting.secret else "")
+        kind = _kind(setting) + (" (secret)" if setting.secret else "")
         rows.append(f"| `{setting.name}` | {kind} | {shown} | {setting.help} |")
     return "\n".join(rows)

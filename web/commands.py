@@ -8,18 +8,33 @@ import gc
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 
 from archiver.archive import Archive
 from archiver.cli import Context, pass_context, run_safely
+from archiver.errors import ConfigError
+from archiver.settings import MAX_WEB_WORKERS
 
 
 def _web_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option("--port", type=int, help="Port (default: web.port).")(func)
+    func = click.option("--port", type=click.IntRange(1, 65535),
+                        help="Port, 1 to 65535 (default: web.port).")(func)
     return click.option("--host", help="Address (default: web.host).")(func)
+
+
+@contextlib.contextmanager
+def _listening(host: str, port: int) -> Iterator[None]:
+    """Turn a failure to bind (a bad host, a port in use or not allowed) into a clear error."""
+    try:
+        yield
+    except (OSError, ValueError) as exc:  # ValueError: a host name that cannot be encoded
+        shown = f"[{host}]" if ":" in host else host
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        reason = reason.split(" (while attempting")[0]  # waitress repeats the address
+        raise ConfigError(f"cannot listen on {shown}:{port}: {reason}") from exc
 
 
 def serve_web(archive: Archive, host: str | None, port: int | None,
@@ -33,8 +48,9 @@ def serve_web(archive: Archive, host: str | None, port: int | None,
     settings = archive.settings
     address = (host or settings["web.host"], settings["web.port"] if port is None else port)
     if workers <= 1:
-        server = create_server(create_app(settings, archive), host=address[0],
-                               port=address[1], threads=8)
+        app = create_app(settings, archive)
+        with _listening(*address):
+            server = create_server(app, host=address[0], port=address[1], threads=8)
         _freeze_startup_objects()
         announce(f"serving on http://{server.effective_host}:{server.effective_port}/")
         try:
@@ -44,7 +60,8 @@ def serve_web(archive: Archive, host: str | None, port: int | None,
         finally:
             server.close()
         return
-    listener = socket.create_server(address, reuse_port=False, backlog=1024)
+    with _listening(*address):
+        listener = socket.create_server(address, reuse_port=False, backlog=1024)
     bound_host, bound_port = listener.getsockname()[:2]
     announce(f"serving on http://{bound_host}:{bound_port}/ with {workers} processes")
     archive.close()  # each process opens its own database pool and WARC store after fork
@@ -111,7 +128,8 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
 
 @click.command()
 @_web_options
-@click.option("--workers", type=int, help="Processes serving requests (default: web.workers).")
+@click.option("--workers", type=click.IntRange(1, MAX_WEB_WORKERS),
+              help=f"Processes serving requests, 1 to {MAX_WEB_WORKERS} (default: web.workers).")
 @pass_context
 @run_safely
 def web(ctx: Context, host: str | None, port: int | None, workers: int | None) -> None:
