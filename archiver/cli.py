@@ -418,7 +418,7 @@ def export(ctx: Context, fmt: str, output: str, post_id: int | None) -> None:
 
 
 @cli.command()
-@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--concurrency", "-c", type=click.IntRange(1, 1000), default=4, show_default=True,
               help="Host batches this worker runs at once (threads).")
 @pass_context
 @run_safely
