@@ -2,10 +2,12 @@
 
 HEAD first, GET when HEAD is refused or looks wrong (many servers answer HEAD badly).
 Transient failures (timeouts, 5xx, resets) are retried with doubling backoff before they
-count, and a short ``Retry-After`` is waited out.  A page that answers 200 is not trusted at
-once: the site is asked for a random sibling URL (Bar-Yossef et al., WWW 2004).  If that gets
-a hard 404 the page is real; if it lands where the link landed, or on a page with the same
-text, the link is a ``soft_404`` (or ``redirect_to_root`` when it was redirected there).
+count, and a short ``Retry-After`` is waited out; the attempts share one time budget
+(:func:`check_budget`), so retries cannot multiply a slow server's hold on a worker.  A page
+that answers 200 is not trusted at once: the site is asked for a random sibling URL
+(Bar-Yossef et al., WWW 2004).  If that gets a hard 404 the page is real; if it lands where
+the link landed, or on a page with the same text, the link is a ``soft_404`` (or
+``redirect_to_root`` when it was redirected there).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from archiver.fingerprint import body_sketch, similarity
-from archiver.net.client import Exchange, FetchError, FetchResult, HttpClient
+from archiver.net.client import Budget, Exchange, FetchError, FetchResult, HttpClient
 from archiver.settings import Settings
 from archiver.urls import host_of, site_of
 from archiver.verdicts import Verdict
@@ -36,6 +38,12 @@ BLOCKED_STATUSES = frozenset({401, 403, 999})
 TRANSIENT = frozenset({Verdict.TIMEOUT, Verdict.SERVER_ERROR, Verdict.CONNECTION_ERROR})
 SUCCESS = frozenset({Verdict.OK, Verdict.REDIRECT})
 HARD_404 = frozenset({404, 410})
+# Longest Retry-After believed (a year), whatever the header says: a bound that keeps every
+# later datetime sum far from year 9999.  Scheduling caps it lower (health.apply_verdict).
+RETRY_AFTER_CEILING = 365 * 86400.0
+# fetch.timeouts a check's attempts may spend beyond one per attempt: room for a HEAD that
+# hangs and the GET that replaces it (see check_budget).
+CHECK_BUDGET_SPARE_TIMEOUTS = 1
 
 
 @dataclass
@@ -86,19 +94,23 @@ def _is_root(url: str) -> bool:
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds asked for by a Retry-After header (a number or an HTTP date)."""
+    """Seconds asked for by a Retry-After header (ASCII digits or an HTTP date), at most
+    :data:`RETRY_AFTER_CEILING`; None when absent or not one of those."""
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
-        return float(text)
+    if text.isascii() and text.isdigit():  # str.isdigit also accepts "²" and other digits
+        return min(float(text), RETRY_AFTER_CEILING)
+    if not text.isascii():
+        return None
     try:
         moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        seconds = (moment - (now or datetime.now(UTC))).total_seconds()
+    except (TypeError, ValueError, OverflowError):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
+    return min(max(0.0, seconds), RETRY_AFTER_CEILING)
 
 
 def classify(url: str, result: FetchResult) -> CheckOutcome:
@@ -130,9 +142,9 @@ def _sketch_of(exchange: Exchange) -> str | None:
                        exchange.header("Content-Encoding") or "", CHECK_BODY_BYTES * 8)
 
 
-def _get(client: HttpClient, url: str) -> CheckOutcome:
+def _get(client: HttpClient, url: str, budget: Budget | None = None) -> CheckOutcome:
     try:
-        result = client.fetch(url, "GET", max_body_bytes=CHECK_BODY_BYTES)
+        result = client.fetch(url, "GET", max_body_bytes=CHECK_BODY_BYTES, budget=budget)
     except FetchError as exc:
         return _failed(exc, "GET")
     outcome = classify(url, result)
@@ -141,23 +153,24 @@ def _get(client: HttpClient, url: str) -> CheckOutcome:
     return outcome
 
 
-def _attempt(client: HttpClient, url: str, previous: dict[str, str] | None) -> CheckOutcome:
+def _attempt(client: HttpClient, url: str, previous: dict[str, str] | None,
+             budget: Budget) -> CheckOutcome:
     """HEAD, then GET when HEAD fails, or when the page's validators changed since last time
     (the body is then read for its fingerprint; the first capture gave the baseline)."""
     try:
-        outcome = classify(url, client.fetch(url, "HEAD"))
+        outcome = classify(url, client.fetch(url, "HEAD", budget=budget))
         if outcome.verdict in SUCCESS:
             outcome.evidence["method"] = "HEAD"
             headers = outcome.evidence["headers"]
             changed = previous is not None and any(previous.get(n) != headers.get(n)
                                                    for n in VALIDATORS)
-            return _get(client, url) if changed else outcome
+            return _get(client, url, budget) if changed else outcome
     except FetchError as exc:
         if exc.verdict in {Verdict.DNS_ERROR, Verdict.CONNECTION_REFUSED,
                            Verdict.FORBIDDEN_ADDRESS, Verdict.INVALID_URL,
                            Verdict.UNSUPPORTED_SCHEME, Verdict.TLS_ERROR}:
             return _failed(exc, "HEAD")
-    return _get(client, url)
+    return _get(client, url, budget)
 
 
 def _failed(exc: FetchError, method: str) -> CheckOutcome:
@@ -291,18 +304,28 @@ def _judge_soft_404(client: HttpClient, url: str, outcome: CheckOutcome, setting
     return outcome
 
 
+def check_budget(settings: Settings) -> float:
+    """Request time the attempts of one check may spend: ``fetch.timeout`` per attempt, plus
+    one more (a HEAD that hangs, then its GET).  Waits between attempts are not counted."""
+    attempts: int = settings["health.retries"] + 1
+    timeout: float = settings["fetch.timeout"]
+    return (attempts + CHECK_BUDGET_SPARE_TIMEOUTS) * timeout
+
+
 def check_url(client: HttpClient, url: str, settings: Settings, *,
               probes: ProbeCache | None = None,
               previous: dict[str, str] | None = None) -> CheckOutcome:
     """Check ``url``: retries, Retry-After, HEAD/GET, and soft-404 probing when ``probes``.
 
     ``previous`` holds the validator headers of the last check; when they are unchanged a
-    HEAD answer is enough, otherwise the body is read for its fingerprint.
+    HEAD answer is enough, otherwise the body is read for its fingerprint.  The attempts
+    stop when they have spent :func:`check_budget`; the soft-404 probes are not counted.
     """
     retries: int = settings["health.retries"]
     backoff: float = settings["health.retry_backoff"]
     patience: float = settings["health.max_retry_after"]
     started = time.monotonic()
+    budget = Budget(check_budget(settings))
     attempts = 0
     if probes is not None and is_deep(url):
         # The first check of a site probes before its own request, so the checks of the site
@@ -310,10 +333,11 @@ def check_url(client: HttpClient, url: str, settings: Settings, *,
         probes.probe(client, url, wait=False)
     while True:
         attempts += 1
-        outcome = _attempt(client, url, previous)
+        outcome = _attempt(client, url, previous, budget)
         waits = outcome.retry_after is not None and outcome.retry_after <= patience and \
             outcome.verdict in TRANSIENT | {Verdict.RATE_LIMITED}
-        if attempts > retries or not (outcome.verdict in TRANSIENT or waits):
+        if attempts > retries or not (outcome.verdict in TRANSIENT or waits) or \
+                budget.left <= 0:
             break
         time.sleep(outcome.retry_after if waits and outcome.retry_after is not None
                    else backoff * 2 ** (attempts - 1))

@@ -2,11 +2,13 @@
 
 A link is ``dead`` only after ``health.dead_after_failures`` consecutive failures spanning at
 least ``health.failure_spacing`` (IABot's rule); before that it is ``failing``.  Blocked and
-rate-limited answers never count towards death: they make the state ``unknown``.
+rate-limited answers never count towards death: they make the state ``unknown``.  A server's
+``Retry-After`` can postpone the next check, by at most ``health.recheck_dead``.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import datetime, timedelta
 
@@ -35,12 +37,21 @@ def apply_verdict(link: Link, verdict: Verdict, checked_at: datetime, settings: 
                   retry_after: float | None = None) -> None:
     """Update the link's counters, state and next check time after a check.
 
-    A ``Retry-After`` the server sent is honoured: the next check is never sooner.
+    A ``Retry-After`` the server sent is honoured: the next check is never sooner.  It is
+    believed up to ``health.recheck_dead``, the longest a link otherwise waits, so that no
+    server can park a link (or keep a failing one from ever being called dead).
     """
     _apply(link, verdict, checked_at, settings)
-    if retry_after and link.next_check_at is not None:
-        link.next_check_at = max(link.next_check_at,
-                                 checked_at + timedelta(seconds=retry_after))
+    wait = retry_delay(retry_after, settings)
+    if wait and link.next_check_at is not None:
+        link.next_check_at = max(link.next_check_at, checked_at + timedelta(seconds=wait))
+
+
+def retry_delay(retry_after: float | None, settings: Settings) -> float:
+    """Seconds a Retry-After may postpone the next check: 0 to ``health.recheck_dead``."""
+    if retry_after is None or math.isnan(retry_after):
+        return 0.0
+    return min(max(0.0, retry_after), float(settings["health.recheck_dead"]))
 
 
 def _apply(link: Link, verdict: Verdict, checked_at: datetime, settings: Settings) -> None:

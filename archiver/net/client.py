@@ -1,6 +1,11 @@
 """HttpClient: timeouts, a whole-request deadline, body cap, redirect limit, politeness and the
 private-network guard, for every outbound request.
 
+``fetch.timeout`` bounds a whole fetch, every redirect hop included: each hop gets what the
+earlier hops left.  Time spent waiting for a politeness slot is not counted (it is our own
+pacing, not the server holding us).  A :class:`Budget` passed to ``fetch`` is charged the same
+way, so several fetches (a check's retries) can share one bound.
+
 The guard runs inside the connection: the client resolves the host itself, refuses any address
 that is not public (unless ``fetch.allow_private_networks``), and connects to exactly the address
 it checked, so a DNS answer that changes between check and connect (rebinding) cannot slip by.
@@ -99,6 +104,7 @@ class Exchange:
         """Absolute redirect target, when this is a redirect."""
         target = self.header("Location")
         if self.status in REDIRECT_STATUSES and target:
+            target = _utf8_header(target)
             try:
                 return resolve(target, self.url)
             except ValueError:  # no URL to a browser either: the next hop reports it
@@ -127,6 +133,30 @@ class FetchResult:
     def elapsed(self) -> float:
         """Seconds spent on the whole chain."""
         return sum(exchange.elapsed for exchange in self.exchanges)
+
+
+@dataclass
+class Budget:
+    """Seconds of request time that one or more fetches may spend between them."""
+
+    seconds: float
+    spent: float = 0.0
+
+    @property
+    def left(self) -> float:
+        """Seconds still to spend (0 or less when used up)."""
+        return self.seconds - self.spent
+
+
+def _utf8_header(text: str) -> str:
+    """A header value read as latin-1 (as http.client does), read as UTF-8 when its bytes are
+    valid UTF-8: browsers and curl follow a raw UTF-8 ``Location`` to the page it names."""
+    if text.isascii():
+        return text
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except UnicodeError:  # not latin-1 text, or not UTF-8 bytes: keep what was read
+        return text
 
 
 class _Watchdog:
@@ -377,20 +407,24 @@ class HttpClient:
     def fetch(self, url: str, method: str = "GET", *, follow_redirects: bool = True,
               max_body_bytes: int | None = None,
               headers: dict[str, str] | None = None, body: bytes | None = None,
-              want_body: BodyFilter | None = None) -> FetchResult:
+              want_body: BodyFilter | None = None,
+              budget: Budget | None = None) -> FetchResult:
         """Fetch ``url``, following redirects; raise :class:`FetchError` when nothing came back.
 
         A redirect chain that ends in a loop or runs too long raises too, carrying the hops
-        received so far in ``exchanges``.  ``want_body(status, headers)`` returning False
+        received so far in ``exchanges``; so does one that outlasts ``fetch.timeout``, which
+        bounds the whole chain (a ``timeout`` verdict).  ``budget``, when given, bounds it
+        too and is charged the time spent.  ``want_body(status, headers)`` returning False
         leaves a response's body unread (``body_skipped``), e.g. for an oversized video.
         """
         result = FetchResult()
         seen = {url}
         current = url
         started = time.monotonic()
+        budgets = (Budget(self.timeout),) if budget is None else (Budget(self.timeout), budget)
         while True:
             exchange = self._one(current, method, max_body_bytes, headers, body, result,
-                                 want_body)
+                                 want_body, budgets)
             result.exchanges.append(exchange)
             target = exchange.location
             if not follow_redirects or target is None:
@@ -409,7 +443,8 @@ class HttpClient:
 
     def _one(self, url: str, method: str, max_body_bytes: int | None,
              extra_headers: dict[str, str] | None, body: bytes | None,
-             result: FetchResult, want_body: BodyFilter | None = None) -> Exchange:
+             result: FetchResult, want_body: BodyFilter | None,
+             budgets: tuple[Budget, ...]) -> Exchange:
         parts = urlsplit(url)
         if parts.scheme.lower() not in FETCHABLE_SCHEMES:
             raise FetchError(Verdict.UNSUPPORTED_SCHEME, f"cannot fetch {parts.scheme!r} URLs",
@@ -421,10 +456,16 @@ class HttpClient:
             self.base_headers
         if "@" in parts.netloc and "Authorization" not in request_headers:
             request_headers = {**request_headers, **_basic_auth(parts)}
+        allowed = min(budget.left for budget in budgets)
+        if allowed <= 0:
+            spent = "fetch.timeout" if budgets[0].left <= 0 else "the time budget"
+            raise FetchError(Verdict.TIMEOUT, f"{spent} was used up before requesting {url}",
+                             result.exchanges)
         started_at = utcnow()
         started = time.monotonic()
         with self.limiter.slot(host_of(url)):
-            _DEADLINE.arm(self.timeout)
+            entered = time.monotonic()
+            _DEADLINE.arm(allowed)
             try:
                 return self._exchange(url, method, request_headers, body, cap, started_at,
                                       started, want_body)
@@ -436,6 +477,8 @@ class HttpClient:
                                  time.monotonic() - started) from exc
             finally:
                 _DEADLINE.disarm()
+                for budget in budgets:
+                    budget.spent += time.monotonic() - entered
 
     def _exchange(self, url: str, method: str, request_headers: dict[str, str],
                   body: bytes | None, cap: int, started_at: datetime,
