@@ -243,7 +243,8 @@ REGISTRY: tuple[Setting, ...] = (
        "link-archiver/0.1 (reference archiving)",
        "User-Agent sent with every outbound request.", validate=header_value),
     _s("fetch.timeout", "duration", "30s",
-       "Deadline for one whole request (connect, headers and body), not per read.",
+       "Deadline for one whole request (connect, headers and body, every redirect hop), not "
+       "per read; waiting for a per-host politeness slot is not counted.",
        low=0.001, high=DAY),
     _s("fetch.max_body_bytes", "size", "50MB",
        "Largest response body kept; longer bodies are cut and marked truncated.",
