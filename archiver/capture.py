@@ -2,10 +2,11 @@
 
 A capture fetches the page (every redirect hop is recorded), then its requisites — images,
 style sheets and what they import, fonts, scripts, posters, iframes one level deep — on any
-host, within the page's caps on count, bytes and time.  A payload already stored (by this
-process or in the index) is written as a small ``revisit`` record instead of again.  robots.txt
-and "noarchive" are honoured unless ``capture.respect_robots`` is off; a refusal is recorded as
-such, not as a failure of the link.
+host, within the page's caps on count, bytes and time, which bind the fetches in flight too;
+the URLs a document loads are read from its first ``TEXT_READ_BYTES``.  A payload already
+stored (by this process or in the index) is written as a small ``revisit`` record instead of
+again.  robots.txt and "noarchive" are honoured unless ``capture.respect_robots`` is off; a
+refusal is recorded as such, not as a failure of the link.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from sqlalchemy import Row, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from archiver.check import VALIDATORS
-from archiver.fingerprint import HTML_TYPES
+from archiver.fingerprint import HTML_TYPES, TEXT_READ_BYTES, leading_bytes
 from archiver.models import Capture
-from archiver.net.client import Exchange, FetchError, HttpClient
-from archiver.net.content import ContentError, charset_of, decode_text, undo_content_encoding
-from archiver.replay.rewrite import embedded_urls_css, embedded_urls_html
+from archiver.net.client import REDIRECT_STATUSES, BodyFilter, Exchange, FetchError, HttpClient
+from archiver.net.content import ContentError, charset_of, decode_text
+from archiver.replay.rewrite import EMBED, UrlCollector, UrlRewriter, rewrite_css, rewrite_html
 from archiver.robots import RobotsPolicy, forbids_archiving
 from archiver.settings import Settings
 from archiver.sketch_pool import Pending, SketchPool
@@ -93,25 +94,166 @@ def _media_type(exchange: Exchange) -> str:
     return exchange.content_type
 
 
-def _decoded(exchange: Exchange, limit: int) -> str | None:
+def _decoded(exchange: Exchange) -> str | None:
+    """The first TEXT_READ_BYTES of a text body, decoded (None when they cannot be)."""
     try:
-        body = undo_content_encoding(exchange.body, exchange.header("Content-Encoding") or "",
-                                     limit)
+        body = leading_bytes(exchange.body, exchange.header("Content-Encoding") or "",
+                             TEXT_READ_BYTES)
     except ContentError:
         return None
     return decode_text(body, charset_of(exchange.header("Content-Type") or "", body))
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class _RequisiteCollector(UrlCollector):
+    """Collects what a document loads, each URL once, and stops collecting at ``limit`` URLs
+    (the rest of the document is still scanned, but nothing in it is resolved or kept)."""
+
+    limit: int = 0
+    urls: dict[str, None] = field(default_factory=dict)
+    # Values already resolved against this base (a <base href> makes a new collector).
+    tried: set[str] = field(init=False, default_factory=set)
+
+    def rewrite(self, url: str, modifier: str = "") -> str:
+        """Record ``url`` resolved when it is an embedded http(s) URL; return it unchanged."""
+        if modifier != EMBED or url in self.tried or len(self.urls) >= self.limit:
+            return url
+        self.tried.add(url)
+        absolute = UrlRewriter.rewrite(self, url, modifier)
+        if absolute is not url and absolute != url:
+            cut = len(self.prefix) + len(self.timestamp) + len(modifier) + 1
+            self.urls.setdefault(absolute[cut:].split("#", 1)[0], None)
+        return url
+
+
+def _html_requisites(html: str, base_url: str, limit: int) -> list[str]:
+    """The first ``limit`` URLs an HTML document loads (as ``embedded_urls_html`` finds them)."""
+    collector = _RequisiteCollector(base_url=base_url, timestamp="0", limit=limit)
+    rewrite_html(html, collector)
+    return list(collector.urls)
+
+
+def _css_requisites(css: str, base_url: str, limit: int) -> list[str]:
+    """The first ``limit`` URLs a style sheet loads (as ``embedded_urls_css`` finds them)."""
+    collector = _RequisiteCollector(base_url=base_url, timestamp="0", limit=limit)
+    rewrite_css(css, collector)
+    return list(collector.urls)
+
+
+class _PageTimeUp(Exception):
+    """The page's time (capture.max_page_time) ran out before a request of it could start."""
+
+
+class _PageClient(HttpClient):
+    """The run's client (its connections, politeness slots and cookies shared) whose every
+    request may take at most what is left of one page's time.
+
+    HttpClient.fetch takes no timeout of its own: it arms ``self.timeout`` for each request,
+    redirect hops included, once the host's politeness slot is taken.  Reading the page's time
+    there bounds connecting and reading, and a request not begun when it ran out is not made.
+    """
+
+    def __init__(self, client: HttpClient, deadline: float) -> None:
+        # Not HttpClient.__init__: this is a view of ``client``, not a client of its own.
+        state = dict(vars(client))
+        self._longest: float = state.pop("timeout")
+        vars(self).update(state)
+        self._deadline = deadline
+
+    @property
+    def timeout(self) -> float:
+        """The request's timeout: fetch.timeout, or what is left of the page's time."""
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise _PageTimeUp
+        return min(self._longest, left)
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        self._longest = value
+
+
 class _Budget:
-    """What is left of the page's caps."""
+    """What is left of a page's caps.  Requisites fetched in parallel share it: each fetch claims
+    the bytes it may read before it starts (so together they cannot read more than is left), and
+    gives back what it did not use."""
 
-    count: int
-    bytes: int
-    deadline: float
+    def __init__(self, count: int, size: int, deadline: float) -> None:
+        self.count = count
+        self.bytes = size  # not yet spent: claims in flight are still counted here
+        self.deadline = deadline
+        self._claimed = 0
+        self._in_flight = 0
+        self._changed = threading.Condition()
 
-    def spent(self) -> bool:
-        return self.count <= 0 or self.bytes <= 0 or time.monotonic() >= self.deadline
+    def exhausted(self) -> bool:
+        """True when the page's bytes or its time are spent."""
+        return self.bytes <= 0 or time.monotonic() >= self.deadline
+
+    def claim(self, most: int) -> _Claim | None:
+        """Hold up to ``most`` bytes for one fetch; None when none are left, or the page's time
+        ran out.  While other fetches hold them all, wait for what they give back."""
+        with self._changed:
+            while True:
+                left = self.deadline - time.monotonic()
+                free = self.bytes - self._claimed
+                if left <= 0 or (free <= 0 and not self._in_flight):
+                    return None
+                if free > 0:
+                    size = min(free, most)
+                    self._claimed += size
+                    self._in_flight += 1
+                    return _Claim(self, size)
+                self._changed.wait(left)
+
+    def give_back(self, size: int) -> None:
+        """Bytes claimed that a fetch will not read."""
+        with self._changed:
+            self._claimed -= size
+            self._changed.notify_all()
+
+    def settle(self, claimed: int, used: int) -> None:
+        """A fetch is over: it read ``used`` bytes of the ``claimed`` it still held."""
+        with self._changed:
+            self._claimed -= claimed
+            self.bytes -= used
+            self._in_flight -= 1
+            self._changed.notify_all()
+
+
+class _Claim:
+    """Bytes of a page's budget held by one fetch in flight."""
+
+    def __init__(self, budget: _Budget, size: int) -> None:
+        self.budget = budget
+        self.size = size  # the fetch's cap
+        self.held = size
+
+    def narrow(self, status: int, headers: list[tuple[str, str]]) -> None:
+        """Give back what the final response's Content-Length says it will not use, so that
+        fetches waiting for bytes can start before this one ends."""
+        names = {name.lower() for name, _ in headers}
+        if status in REDIRECT_STATUSES and "location" in names:
+            return  # another hop follows, with a body of its own
+        if "transfer-encoding" in names:
+            return  # the length, if any, is not what will be read
+        length = next((value for name, value in headers if name.lower() == "content-length"),
+                      "").strip()
+        if length.isdigit() and int(length) < self.held:
+            self.budget.give_back(self.held - int(length))
+            self.held = int(length)
+
+    def settle(self, used: int) -> None:
+        """The fetch is over, having read ``used`` bytes."""
+        self.budget.settle(self.held, used)
+
+
+class _Fetched(NamedTuple):
+    """A requisite's fetch: its exchanges and error, or the URL recorded as skipped instead."""
+
+    exchanges: list[Exchange]
+    error: FetchError | None = None
+    skipped: str | None = None
 
 
 class Capturer:
@@ -125,6 +267,7 @@ class Capturer:
         self.lookup = lookup
         self.robots = robots if settings["capture.respect_robots"] else None
         self.max_media: int = settings["capture.max_media_bytes"]
+        self.max_requisites: int = settings["capture.max_requisites"]
         self.reuse: float = settings["capture.requisite_reuse"]
         # Requisites captured lately (URL -> when, what they load), shared by the pages of a
         # run: a site's style sheet is fetched once, not once per page.
@@ -194,10 +337,11 @@ class Capturer:
             result.locations.append(location)
             result.revisits += int(original is not None)
 
-    def _fetch(self, url: str, cap: int) -> tuple[list[Exchange], FetchError | None]:
+    def _fetch(self, url: str, cap: int, client: HttpClient | None = None,
+               want_body: BodyFilter | None = None) -> tuple[list[Exchange], FetchError | None]:
         try:
-            return self.client.fetch(url, max_body_bytes=cap,
-                                     want_body=self._wants_body).exchanges, None
+            return (client or self.client).fetch(
+                url, max_body_bytes=cap, want_body=want_body or self._wants_body).exchanges, None
         except FetchError as exc:
             return exc.exchanges, exc
 
@@ -214,8 +358,7 @@ class Capturer:
         if self.robots is not None and not self.robots.allowed(url):
             result.outcome, result.error = CaptureOutcome.REFUSED, "robots.txt disallows it"
             return result
-        budget = _Budget(self.settings["capture.max_requisites"],
-                         self.settings["capture.max_page_bytes"],
+        budget = _Budget(self.max_requisites, self.settings["capture.max_page_bytes"],
                          time.monotonic() + self.settings["capture.max_page_time"])
         exchanges, error = self._fetch(url, min(self.client.max_body_bytes, budget.bytes))
         final = exchanges[-1] if exchanges else None
@@ -223,7 +366,7 @@ class Capturer:
             result.error = error.message if error else "no response"
             result.verdict = error.verdict if error else None
             return result
-        html = (_decoded(final, self.client.max_body_bytes)
+        html = (_decoded(final)
                 if final.content_type in HTML_TYPES and 200 <= final.status < 300 else None)
         if self.robots is not None and forbids_archiving(final, (html or "")[:65536]):
             result.outcome, result.error = CaptureOutcome.REFUSED, "the page says noarchive"
@@ -253,8 +396,9 @@ class Capturer:
                         final.body, final.header("Content-Type") or "",
                         final.header("Content-Encoding") or "", self.client.max_body_bytes)
         if requisites:  # the page's records are written with the first wave's
-            self._requisites(embedded_urls_html(html or "", final.url), {url, final.url},
-                             budget, result, exchanges)
+            seen = {url, final.url}
+            self._requisites(_html_requisites(html or "", final.url, budget.count + len(seen)),
+                             seen, budget, result, exchanges)
         if sketch is not None:  # sketched in another process meanwhile
             result.sketch = sketch()
         return result
@@ -266,11 +410,15 @@ class Capturer:
         The ``page``'s own exchanges are written first, with the first wave's (one digest query
         for both)."""
         css_depth: int = self.settings["capture.css_depth"]
+        client = _PageClient(self.client, budget.deadline)
         unwritten = page
         wave = [(u, 1) for u in first if u not in seen]
         seen.update(u for u, _ in wave)
-        while wave and not budget.spent():
+        while wave and budget.count > 0:
             wave = wave[:budget.count]
+            if budget.exhausted():  # out of bytes or time: what is left is not fetched
+                result.skipped += [url for url, _ in wave]
+                break
             budget.count -= len(wave)
             fetch: list[tuple[str, int]] = []
             following: list[tuple[str, int]] = []
@@ -281,19 +429,16 @@ class Capturer:
                 else:  # captured moments ago for another page: its own requisites still count
                     following += [(child, depth + 1) for child in known]
             kept: list[Exchange] = []
-            for (req_url, depth), (exchanges, _error) in zip(
-                    fetch, self._fetch_all([url for url, _ in fetch], budget.bytes),
+            for (req_url, depth), fetched in zip(
+                    fetch, self._fetch_all([url for url, _ in fetch], budget, client),
                     strict=True):
-                if not exchanges:
+                if fetched.skipped is not None:
+                    result.skipped.append(fetched.skipped)
+                if not fetched.exchanges:
                     self._forget(req_url)
                     continue
-                final = exchanges[-1]
-                if self._too_big_media(final):
-                    result.skipped.append(final.url)
-                    self._forget(req_url)
-                    continue
-                kept += exchanges
-                budget.bytes -= sum(len(exchange.body) for exchange in exchanges)
+                final = fetched.exchanges[-1]
+                kept += fetched.exchanges
                 result.requisites += 1
                 children = self._children(final, depth, css_depth)
                 self._remember(req_url, children)
@@ -308,32 +453,62 @@ class Capturer:
         if unwritten:  # no wave was fetched (none, or the caps were spent)
             self._write(unwritten, result)
 
-    def _fetch_all(self, urls: list[str],
-                   cap: int) -> list[tuple[list[Exchange], FetchError | None]]:
+    def _fetch_all(self, urls: list[str], budget: _Budget,
+                   client: HttpClient) -> list[_Fetched]:
         """Fetch requisites in parallel, the first in this thread, which would only wait: one
         pool thread fewer to wake per wave (most waves after the first hold one URL)."""
         if not urls:
             return []
-        others = [self._pool.submit(self._fetch_requisite, url, cap) for url in urls[1:]]
-        first = self._fetch_requisite(urls[0], cap)
+        others = [self._pool.submit(self._fetch_requisite, url, budget, client)
+                  for url in urls[1:]]
+        first = self._fetch_requisite(urls[0], budget, client)
         return [first, *(future.result() for future in others)]
 
-    def _fetch_requisite(self, url: str,
-                         cap: int) -> tuple[list[Exchange], FetchError | None]:
-        if cap <= 0 or (self.robots is not None and not self.robots.allowed(url)):
-            return [], None
-        return self._fetch(url, min(cap, self.client.max_body_bytes))
+    def _fetch_requisite(self, url: str, budget: _Budget, client: HttpClient) -> _Fetched:
+        """Fetch one requisite within what is left of the page's bytes and time."""
+        if self.robots is not None and not self.robots.allowed(url):
+            return _Fetched([])
+        claim = budget.claim(self.client.max_body_bytes)
+        if claim is None:
+            return _Fetched([], skipped=url)
+        fetched = _Fetched([])
+        try:
+            fetched = self._fetch_claimed(url, claim, client)
+        finally:  # only the bytes kept count against the page
+            claim.settle(sum(len(exchange.body) for exchange in fetched.exchanges))
+        return fetched
+
+    def _fetch_claimed(self, url: str, claim: _Claim, client: HttpClient) -> _Fetched:
+        try:
+            exchanges, error = self._fetch(url, claim.size, client, self._claiming(claim))
+        except _PageTimeUp:
+            return _Fetched([], skipped=url)
+        if exchanges and self._too_big_media(exchanges[-1]):
+            return _Fetched([], skipped=exchanges[-1].url)
+        return _Fetched(exchanges, error)
+
+    def _claiming(self, claim: _Claim) -> BodyFilter:
+        """The body filter of a requisite's fetch: media over the cap are refused, and the bytes
+        a response will not use are given back to the page at once."""
+
+        def wants_body(status: int, headers: list[tuple[str, str]]) -> bool:
+            if not self._wants_body(status, headers):
+                return False
+            claim.narrow(status, headers)
+            return True
+
+        return wants_body
 
     def _children(self, exchange: Exchange, depth: int, css_depth: int) -> list[str]:
         """Requisites of a requisite: what a style sheet imports, what an iframe loads."""
         if not 200 <= exchange.status < 300:
             return []
         if exchange.content_type == CSS_TYPE and depth <= css_depth:
-            text = _decoded(exchange, self.client.max_body_bytes)
-            return embedded_urls_css(text, exchange.url) if text else []
+            text = _decoded(exchange)
+            return _css_requisites(text, exchange.url, self.max_requisites) if text else []
         if exchange.content_type in HTML_TYPES and depth == 1:  # an iframe's document
-            text = _decoded(exchange, self.client.max_body_bytes)
-            return embedded_urls_html(text, exchange.url) if text else []
+            text = _decoded(exchange)
+            return _html_requisites(text, exchange.url, self.max_requisites) if text else []
         return []
 
 
