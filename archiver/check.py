@@ -123,7 +123,13 @@ def classify(url: str, result: FetchResult) -> CheckOutcome:
                    else Verdict.REDIRECT)
     return CheckOutcome(verdict=verdict, http_status=final.status, final_url=final.url,
                         elapsed=result.elapsed, evidence=_evidence(result.exchanges),
-                        retry_after=retry_after_seconds(final.header("Retry-After")))
+                        retry_after=retry_after_seconds(final.header("Retry-After"))
+                        if final.status in RETRY_AFTER_STATUSES else None)
+
+
+# Where Retry-After means "come back later" (RFC 9110 10.2.3): a 200 that carries one
+# (some CDNs send it on everything) must not postpone a live link's next check.
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
 def _evidence(exchanges: list[Exchange]) -> dict[str, Any]:

@@ -182,6 +182,8 @@ def hostile_retry_after(_method: str, path: str) -> bytes:
         return response(b"200 OK", body=PAGE)
     if path == "/sup":  # a stray latin-1 byte, on a page that is fine
         return response(b"200 OK", b"Retry-After: \xb2\r\n", PAGE)
+    if path == "/cdn":  # a CDN that sends Retry-After on everything, a fine page included
+        return response(b"200 OK", b"Retry-After: 2000000\r\n", PAGE)
     if path == "/huge":
         return response(b"429 Too Many Requests", b"Retry-After: 999999999999\r\n")
     if path == "/far":
@@ -192,19 +194,23 @@ def hostile_retry_after(_method: str, path: str) -> bytes:
 def test_hostile_retry_after_values_are_stored_with_a_bounded_next_check(
         archive: Archive, raw_site: Callable[[Answer], RawSite]) -> None:
     site = raw_site(hostile_retry_after)
-    paths = ["/good", "/sup", "/huge", "/far"]
+    paths = ["/good", "/sup", "/cdn", "/huge", "/far"]
     now = utcnow()
     with archive.db.session() as session:
         session.add_all(Link(url=site.url(p), url_key=url_key(site.url(p)),
                              host=host_of(site.url(p)), next_check_at=now) for p in paths)
     summary = run_due(archive, WorkKind.CHECK)  # one batch: one bad value must not sink it
-    assert summary.outcomes == {"ok": 2, "rate_limited": 1, "server_error": 1}
+    assert summary.outcomes == {"ok": 3, "rate_limited": 1, "server_error": 1}
     recheck_dead = timedelta(seconds=archive.settings["health.recheck_dead"])
     with archive.db.session() as session:
         links = {link.url.rsplit("/", 1)[1]: link for link in session.scalars(select(Link))}
         checked = set(session.scalars(select(Check.link_id)))
         assert checked == {link.id for link in links.values()}
-        assert links["sup"].state == LinkState.ALIVE
+        assert links["sup"].state == links["cdn"].state == LinkState.ALIVE
+        recheck_alive = timedelta(seconds=archive.settings["health.recheck_alive"])
+        cdn = links["cdn"]  # a 200's Retry-After does not postpone the weekly recheck
+        assert cdn.next_check_at is not None and cdn.last_checked_at is not None
+        assert cdn.next_check_at - cdn.last_checked_at <= recheck_alive * 1.1
         assert links["huge"].state == LinkState.UNKNOWN
         assert links["far"].state == LinkState.FAILING
         for name in ("huge", "far"):  # the server's wish, up to a dead link's recheck
