@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from archiver.check import VALIDATORS
 from archiver.fingerprint import HTML_TYPES, TEXT_READ_BYTES, leading_bytes
 from archiver.models import Capture
-from archiver.net.client import REDIRECT_STATUSES, BodyFilter, Exchange, FetchError, HttpClient
+from archiver.net.client import ByteBudget, ByteBudgetSpent, Exchange, FetchError, HttpClient
 from archiver.net.content import ContentError, charset_of, decode_text
 from archiver.replay.rewrite import EMBED, UrlCollector, UrlRewriter, rewrite_css, rewrite_html
 from archiver.robots import RobotsPolicy, forbids_archiving
@@ -173,79 +173,18 @@ class _PageClient(HttpClient):
         self._longest = value
 
 
+@dataclass
 class _Budget:
-    """What is left of a page's caps.  Requisites fetched in parallel share it: each fetch claims
-    the bytes it may read before it starts (so together they cannot read more than is left), and
-    gives back what it did not use."""
+    """What is left of a page's caps.  Its bytes are shared by the requisite fetches in flight,
+    chunk by chunk as their bodies are read, so that together they keep no more than is left."""
 
-    def __init__(self, count: int, size: int, deadline: float) -> None:
-        self.count = count
-        self.bytes = size  # not yet spent: claims in flight are still counted here
-        self.deadline = deadline
-        self._claimed = 0
-        self._in_flight = 0
-        self._changed = threading.Condition()
+    count: int
+    bytes: ByteBudget
+    deadline: float
 
     def exhausted(self) -> bool:
         """True when the page's bytes or its time are spent."""
-        return self.bytes <= 0 or time.monotonic() >= self.deadline
-
-    def claim(self, most: int) -> _Claim | None:
-        """Hold up to ``most`` bytes for one fetch; None when none are left, or the page's time
-        ran out.  While other fetches hold them all, wait for what they give back."""
-        with self._changed:
-            while True:
-                left = self.deadline - time.monotonic()
-                free = self.bytes - self._claimed
-                if left <= 0 or (free <= 0 and not self._in_flight):
-                    return None
-                if free > 0:
-                    size = min(free, most)
-                    self._claimed += size
-                    self._in_flight += 1
-                    return _Claim(self, size)
-                self._changed.wait(left)
-
-    def give_back(self, size: int) -> None:
-        """Bytes claimed that a fetch will not read."""
-        with self._changed:
-            self._claimed -= size
-            self._changed.notify_all()
-
-    def settle(self, claimed: int, used: int) -> None:
-        """A fetch is over: it read ``used`` bytes of the ``claimed`` it still held."""
-        with self._changed:
-            self._claimed -= claimed
-            self.bytes -= used
-            self._in_flight -= 1
-            self._changed.notify_all()
-
-
-class _Claim:
-    """Bytes of a page's budget held by one fetch in flight."""
-
-    def __init__(self, budget: _Budget, size: int) -> None:
-        self.budget = budget
-        self.size = size  # the fetch's cap
-        self.held = size
-
-    def narrow(self, status: int, headers: list[tuple[str, str]]) -> None:
-        """Give back what the final response's Content-Length says it will not use, so that
-        fetches waiting for bytes can start before this one ends."""
-        names = {name.lower() for name, _ in headers}
-        if status in REDIRECT_STATUSES and "location" in names:
-            return  # another hop follows, with a body of its own
-        if "transfer-encoding" in names:
-            return  # the length, if any, is not what will be read
-        length = next((value for name, value in headers if name.lower() == "content-length"),
-                      "").strip()
-        if length.isdigit() and int(length) < self.held:
-            self.budget.give_back(self.held - int(length))
-            self.held = int(length)
-
-    def settle(self, used: int) -> None:
-        """The fetch is over, having read ``used`` bytes."""
-        self.budget.settle(self.held, used)
+        return self.bytes.remaining <= 0 or time.monotonic() >= self.deadline
 
 
 class _Fetched(NamedTuple):
@@ -338,10 +277,11 @@ class Capturer:
             result.revisits += int(original is not None)
 
     def _fetch(self, url: str, cap: int, client: HttpClient | None = None,
-               want_body: BodyFilter | None = None) -> tuple[list[Exchange], FetchError | None]:
+               byte_budget: ByteBudget | None = None) -> tuple[list[Exchange], FetchError | None]:
         try:
-            return (client or self.client).fetch(
-                url, max_body_bytes=cap, want_body=want_body or self._wants_body).exchanges, None
+            return (client or self.client).fetch(url, max_body_bytes=cap,
+                                                 want_body=self._wants_body,
+                                                 byte_budget=byte_budget).exchanges, None
         except FetchError as exc:
             return exc.exchanges, exc
 
@@ -358,9 +298,9 @@ class Capturer:
         if self.robots is not None and not self.robots.allowed(url):
             result.outcome, result.error = CaptureOutcome.REFUSED, "robots.txt disallows it"
             return result
-        budget = _Budget(self.max_requisites, self.settings["capture.max_page_bytes"],
-                         time.monotonic() + self.settings["capture.max_page_time"])
-        exchanges, error = self._fetch(url, min(self.client.max_body_bytes, budget.bytes))
+        deadline = time.monotonic() + self.settings["capture.max_page_time"]
+        page_bytes: int = self.settings["capture.max_page_bytes"]
+        exchanges, error = self._fetch(url, min(self.client.max_body_bytes, page_bytes))
         final = exchanges[-1] if exchanges else None
         if final is None:
             result.error = error.message if error else "no response"
@@ -379,7 +319,8 @@ class Capturer:
         requisites = html is not None and self.settings["capture.requisites"]
         if not requisites:
             self._write(exchanges, result)
-        budget.bytes -= sum(len(exchange.body) for exchange in exchanges)
+        budget = _Budget(self.max_requisites, ByteBudget(
+            page_bytes - sum(len(exchange.body) for exchange in exchanges)), deadline)
         sketch: Pending | None = None
         if error is not None:
             result.error, result.verdict = error.message, error.verdict
@@ -465,39 +406,21 @@ class Capturer:
         return [first, *(future.result() for future in others)]
 
     def _fetch_requisite(self, url: str, budget: _Budget, client: HttpClient) -> _Fetched:
-        """Fetch one requisite within what is left of the page's bytes and time."""
+        """Fetch one requisite within what is left of the page's bytes and time; one that cannot
+        begin before either is spent is recorded as skipped."""
         if self.robots is not None and not self.robots.allowed(url):
             return _Fetched([])
-        claim = budget.claim(self.client.max_body_bytes)
-        if claim is None:
+        if budget.bytes.remaining <= 0:
             return _Fetched([], skipped=url)
-        fetched = _Fetched([])
         try:
-            fetched = self._fetch_claimed(url, claim, client)
-        finally:  # only the bytes kept count against the page
-            claim.settle(sum(len(exchange.body) for exchange in fetched.exchanges))
-        return fetched
-
-    def _fetch_claimed(self, url: str, claim: _Claim, client: HttpClient) -> _Fetched:
-        try:
-            exchanges, error = self._fetch(url, claim.size, client, self._claiming(claim))
-        except _PageTimeUp:
+            exchanges, error = self._fetch(url, self.client.max_body_bytes, client, budget.bytes)
+        except (_PageTimeUp, ByteBudgetSpent):
             return _Fetched([], skipped=url)
         if exchanges and self._too_big_media(exchanges[-1]):
+            # Not kept, so not counted against the page.
+            budget.bytes.give_back(sum(len(exchange.body) for exchange in exchanges))
             return _Fetched([], skipped=exchanges[-1].url)
         return _Fetched(exchanges, error)
-
-    def _claiming(self, claim: _Claim) -> BodyFilter:
-        """The body filter of a requisite's fetch: media over the cap are refused, and the bytes
-        a response will not use are given back to the page at once."""
-
-        def wants_body(status: int, headers: list[tuple[str, str]]) -> bool:
-            if not self._wants_body(status, headers):
-                return False
-            claim.narrow(status, headers)
-            return True
-
-        return wants_body
 
     def _children(self, exchange: Exchange, depth: int, css_depth: int) -> list[str]:
         """Requisites of a requisite: what a style sheet imports, what an iframe loads."""

@@ -8,13 +8,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from werkzeug.wrappers import Request, Response
 
 from archiver.demo.fixtureweb import Site
-from archiver.net.client import FetchError, HttpClient
+from archiver.net.client import ByteBudget, ByteBudgetSpent, FetchError, HttpClient
 from archiver.net.guard import forbidden_reason
 from archiver.net.politeness import HostQueue
 from archiver.verdicts import Verdict
@@ -107,6 +108,45 @@ def test_body_cap_truncates_and_marks(client: HttpClient, site: Site) -> None:
     final = client.fetch(site.url("/big")).final
     assert len(final.body) == 1000
     assert final.truncated == "length"
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["content-length", "chunked"])
+def test_parallel_fetches_sharing_a_byte_budget_keep_at_most_it(tmp_path: Path, site: Site,
+                                                                  streamed: bool) -> None:
+    """Three 300 KB bodies read at once under one 500 KB budget: 500 KB kept in all, each body
+    cut short marked "length"; a body declined by want_body takes nothing; once it is spent a
+    request is not made."""
+    data = bytes(range(256)) * 1200  # 307 200 bytes
+    together = threading.Barrier(3, timeout=5)  # every body is sent while the others are
+
+    def big(_request: Request) -> Response:
+        together.wait()
+        if streamed:  # no Content-Length: chunked
+            return Response(iter([data[i:i + 20_000] for i in range(0, len(data), 20_000)]),
+                            mimetype="image/png")
+        return Response(data, mimetype="image/png")
+
+    for i in range(3):
+        site.route(f"/big/{i}", big)
+    site.page("/video", b"v" * 100_000, content_type="video/mp4")
+    wide = HttpClient(make_settings(tmp_path, fetch__per_host_concurrency=4))
+    budget = ByteBudget(500_000)
+    declined = wide.fetch(site.url("/video"), byte_budget=budget,
+                          want_body=lambda _status, _headers: False).final
+    assert declined.body_skipped and budget.remaining == 500_000
+    with ThreadPoolExecutor(3) as pool:
+        finals = list(pool.map(lambda i: wide.fetch(site.url(f"/big/{i}"),
+                                                    byte_budget=budget).final, range(3)))
+    assert (finals[0].header("transfer-encoding") == "chunked") is streamed
+    assert sum(len(final.body) for final in finals) == 500_000
+    assert budget.remaining == 0
+    for final in finals:
+        assert data.startswith(final.body)
+        assert final.truncated == ("length" if len(final.body) < len(data) else None)
+    assert sum(final.truncated == "length" for final in finals) >= 2  # read side by side
+    with pytest.raises(ByteBudgetSpent):
+        wide.fetch(site.url("/big/0"), byte_budget=budget)
+    assert site.hits["/big/0"] == 1
 
 
 def test_deadline_is_for_the_whole_request(client: HttpClient, site: Site) -> None:
@@ -291,9 +331,6 @@ def test_unfetchable_urls(client: HttpClient, url: str, verdict: Verdict) -> Non
 
 
 def test_per_host_concurrency_holds(tmp_path: Path, site: Site) -> None:
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
     active = 0
     peak = 0
     lock = threading.Lock()

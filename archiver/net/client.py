@@ -4,7 +4,9 @@ private-network guard, for every outbound request.
 ``fetch.timeout`` bounds a whole fetch, every redirect hop included: each hop gets what the
 earlier hops left.  Time spent waiting for a politeness slot is not counted (it is our own
 pacing, not the server holding us).  A :class:`Budget` passed to ``fetch`` is charged the same
-way, so several fetches (a check's retries) can share one bound.
+way, so several fetches (a check's retries) can share one bound.  Bytes can be shared too: the
+bodies of fetches given one :class:`ByteBudget` (a page's requisites, in parallel) keep at most
+what it holds between them.
 
 The guard runs inside the connection: the client resolves the host itself, refuses any address
 that is not public (unless ``fetch.allow_private_networks``), and connects to exactly the address
@@ -146,6 +148,36 @@ class Budget:
     def left(self) -> float:
         """Seconds still to spend (0 or less when used up)."""
         return self.seconds - self.spent
+
+
+class ByteBudget:
+    """Bytes of response bodies that several fetches, in any threads, may keep between them."""
+
+    def __init__(self, size: int) -> None:
+        self._left = max(0, size)
+        self._lock = threading.Lock()
+
+    @property
+    def remaining(self) -> int:
+        """Bytes still to give (0 when spent)."""
+        return self._left
+
+    def take(self, size: int) -> int:
+        """Take up to ``size`` bytes; return how many were given (fewer when it runs out)."""
+        with self._lock:
+            given = min(size, self._left)
+            self._left -= given
+            return given
+
+    def give_back(self, size: int) -> None:
+        """Return bytes taken for a body that was not kept after all."""
+        with self._lock:
+            self._left += size
+
+
+class ByteBudgetSpent(Exception):
+    """The :class:`ByteBudget` of a fetch was spent before one of its requests could begin, so
+    that request was not made."""
 
 
 def _utf8_header(text: str) -> str:
@@ -408,7 +440,8 @@ class HttpClient:
               max_body_bytes: int | None = None,
               headers: dict[str, str] | None = None, body: bytes | None = None,
               want_body: BodyFilter | None = None,
-              budget: Budget | None = None) -> FetchResult:
+              budget: Budget | None = None,
+              byte_budget: ByteBudget | None = None) -> FetchResult:
         """Fetch ``url``, following redirects; raise :class:`FetchError` when nothing came back.
 
         A redirect chain that ends in a loop or runs too long raises too, carrying the hops
@@ -416,6 +449,11 @@ class HttpClient:
         bounds the whole chain (a ``timeout`` verdict).  ``budget``, when given, bounds it
         too and is charged the time spent.  ``want_body(status, headers)`` returning False
         leaves a response's body unread (``body_skipped``), e.g. for an oversized video.
+
+        ``byte_budget``, when given, is shared with other fetches: every chunk of a body read
+        takes from it, and a body it cannot give a whole chunk keeps what it gave and is cut
+        there, marked ``truncated == "length"`` as a ``max_body_bytes`` cut is.  A request not
+        begun (its host's slot taken) when it is spent is not made: :class:`ByteBudgetSpent`.
         """
         result = FetchResult()
         seen = {url}
@@ -424,7 +462,7 @@ class HttpClient:
         budgets = (Budget(self.timeout),) if budget is None else (Budget(self.timeout), budget)
         while True:
             exchange = self._one(current, method, max_body_bytes, headers, body, result,
-                                 want_body, budgets)
+                                 want_body, budgets, byte_budget)
             result.exchanges.append(exchange)
             target = exchange.location
             if not follow_redirects or target is None:
@@ -444,7 +482,7 @@ class HttpClient:
     def _one(self, url: str, method: str, max_body_bytes: int | None,
              extra_headers: dict[str, str] | None, body: bytes | None,
              result: FetchResult, want_body: BodyFilter | None,
-             budgets: tuple[Budget, ...]) -> Exchange:
+             budgets: tuple[Budget, ...], byte_budget: ByteBudget | None) -> Exchange:
         parts = urlsplit(url)
         if parts.scheme.lower() not in FETCHABLE_SCHEMES:
             raise FetchError(Verdict.UNSUPPORTED_SCHEME, f"cannot fetch {parts.scheme!r} URLs",
@@ -464,11 +502,13 @@ class HttpClient:
         started_at = utcnow()
         started = time.monotonic()
         with self.limiter.slot(host_of(url)):
+            if byte_budget is not None and byte_budget.remaining <= 0:
+                raise ByteBudgetSpent(f"no bytes left to fetch {url}")
             entered = time.monotonic()
             _DEADLINE.arm(allowed)
             try:
                 return self._exchange(url, method, request_headers, body, cap, started_at,
-                                      started, want_body)
+                                      started, want_body, byte_budget)
             except FetchError:
                 raise
             except (HTTPError, OSError, ValueError) as exc:
@@ -481,8 +521,8 @@ class HttpClient:
                     budget.spent += time.monotonic() - entered
 
     def _exchange(self, url: str, method: str, request_headers: dict[str, str],
-                  body: bytes | None, cap: int, started_at: datetime,
-                  started: float, want_body: BodyFilter | None) -> Exchange:
+                  body: bytes | None, cap: int, started_at: datetime, started: float,
+                  want_body: BodyFilter | None, byte_budget: ByteBudget | None) -> Exchange:
         remaining = _DEADLINE.remaining(self.timeout)
         reusable = False
         # urllib3 percent-encodes the path and query itself; Exchange.url stays as given.
@@ -515,13 +555,14 @@ class HttpClient:
                     if not chunk:
                         reusable = True  # the whole body was read
                         break
-                    if size + len(chunk) > cap:
-                        chunks.append(chunk[: cap - size])
-                        size = cap
+                    kept = min(len(chunk), cap - size)
+                    if byte_budget is not None:
+                        kept = byte_budget.take(kept)
+                    chunks.append(chunk if kept == len(chunk) else chunk[:kept])
+                    size += kept
+                    if kept < len(chunk):  # the fetch's cap, or the shared budget, is reached
                         truncated = "length"
                         break
-                    chunks.append(chunk)
-                    size += len(chunk)
             else:
                 reusable = method == "HEAD"
             version = {10: "HTTP/1.0", 11: "HTTP/1.1", 20: "HTTP/2"}.get(raw.version, "HTTP/1.1")
