@@ -23,10 +23,10 @@ from sqlalchemy import Row, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from archiver.check import VALIDATORS
-from archiver.fingerprint import HTML_TYPES, TEXT_READ_BYTES, leading_bytes
+from archiver.fingerprint import HTML_TYPES, TEXT_READ_BYTES
 from archiver.models import Capture
 from archiver.net.client import ByteBudget, ByteBudgetSpent, Exchange, FetchError, HttpClient
-from archiver.net.content import ContentError, charset_of, decode_text
+from archiver.net.content import ContentError, charset_of, decode_text, undo_content_encoding
 from archiver.replay.rewrite import EMBED, UrlCollector, UrlRewriter, rewrite_css, rewrite_html
 from archiver.robots import RobotsPolicy, forbids_archiving
 from archiver.settings import Settings
@@ -97,8 +97,8 @@ def _media_type(exchange: Exchange) -> str:
 def _decoded(exchange: Exchange) -> str | None:
     """The first TEXT_READ_BYTES of a text body, decoded (None when they cannot be)."""
     try:
-        body = leading_bytes(exchange.body, exchange.header("Content-Encoding") or "",
-                             TEXT_READ_BYTES)
+        body = undo_content_encoding(exchange.body, exchange.header("Content-Encoding") or "",
+                                     TEXT_READ_BYTES, head=True)
     except ContentError:
         return None
     return decode_text(body, charset_of(exchange.header("Content-Type") or "", body))

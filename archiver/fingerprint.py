@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import re
-import zlib
 from functools import partial
 from operator import methodcaller
 
@@ -77,31 +76,6 @@ def similarity(first: str, second: str) -> float:
     return shared / len(union_smallest)
 
 
-def leading_bytes(body: bytes, content_encoding: str, size: int) -> bytes:
-    """The first ``size`` bytes of ``body`` with its Content-Encoding undone, however much more
-    it would inflate to; raises ContentError when it cannot be undone."""
-    for coding in reversed([part.strip().lower() for part in content_encoding.split(",")]):
-        if coding in ("", "identity"):
-            continue
-        if coding in ("gzip", "x-gzip"):
-            body = _inflate_head(body, 16 + zlib.MAX_WBITS, size)
-        elif coding == "deflate":
-            try:
-                body = _inflate_head(body, zlib.MAX_WBITS, size)
-            except ContentError:
-                body = _inflate_head(body, -zlib.MAX_WBITS, size)  # raw deflate, no header
-        else:
-            raise ContentError(f"unsupported Content-Encoding {coding!r}")
-    return body[:size]
-
-
-def _inflate_head(data: bytes, wbits: int, size: int) -> bytes:
-    try:
-        return zlib.decompressobj(wbits).decompress(data, size)
-    except zlib.error as exc:
-        raise ContentError(f"bad compressed body ({exc})") from exc
-
-
 def body_sketch(body: bytes, content_type: str, content_encoding: str,
                 limit: int) -> str | None:
     """Sketch of a response body as received (of its first ``TEXT_READ_BYTES`` when it is
@@ -109,7 +83,8 @@ def body_sketch(body: bytes, content_type: str, content_encoding: str,
     media = content_type.split(";", 1)[0].strip().lower()
     try:
         if media in HTML_TYPES or media.startswith("text/") or media in _TEXT_TYPES or not media:
-            head = leading_bytes(body, content_encoding, TEXT_READ_BYTES)
+            head = undo_content_encoding(body, content_encoding, TEXT_READ_BYTES,
+                                         head=True)
             if media in HTML_TYPES or (not media and head.lstrip()[:1] == b"<"):
                 return sketch(visible_text(decode_text(head, charset_of(content_type))))
             if media:

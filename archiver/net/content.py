@@ -18,11 +18,12 @@ class ContentError(ValueError):
     """A body that cannot be decoded (bad compression, unknown coding, over the size cap)."""
 
 
-def inflate(data: bytes, wbits: int, limit: int) -> bytes:
-    """Decompress zlib/gzip/raw deflate data, refusing output larger than ``limit`` bytes."""
+def inflate(data: bytes, wbits: int, limit: int, *, head: bool = False) -> bytes:
+    """Decompress zlib/gzip/raw deflate data, refusing output larger than ``limit`` bytes (with
+    ``head``, keeping only its first ``limit`` bytes instead)."""
     inflater = zlib.decompressobj(wbits)
     try:
-        out = inflater.decompress(data, limit + 1)
+        out = inflater.decompress(data, limit if head else limit + 1)
     except zlib.error as exc:
         raise ContentError(f"bad compressed body ({exc})") from exc
     if len(out) > limit:
@@ -30,21 +31,24 @@ def inflate(data: bytes, wbits: int, limit: int) -> bytes:
     return out
 
 
-def undo_content_encoding(body: bytes, encoding: str, limit: int) -> bytes:
-    """Undo gzip/deflate Content-Encoding (the HTTP client keeps bodies as sent on the wire)."""
+def undo_content_encoding(body: bytes, encoding: str, limit: int, *,
+                          head: bool = False) -> bytes:
+    """Undo gzip/deflate Content-Encoding (the HTTP client keeps bodies as sent on the wire);
+    a body over ``limit`` bytes is refused, or with ``head`` cut to its first ``limit`` bytes
+    however much more it would inflate to (what is parsed of a page, not what is stored)."""
     for coding in reversed([part.strip().lower() for part in encoding.split(",")]):
         if coding in ("", "identity"):
             continue
         if coding in ("gzip", "x-gzip"):
-            body = inflate(body, 16 + zlib.MAX_WBITS, limit)
+            body = inflate(body, 16 + zlib.MAX_WBITS, limit, head=head)
         elif coding == "deflate":
             try:
-                body = inflate(body, zlib.MAX_WBITS, limit)
+                body = inflate(body, zlib.MAX_WBITS, limit, head=head)
             except ContentError:
-                body = inflate(body, -zlib.MAX_WBITS, limit)  # raw deflate, no header
+                body = inflate(body, -zlib.MAX_WBITS, limit, head=head)  # raw deflate
         else:
             raise ContentError(f"unsupported Content-Encoding {coding!r}")
-    return body
+    return body[:limit] if head else body
 
 
 def charset_of(content_type: str, body: bytes = b"") -> str | None:
