@@ -124,6 +124,37 @@ def test_slow_requisites_end_with_the_pages_time(tmp_path: Path, site: Site,
     assert sum(site.hits.get(f"/slow/{i}.png", 0) for i in range(8)) < 8
 
 
+def test_a_request_that_waited_for_its_host_gets_only_the_pages_time_left(
+        tmp_path: Path, site: Site, release: threading.Event) -> None:
+    """One request at a time on the host: the second image waits for the first (1.5 s), then
+    drips; it may run only to the page's deadline (2 s), not for a whole fetch.timeout from
+    when it was asked for."""
+
+    served = iter([15, 40])  # the first request drips for 1.5 s, the second for 4 s
+
+    def drip(request: Request) -> Response:
+        ticks = next(served)
+
+        def chunks() -> Iterator[bytes]:
+            yield PNG + request.path.encode()
+            for _ in range(ticks):
+                if release.wait(0.1):
+                    return
+                yield b"x" * 10
+        return Response(chunks(), mimetype="image/png")
+
+    site.route("/wait/slow.png", drip)
+    site.route("/wait/drip.png", drip)
+    site.page("/wait-page", '<img src="/wait/slow.png"><img src="/wait/drip.png">')
+    with opened(tmp_path, capture__max_page_time="2s", fetch__per_host_concurrency=1,
+                fetch__timeout="10s") as archive:
+        link_id = add_link(archive, site.url("/wait-page"))
+        started = time.monotonic()
+        assert capture_link(archive, link_id) == "archived"
+        elapsed = time.monotonic() - started
+    assert elapsed < 2.8, elapsed
+
+
 def test_requisites_on_slow_hosts_are_fetched_side_by_side(tmp_path: Path, site: Site) -> None:
     """Eight images on four hosts, each answering after 0.3 s, two at a time per host, with the
     default caps (60 MB a page, 50 MB a fetch): all eight are in flight at once (one round of

@@ -505,6 +505,9 @@ class HttpClient:
             if byte_budget is not None and byte_budget.remaining <= 0:
                 raise ByteBudgetSpent(f"no bytes left to fetch {url}")
             entered = time.monotonic()
+            # Read again once the slot is ours: a view's timeout (a capture's page time) may
+            # have shrunk while this request waited for its host.
+            allowed = min(allowed, self.timeout)
             _DEADLINE.arm(allowed)
             try:
                 return self._exchange(url, method, request_headers, body, cap, started_at,
