@@ -156,8 +156,11 @@ def stop_gracefully(event: threading.Event) -> Iterator[Stopping]:
             signal.signal(each, _SECOND_SIGNAL[each])
 
     # A signal ignored when we started (a background job's Ctrl-C, nohup) stays ignored.
-    previous = {each: signal.signal(each, handle) for each in _SECOND_SIGNAL
-                if signal.getsignal(each) is not signal.SIG_IGN}
+    previous: dict[signal.Signals, Any] = {}  # filled before a handler can run
+    for each in _SECOND_SIGNAL:
+        if signal.getsignal(each) is not signal.SIG_IGN:
+            previous[each] = signal.getsignal(each)
+            signal.signal(each, handle)
     try:
         yield stopping
     finally:

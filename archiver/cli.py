@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gc
 import json
@@ -350,12 +349,11 @@ def scheduler(ctx: Context) -> None:
         ctx.say("scheduler running; Ctrl-C or SIGTERM to stop")
         running = build_scheduler(archive, blocking=False)
         running.start()
-        with contextlib.suppress(KeyboardInterrupt, SystemExit):  # a second Ctrl-C
-            while not stopping.event.wait(1.0):
-                pass
-        stopping.event.set()  # nothing new starts; the tick in hand finishes
-        running.shutdown(wait=True)
+        while not stopping.event.wait(1.0):
+            pass
+        running.shutdown(wait=True)  # nothing new starts; the tick in hand finishes
     ctx.say("scheduler stopped: work in hand finished, the rest left to a later run")
+    _exit_if_interrupted(stopping)
 
 
 @cli.command()

@@ -323,7 +323,7 @@ def capture_link(archive: Archive, link_id: int, due: DueLink | None = None) -> 
     plain row changed through a detached ``Link`` (as ``store_checks`` does): no unit of work.
     """
     if archive.stopping.is_set():
-        return "stopped"  # not begun before the stop: its lease lapses and a later run takes it
+        return "stopped"  # not begun before the stop: run_due gives its lease back
     if due is None:
         found = load_due(archive, [link_id])
         if not found:
@@ -373,9 +373,11 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
     try:
         _work_through(archive, kind, ids, summary, progress)
     finally:
-        # A finished job gives its lease back itself; what a stop left unbegun or a job
-        # failed on is given back here, so that the next run takes it at once.
-        if summary.done < len(ids) or summary.outcomes["error"] or summary.outcomes["stopped"]:
+        # A finished job gives its lease back itself; what a stop (or a crash of the run) left
+        # unbegun is given back here, so that the next run takes it at once. A job that failed
+        # keeps its lease until it lapses: a back-off, so a link that always fails is not
+        # tried again at every tick.
+        if summary.done < len(ids) or summary.outcomes["stopped"]:
             release_claims(archive, kind, owner, ids)
     summary.seconds = time.monotonic() - started
     RUN_ID.reset(run_token)
@@ -441,7 +443,7 @@ def _run_checks(archive: Archive, due: list[DueLink], pool: ThreadPoolExecutor,
     while running:
         result = finished.get()
         if archive.stopping.is_set():
-            for _stopped in range(work.drop()):  # checks not begun: their leases lapse
+            for _stopped in range(work.drop()):  # checks not begun: run_due gives them back
                 count("stopped")
         if result is None:
             running -= 1
