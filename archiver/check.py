@@ -37,6 +37,9 @@ VALIDATORS = ("etag", "last-modified", "content-length")
 BLOCKED_STATUSES = frozenset({401, 403, 999})
 TRANSIENT = frozenset({Verdict.TIMEOUT, Verdict.SERVER_ERROR, Verdict.CONNECTION_ERROR})
 SUCCESS = frozenset({Verdict.OK, Verdict.REDIRECT})
+# Where Retry-After means "come back later" (RFC 9110 10.2.3): a 200 that carries one
+# (some CDNs send it on everything) must not postpone a live link's next check.
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 HARD_404 = frozenset({404, 410})
 # Longest Retry-After believed (a year), whatever the header says: a bound that keeps every
 # later datetime sum far from year 9999.  Scheduling caps it lower (health.apply_verdict).
@@ -126,10 +129,6 @@ def classify(url: str, result: FetchResult) -> CheckOutcome:
                         retry_after=retry_after_seconds(final.header("Retry-After"))
                         if final.status in RETRY_AFTER_STATUSES else None)
 
-
-# Where Retry-After means "come back later" (RFC 9110 10.2.3): a 200 that carries one
-# (some CDNs send it on everything) must not postpone a live link's next check.
-RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
 def _evidence(exchanges: list[Exchange]) -> dict[str, Any]:

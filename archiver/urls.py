@@ -86,7 +86,7 @@ def resolve(reference: str, base: str) -> str:
     ``https:example.org/a``, ``https:/example.org/a`` and backslashes for slashes as links to
     another site, so that is the link the reader follows, and the one to check and keep.
     """
-    return join_url(base, reference.strip())
+    return join_url(base, reference)  # the parser strips what browsers strip, no more
 
 
 def url_key(url: str) -> str:

@@ -124,6 +124,17 @@ def test_wrong_password_and_rate_limit(browser: FlaskClient) -> None:
     assert response.status_code == 429  # even the right password waits now
 
 
+def test_refused_attempts_do_not_prolong_the_lockout(author_app: Flask,
+                                                     browser: FlaskClient) -> None:
+    """Posting on while locked out must not keep the address locked for ever (the author's,
+    behind a shared proxy), nor write a row per post."""
+    for _ in range(10):
+        browser.post("/login", data={"password": "nope", "csrf_token": token(browser)})
+    archive = author_app.extensions["archive"]
+    with archive.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(LoginAttempt)) == 3
+
+
 def test_a_copied_session_cookie_dies_at_logout(author_app: Flask,
                                                  browser: FlaskClient) -> None:
     log_in(browser)

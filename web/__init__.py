@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,8 @@ from werkzeug.exceptions import HTTPException
 from archiver.archive import SECRET_KEY_FILE, Archive
 from archiver.errors import ConfigError
 from archiver.settings import Settings
+from archiver.urls import FETCHABLE_SCHEMES, scheme_of
 
-_LIVE_URL = re.compile(r"https?://", re.I)
 UI_SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
                                "frame-ancestors 'self'; form-action 'self'; base-uri 'none'",
@@ -26,7 +25,7 @@ UI_SECURITY_HEADERS = {
 def live_href(url: str) -> str:
     """``url`` for an ``href`` to the live web when it is an http(s) URL, else "#" (a stored
     URL with another scheme, ``javascript:`` say, must not become a link)."""
-    return url if _LIVE_URL.match(url) else "#"
+    return url if scheme_of(url) in FETCHABLE_SCHEMES else "#"
 
 
 def load_secret_key(settings: Settings) -> str:

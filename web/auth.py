@@ -129,7 +129,7 @@ def reserve_attempt(archive: Archive, address: str, allowed: int) -> int | None:
 
     The attempt is committed before the attempts are counted, so of any number of parallel
     attempts (in any process) at most ``allowed`` see a count within the limit. Attempts older
-    than the window are removed on the way.
+    than the window are removed on the way; a refused attempt is not kept.
     """
     now = utcnow()
     since = now - LOGIN_WINDOW
@@ -140,7 +140,10 @@ def reserve_attempt(archive: Archive, address: str, allowed: int) -> int | None:
     with archive.db.session() as db:
         count = db.scalar(select(func.count()).select_from(LoginAttempt).where(
             LoginAttempt.address == address, LoginAttempt.attempted_at >= since)) or 0
-    return attempt.id if count <= allowed else None
+    if count <= allowed:
+        return attempt.id
+    release_attempt(archive, attempt.id)  # refused unchecked: it must not prolong the lockout
+    return None
 
 
 def release_attempt(archive: Archive, attempt_id: int) -> None:

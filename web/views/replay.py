@@ -42,13 +42,12 @@ from archiver.replay.memento import (
     timemap_link,
 )
 from archiver.replay.render import TooLargeError
-from archiver.urls import url_key
+from archiver.urls import FETCHABLE_SCHEMES, scheme_of, url_key
 from web.views import archive, settings
 
 blueprint = Blueprint("replay", __name__)
 _STAMPED = re.compile(r"^(\d{1,14})([a-z]{2}_)?/(.*)$", re.S)
 _SCHEME_SLASH = re.compile(r"^(https?):/+", re.I)
-_HTTP_URL = re.compile(r"^https?://")
 BARE_MODIFIERS = frozenset({"mp_", "id_", "if_", "im_", "js_", "cs_", "oe_"})
 # What a page loads (Sec-Fetch-Dest) rather than shows: answered with the nearest capture
 # directly (its exact address in Content-Location), not with a redirect to its timestamp, as
@@ -69,7 +68,7 @@ def _original_url(raw: str) -> str:
     url = _SCHEME_SLASH.sub(lambda m: m.group(1).lower() + "://", raw)
     if "://" not in url:
         url = "http://" + url
-    if not _HTTP_URL.match(url):
+    if scheme_of(url) not in FETCHABLE_SCHEMES:
         abort(400, "only http and https addresses are archived")
     query = request.query_string.decode("latin-1")
     return f"{url}?{query}" if query else url
