@@ -27,7 +27,7 @@ from archiver.fingerprint import HTML_TYPES, TEXT_READ_BYTES
 from archiver.models import Capture
 from archiver.net.client import ByteBudget, ByteBudgetSpent, Exchange, FetchError, HttpClient
 from archiver.net.content import ContentError, charset_of, decode_text, undo_content_encoding
-from archiver.replay.rewrite import EMBED, UrlCollector, UrlRewriter, rewrite_css, rewrite_html
+from archiver.replay.rewrite import embedded_urls_css, embedded_urls_html
 from archiver.robots import RobotsPolicy, forbids_archiving
 from archiver.settings import Settings
 from archiver.sketch_pool import Pending, SketchPool
@@ -102,42 +102,6 @@ def _decoded(exchange: Exchange) -> str | None:
     except ContentError:
         return None
     return decode_text(body, charset_of(exchange.header("Content-Type") or "", body))
-
-
-@dataclass(frozen=True, slots=True)
-class _RequisiteCollector(UrlCollector):
-    """Collects what a document loads, each URL once, and stops collecting at ``limit`` URLs
-    (the rest of the document is still scanned, but nothing in it is resolved or kept)."""
-
-    limit: int = 0
-    urls: dict[str, None] = field(default_factory=dict)
-    # Values already resolved against this base (a <base href> makes a new collector).
-    tried: set[str] = field(init=False, default_factory=set)
-
-    def rewrite(self, url: str, modifier: str = "") -> str:
-        """Record ``url`` resolved when it is an embedded http(s) URL; return it unchanged."""
-        if modifier != EMBED or url in self.tried or len(self.urls) >= self.limit:
-            return url
-        self.tried.add(url)
-        absolute = UrlRewriter.rewrite(self, url, modifier)
-        if absolute is not url and absolute != url:
-            cut = len(self.prefix) + len(self.timestamp) + len(modifier) + 1
-            self.urls.setdefault(absolute[cut:].split("#", 1)[0], None)
-        return url
-
-
-def _html_requisites(html: str, base_url: str, limit: int) -> list[str]:
-    """The first ``limit`` URLs an HTML document loads (as ``embedded_urls_html`` finds them)."""
-    collector = _RequisiteCollector(base_url=base_url, timestamp="0", limit=limit)
-    rewrite_html(html, collector)
-    return list(collector.urls)
-
-
-def _css_requisites(css: str, base_url: str, limit: int) -> list[str]:
-    """The first ``limit`` URLs a style sheet loads (as ``embedded_urls_css`` finds them)."""
-    collector = _RequisiteCollector(base_url=base_url, timestamp="0", limit=limit)
-    rewrite_css(css, collector)
-    return list(collector.urls)
 
 
 class _PageTimeUp(Exception):
@@ -338,7 +302,7 @@ class Capturer:
                         final.header("Content-Encoding") or "", self.client.max_body_bytes)
         if requisites:  # the page's records are written with the first wave's
             seen = {url, final.url}
-            self._requisites(_html_requisites(html or "", final.url, budget.count + len(seen)),
+            self._requisites(embedded_urls_html(html or "", final.url, budget.count + len(seen)),
                              seen, budget, result, exchanges)
         if sketch is not None:  # sketched in another process meanwhile
             result.sketch = sketch()
@@ -428,10 +392,10 @@ class Capturer:
             return []
         if exchange.content_type == CSS_TYPE and depth <= css_depth:
             text = _decoded(exchange)
-            return _css_requisites(text, exchange.url, self.max_requisites) if text else []
+            return embedded_urls_css(text, exchange.url, self.max_requisites) if text else []
         if exchange.content_type in HTML_TYPES and depth == 1:  # an iframe's document
             text = _decoded(exchange)
-            return _html_requisites(text, exchange.url, self.max_requisites) if text else []
+            return embedded_urls_html(text, exchange.url, self.max_requisites) if text else []
         return []
 
 

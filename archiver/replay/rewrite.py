@@ -612,17 +612,26 @@ def rewrite_css(css: str, rewriter: UrlRewriter) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class UrlCollector(UrlRewriter):
-    """A rewriter that changes nothing and records every absolute URL with its modifier."""
+class EmbeddedCollector(UrlRewriter):
+    """A rewriter that changes nothing and records, each once, the absolute URLs a document
+    loads (embedded ones), up to ``limit``; past it the document is still scanned, but nothing
+    in it is resolved or kept."""
 
-    found: list[tuple[str, str]] = field(default_factory=list)
+    limit: int | None = None
+    urls: dict[str, None] = field(default_factory=dict)
+    # Values already resolved against this base (a <base href> makes a new collector).
+    tried: set[str] = field(init=False, default_factory=set)
 
     def rewrite(self, url: str, modifier: str = "") -> str:
-        """Record ``url`` resolved (when it is an http(s) URL); return it unchanged."""
+        """Record ``url`` resolved when it is an embedded http(s) URL; return it unchanged."""
+        full = self.limit is not None and len(self.urls) >= self.limit
+        if modifier != EMBED or url in self.tried or full:
+            return url
+        self.tried.add(url)
         rewritten = UrlRewriter.rewrite(self, url, modifier)
-        if rewritten is not url and rewritten != url:
+        if rewritten != url:
             cut = len(self.prefix) + len(self.timestamp) + len(modifier) + 1
-            self.found.append((rewritten[cut:], modifier))
+            self.urls.setdefault(rewritten[cut:].split("#", 1)[0], None)
         return url
 
     def rewrite_base(self, url: str, modifier: str) -> str:
@@ -630,23 +639,17 @@ class UrlCollector(UrlRewriter):
         return url
 
 
-def _unique_embedded(collector: UrlCollector) -> list[str]:
-    seen: dict[str, None] = {}
-    for url, modifier in collector.found:
-        if modifier == EMBED:
-            seen.setdefault(url.split("#", 1)[0], None)
-    return list(seen)
-
-
-def embedded_urls_html(html: str, base_url: str) -> list[str]:
-    """Absolute URLs of everything an HTML document loads to render (images, styles, ...)."""
-    collector = UrlCollector(base_url=base_url, timestamp="0")
+def embedded_urls_html(html: str, base_url: str, limit: int | None = None) -> list[str]:
+    """Absolute URLs of everything an HTML document loads to render (images, styles, ...),
+    the first ``limit`` of them when given."""
+    collector = EmbeddedCollector(base_url=base_url, timestamp="0", limit=limit)
     rewrite_html(html, collector)
-    return _unique_embedded(collector)
+    return list(collector.urls)
 
 
-def embedded_urls_css(css: str, base_url: str) -> list[str]:
-    """Absolute URLs a style sheet loads (url() and @import)."""
-    collector = UrlCollector(base_url=base_url, timestamp="0")
+def embedded_urls_css(css: str, base_url: str, limit: int | None = None) -> list[str]:
+    """Absolute URLs a style sheet loads (url() and @import), the first ``limit`` of them
+    when given."""
+    collector = EmbeddedCollector(base_url=base_url, timestamp="0", limit=limit)
     rewrite_css(css, collector)
-    return _unique_embedded(collector)
+    return list(collector.urls)
