@@ -168,6 +168,12 @@ def add(ctx: Context, source: str) -> None:
 @run_safely
 def discover_command(ctx: Context) -> None:
     """Read every source, store new or changed posts and extract their links."""
+    if _discover(ctx):
+        sys.exit(1)
+
+
+def _discover(ctx: Context) -> bool:
+    """Read every source, printing each failure and the summary; True when one failed."""
     from archiver.discover import discover
 
     with ctx.open() as archive:
@@ -175,13 +181,12 @@ def discover_command(ctx: Context) -> None:
     for error in summary.errors:
         click.echo(f"error: {error}", err=True)
     ctx.say(summary.line())
-    if summary.errors:
-        sys.exit(1)
+    return bool(summary.errors)
 
 
-def _work(ctx: Context, kind: str, everything: bool) -> bool:
-    """Run one kind of work; on SIGTERM or Ctrl-C, finish and keep the work in hand and
-    return True (exit 0 after SIGTERM, 130 after Ctrl-C)."""
+def _work(ctx: Context, kind: str, everything: bool) -> tuple[bool, bool]:
+    """Run one kind of work and return (stopped, some job failed); on SIGTERM or Ctrl-C,
+    finish and keep the work in hand (exit 130 at once after Ctrl-C)."""
     from archiver.archive import stop_gracefully
     from archiver.jobs import WorkKind, check_round, run_due
 
@@ -196,10 +201,8 @@ def _work(ctx: Context, kind: str, everything: bool) -> bool:
     if stopping.is_set():
         ctx.say(f"{kind}: stopped by {stopping.signal_name or 'request'}: the work in hand was "
                 "finished and kept, the rest left to a later run")
-    if summary.outcomes.get("error"):
-        sys.exit(1)
     _exit_if_interrupted(stopping)
-    return stopping.is_set()
+    return stopping.is_set(), bool(summary.outcomes.get("error"))
 
 
 def _exit_if_interrupted(stopping: Stopping) -> None:
@@ -215,7 +218,8 @@ def _exit_if_interrupted(stopping: Stopping) -> None:
 @run_safely
 def capture(ctx: Context, everything: bool) -> None:
     """Snapshot the links that are due (new links at once) into WARC."""
-    _work(ctx, "capture", everything)
+    if _work(ctx, "capture", everything)[1]:
+        sys.exit(1)
 
 
 @cli.command()
@@ -224,25 +228,33 @@ def capture(ctx: Context, everything: bool) -> None:
 @run_safely
 def check(ctx: Context, everything: bool) -> None:
     """Check the health of the links that are due."""
-    _work(ctx, "check", everything)
+    if _work(ctx, "check", everything)[1]:
+        sys.exit(1)
 
 
 @cli.command()
-@click.pass_context
+@pass_context
 @run_safely
-def run(click_ctx: click.Context) -> None:
-    """Discover, capture and check once: what each scheduler tick does (SIGTERM: exit 0)."""
+def run(ctx: Context) -> None:
+    """Discover, capture and check once, as the scheduler does on its intervals; a failing
+    source or job does not stop the rest, and makes the exit 1 (SIGTERM: exit 0)."""
     import threading
 
     from archiver.archive import stop_gracefully
 
     with stop_gracefully(threading.Event()) as stopping:
-        click_ctx.invoke(discover_command)
+        failed = _discover(ctx)
         if stopping.is_set():
-            click_ctx.obj.say(f"run: stopped by {stopping.signal_name} after discovering")
+            ctx.say(f"run: stopped by {stopping.signal_name} after discovering")
             _exit_if_interrupted(stopping)
-        elif not _work(click_ctx.obj, "capture", False):
-            _work(click_ctx.obj, "check", False)
+        else:
+            for kind in ("capture", "check"):
+                stopped, job_failed = _work(ctx, kind, False)
+                failed = failed or job_failed
+                if stopped:
+                    break
+    if failed:
+        sys.exit(1)
 
 
 @cli.command()

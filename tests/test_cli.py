@@ -195,6 +195,21 @@ def test_feed_to_report_to_replay(env: dict[str, str], blog: Site) -> None:
         assert session.scalar(select(func.count(Capture.id))) == len(before)
 
 
+def test_run_goes_on_past_a_failing_source_and_exits_1(env: dict[str, str], blog: Site,
+                                                       tmp_path: Path) -> None:
+    """A source that fails (a folder deleted since) stopped 'run' after discovering: the
+    other sources' links were never captured or checked."""
+    gone = tmp_path / "old-posts"
+    gone.mkdir()
+    assert invoke(env, "init")[0] == 0
+    assert invoke(env, "add", blog.url("/feed.xml"))[0] == 0
+    assert invoke(env, "add", str(gone))[0] == 0
+    gone.rmdir()
+    code, _, err = invoke(env, "run")
+    assert code == 1, err
+    assert "error: " in err and "capture: 3 of 3 links" in err and "check: 3 of 3 links" in err
+
+
 def test_second_discover_finds_nothing_new(env: dict[str, str], blog: Site) -> None:
     invoke(env, "init")
     invoke(env, "add", blog.url("/feed.xml"))
