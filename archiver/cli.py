@@ -307,7 +307,8 @@ def reindex(ctx: Context) -> None:
 @run_safely
 def decorate(ctx: Context, file: Path, page_url: str, base: str | None, in_place: bool,
              output: Path | None) -> None:
-    """Add Robust Links attributes (data-versionurl, data-versiondate) to a post's HTML."""
+    """Add Robust Links attributes (data-originalurl, data-versionurl, data-versiondate) to
+    a post's HTML."""
     from archiver.decorate import decorate_with_archive
 
     if in_place and output is not None:
