@@ -112,9 +112,10 @@ class _PageClient(HttpClient):
     """The run's client (its connections, politeness slots and cookies shared) whose every
     request may take at most what is left of one page's time.
 
-    HttpClient.fetch takes no timeout of its own: it arms ``self.timeout`` for each request,
-    redirect hops included, once the host's politeness slot is taken.  Reading the page's time
-    there bounds connecting and reading, and a request not begun when it ran out is not made.
+    HttpClient.fetch has no wall-clock deadline parameter (its time ``budget`` counts only the
+    time inside politeness slots), but it reads ``self.timeout`` again for each request,
+    redirect hops included, once the host's slot is taken.  Reading the page's time there
+    bounds connecting and reading, and a request not begun when it ran out is not made.
     """
 
     def __init__(self, client: HttpClient, deadline: float) -> None:
