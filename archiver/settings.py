@@ -397,6 +397,11 @@ REGISTRY: tuple[Setting, ...] = (
     _s("web.secure_cookies", "bool", False,
        "Send the session cookie over HTTPS only (its Secure flag): set when the UI is served "
        "over HTTPS."),
+    _s("web.proxy_hops", "int", 0,
+       "Reverse proxies in front of the web UI (nginx, Caddy) that set X-Forwarded-For, "
+       "-Proto and -Host: with their number, the client's address (the login limit), the "
+       "scheme and the host come from those headers. 0: the headers are ignored, as they "
+       "must be without a proxy (anyone can send them).", low=0, high=10),
 )
 
 _BY_NAME = {setting.name: setting for setting in REGISTRY}

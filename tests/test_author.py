@@ -340,3 +340,22 @@ def test_hash_password_command() -> None:
     assert check_password_hash(result.stdout.strip().splitlines()[-1], PASSWORD)
     short = CliRunner().invoke(cli, ["hash-password"], input="short\nshort\n")
     assert short.exit_code == 2
+
+
+@pytest.mark.parametrize("hops", [0, 1])
+def test_behind_a_proxy_each_client_has_its_own_login_limit(archive: Archive, hops: int) -> None:
+    """Behind nginx every request comes from the proxy's address: without web.proxy_hops
+    anyone's wrong passwords lock the author out too; with it, X-Forwarded-For tells them
+    apart (and without it, a forged header must change nothing)."""
+    settings = archive.settings.replace(
+        web__admin_password_hash=generate_password_hash(PASSWORD), web__login_attempts=3,
+        web__proxy_hops=hops)
+    app = create_app(settings, archive)
+    app.config["TESTING"] = True
+    attacker, author = app.test_client(), app.test_client()
+    for client, address in ((attacker, "203.0.113.9"), (author, "198.51.100.7")):
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = address
+    for _ in range(3):
+        attacker.post("/login", data={"password": "nope", "csrf_token": token(attacker)})
+    response = author.post("/login", data={"password": PASSWORD, "csrf_token": token(author)})
+    assert response.status_code == (302 if hops else 429)

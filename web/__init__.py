@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from archiver.archive import SECRET_KEY_FILE, Archive
 from archiver.errors import ConfigError
@@ -52,6 +53,10 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Flask:
         SESSION_COOKIE_SECURE=settings["web.secure_cookies"],
         JSON_SORT_KEYS=False,
     )
+    hops = settings["web.proxy_hops"]
+    if hops:  # behind a proxy every client would otherwise share its address and scheme
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,  # type: ignore[method-assign]
+                                x_host=hops)
     app.url_map.merge_slashes = False  # keep the "//" of archived URLs in /web/ paths
     app.url_map.strict_slashes = False
     app.extensions["archive"] = archive or Archive.open(settings)
