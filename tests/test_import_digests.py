@@ -166,3 +166,8 @@ def test_unknown_digest_algorithm_imports_with_a_warning(stocked: Archive, tmp_p
         assert import_files(stocked, [path]).records == 3
     warned = [r.getMessage() for r in caplog.records if r.name == "archiver.warc.importer"]
     assert len(warned) == 1 and "xxh128" in warned[0] and BASE + "/style.css" in warned[0]
+    # verify agrees: a digest it cannot compute is noted, not a problem (exit 0, not 1)
+    with caplog.at_level(logging.WARNING, logger="archiver.warc.verify"):
+        assert verify(stocked) == []
+    assert any("xxh128" in r.getMessage() for r in caplog.records
+               if r.name == "archiver.warc.verify")

@@ -19,6 +19,7 @@ import base64
 import binascii
 import hashlib
 import io
+import logging
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from archiver.archive import Archive
 from archiver.errors import StorageError
 from archiver.models import Capture
 from archiver.warc.store import WarcStore
+
+log = logging.getLogger(__name__)
 
 GZIP_MAGIC = b"\x1f\x8b"
 RECORD_TRAILER = b"\r\n\r\n"
@@ -331,9 +334,13 @@ def check_digests(record: ParsedRecord) -> DigestCheck:
 
 
 def digest_problems(record: ParsedRecord) -> list[str]:
-    """What is wrong with a record's block and payload digests (nothing when they verify)."""
+    """What is wrong with a record's block and payload digests (nothing when they verify).
+    A digest in an algorithm that cannot be computed is not a problem, as at import: it is
+    logged as not checked."""
     check = check_digests(record)
-    return check.mismatches + check.unchecked
+    for note in check.unchecked:
+        log.warning("%s (%s)", note, record.header("WARC-Target-URI") or record.rec_type)
+    return check.mismatches
 
 
 # -- verifying the archive -----------------------------------------------------------------
