@@ -10,10 +10,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import func, select
 
+from archiver.archive import Archive
 from archiver.cli import cli
 from archiver.demo.fixtureweb import Site
 from archiver.errors import ConfigError
+from archiver.models import DailyStateCount
 from archiver.settings import (
     MAX_DURATION,
     MAX_WEB_WORKERS,
@@ -383,3 +386,7 @@ def test_a_server_that_cannot_listen_fails_clearly(tmp_path: Path, taken_port: i
     assert code == 2, err
     assert f"error: cannot listen on 127.0.0.1:{taken_port}: Address already in use" in err
     assert "Traceback" not in err
+    if command == ["serve"]:  # its scheduler starts only once the port is ours: no round ran
+        settings = load_settings(env={"ARCHIVER_DATA_DIR": str(tmp_path / "data")})
+        with Archive.open(settings) as archive, archive.db.session() as session:
+            assert session.scalar(select(func.count()).select_from(DailyStateCount)) == 0

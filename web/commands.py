@@ -38,9 +38,11 @@ def _listening(host: str, port: int) -> Iterator[None]:
 
 
 def serve_web(archive: Archive, host: str | None, port: int | None,
-              announce: Callable[[str], None], workers: int = 1) -> None:
+              announce: Callable[[str], None], workers: int = 1,
+              listening: Callable[[], None] | None = None) -> None:
     """Serve the web UI with waitress until interrupted; ``workers`` > 1 forks that many
-    processes sharing one listening socket (Python runs one thread at a time per process)."""
+    processes sharing one listening socket (Python runs one thread at a time per process).
+    ``listening`` is called once the socket is bound, before the first request is served."""
     from waitress import create_server
 
     from web import create_app
@@ -51,6 +53,8 @@ def serve_web(archive: Archive, host: str | None, port: int | None,
         app = create_app(settings, archive)
         with _listening(*address):
             server = create_server(app, host=address[0], port=address[1], threads=8)
+        if listening is not None:
+            listening()
         _freeze_startup_objects()
         announce(f"serving on http://{server.effective_host}:{server.effective_port}/")
         try:
@@ -109,11 +113,11 @@ def serve_with_scheduler(archive: Archive, host: str | None, port: int | None,
     from archiver.scheduler import build_scheduler
 
     scheduler = build_scheduler(archive, blocking=False)
-    scheduler.start()
-    try:
-        serve_web(archive, host, port, announce)
+    try:  # the scheduler starts only once the port is ours: a refused port does no work
+        serve_web(archive, host, port, announce, listening=scheduler.start)
     finally:
-        scheduler.shutdown(wait=False)
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
 
 
 @click.command()
