@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from archiver.check import VALIDATORS
 from archiver.fingerprint import HTML_TYPES, TEXT_READ_BYTES
 from archiver.models import Capture
-from archiver.net.client import ByteBudget, ByteBudgetSpent, Exchange, FetchError, HttpClient
+from archiver.net.client import ByteBudget, Exchange, FetchError, HttpClient, NotBegun
 from archiver.net.content import ContentError, charset_of, decode_text, undo_content_encoding
 from archiver.replay.rewrite import embedded_urls_css, embedded_urls_html
 from archiver.robots import RobotsPolicy, forbids_archiving
@@ -102,40 +102,6 @@ def _decoded(exchange: Exchange) -> str | None:
     except ContentError:
         return None
     return decode_text(body, charset_of(exchange.header("Content-Type") or "", body))
-
-
-class _PageTimeUp(Exception):
-    """The page's time (capture.max_page_time) ran out before a request of it could start."""
-
-
-class _PageClient(HttpClient):
-    """The run's client (its connections, politeness slots and cookies shared) whose every
-    request may take at most what is left of one page's time.
-
-    HttpClient.fetch has no wall-clock deadline parameter (its time ``budget`` counts only the
-    time inside politeness slots), but it reads ``self.timeout`` again for each request,
-    redirect hops included, once the host's slot is taken.  Reading the page's time there
-    bounds connecting and reading, and a request not begun when it ran out is not made.
-    """
-
-    def __init__(self, client: HttpClient, deadline: float) -> None:
-        # Not HttpClient.__init__: this is a view of ``client``, not a client of its own.
-        state = dict(vars(client))
-        self._longest: float = state.pop("timeout")
-        vars(self).update(state)
-        self._deadline = deadline
-
-    @property
-    def timeout(self) -> float:
-        """The request's timeout: fetch.timeout, or what is left of the page's time."""
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            raise _PageTimeUp
-        return min(self._longest, left)
-
-    @timeout.setter
-    def timeout(self, value: float) -> None:
-        self._longest = value
 
 
 @dataclass
@@ -241,12 +207,15 @@ class Capturer:
             result.locations.append(location)
             result.revisits += int(original is not None)
 
-    def _fetch(self, url: str, cap: int, client: HttpClient | None = None,
-               byte_budget: ByteBudget | None = None) -> tuple[list[Exchange], FetchError | None]:
+    def _fetch(self, url: str, cap: int,
+               budget: _Budget | None = None) -> tuple[list[Exchange], FetchError | None]:
+        """A fetch's exchanges and its error, within the page's bytes and time when given;
+        NotBegun when they were spent before it began."""
         try:
-            return (client or self.client).fetch(url, max_body_bytes=cap,
-                                                 want_body=self._wants_body,
-                                                 byte_budget=byte_budget).exchanges, None
+            return self.client.fetch(
+                url, max_body_bytes=cap, want_body=self._wants_body,
+                byte_budget=budget.bytes if budget else None,
+                deadline=budget.deadline if budget else None).exchanges, None
         except FetchError as exc:
             return exc.exchanges, exc
 
@@ -316,7 +285,6 @@ class Capturer:
         The ``page``'s own exchanges are written first, with the first wave's (one digest query
         for both)."""
         css_depth: int = self.settings["capture.css_depth"]
-        client = _PageClient(self.client, budget.deadline)
         unwritten = page
         wave = [(u, 1) for u in first if u not in seen]
         seen.update(u for u, _ in wave)
@@ -336,7 +304,7 @@ class Capturer:
                     following += [(child, depth + 1) for child in known]
             kept: list[Exchange] = []
             for (req_url, depth), fetched in zip(
-                    fetch, self._fetch_all([url for url, _ in fetch], budget, client),
+                    fetch, self._fetch_all([url for url, _ in fetch], budget),
                     strict=True):
                 if fetched.skipped is not None:
                     result.skipped.append(fetched.skipped)
@@ -359,18 +327,16 @@ class Capturer:
         if unwritten:  # no wave was fetched (none, or the caps were spent)
             self._write(unwritten, result)
 
-    def _fetch_all(self, urls: list[str], budget: _Budget,
-                   client: HttpClient) -> list[_Fetched]:
+    def _fetch_all(self, urls: list[str], budget: _Budget) -> list[_Fetched]:
         """Fetch requisites in parallel, the first in this thread, which would only wait: one
         pool thread fewer to wake per wave (most waves after the first hold one URL)."""
         if not urls:
             return []
-        others = [self._pool.submit(self._fetch_requisite, url, budget, client)
-                  for url in urls[1:]]
-        first = self._fetch_requisite(urls[0], budget, client)
+        others = [self._pool.submit(self._fetch_requisite, url, budget) for url in urls[1:]]
+        first = self._fetch_requisite(urls[0], budget)
         return [first, *(future.result() for future in others)]
 
-    def _fetch_requisite(self, url: str, budget: _Budget, client: HttpClient) -> _Fetched:
+    def _fetch_requisite(self, url: str, budget: _Budget) -> _Fetched:
         """Fetch one requisite within what is left of the page's bytes and time; one that cannot
         begin before either is spent is recorded as skipped."""
         if self.robots is not None and not self.robots.allowed(url):
@@ -378,8 +344,8 @@ class Capturer:
         if budget.bytes.remaining <= 0:
             return _Fetched([], skipped=url)
         try:
-            exchanges, error = self._fetch(url, self.client.max_body_bytes, client, budget.bytes)
-        except (_PageTimeUp, ByteBudgetSpent):
+            exchanges, error = self._fetch(url, self.client.max_body_bytes, budget)
+        except NotBegun:
             return _Fetched([], skipped=url)
         if exchanges and self._too_big_media(exchanges[-1]):
             # Not kept, so not counted against the page.

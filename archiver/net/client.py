@@ -175,9 +175,16 @@ class ByteBudget:
             self._left += size
 
 
-class ByteBudgetSpent(Exception):
-    """The :class:`ByteBudget` of a fetch was spent before one of its requests could begin, so
-    that request was not made."""
+class NotBegun(Exception):
+    """A request of a fetch was not made: what it was given ran out before it could begin."""
+
+
+class ByteBudgetSpent(NotBegun):
+    """The fetch's :class:`ByteBudget` was spent before the request could begin."""
+
+
+class DeadlinePassed(NotBegun):
+    """The fetch's ``deadline`` passed before the request could begin."""
 
 
 def _utf8_header(text: str) -> str:
@@ -441,7 +448,8 @@ class HttpClient:
               headers: dict[str, str] | None = None, body: bytes | None = None,
               want_body: BodyFilter | None = None,
               budget: Budget | None = None,
-              byte_budget: ByteBudget | None = None) -> FetchResult:
+              byte_budget: ByteBudget | None = None,
+              deadline: float | None = None) -> FetchResult:
         """Fetch ``url``, following redirects; raise :class:`FetchError` when nothing came back.
 
         A redirect chain that ends in a loop or runs too long raises too, carrying the hops
@@ -454,6 +462,10 @@ class HttpClient:
         takes from it, and a body it cannot give a whole chunk keeps what it gave and is cut
         there, marked ``truncated == "length"`` as a ``max_body_bytes`` cut is.  A request not
         begun (its host's slot taken) when it is spent is not made: :class:`ByteBudgetSpent`.
+
+        ``deadline``, a ``time.monotonic()`` instant, bounds every request by wall-clock time
+        (a capture's page time): each gets at most what is left of it once its host's slot is
+        taken, and one not begun by then is not made: :class:`DeadlinePassed`.
         """
         result = FetchResult()
         seen = {url}
@@ -462,7 +474,7 @@ class HttpClient:
         budgets = (Budget(self.timeout),) if budget is None else (Budget(self.timeout), budget)
         while True:
             exchange = self._one(current, method, max_body_bytes, headers, body, result,
-                                 want_body, budgets, byte_budget)
+                                 want_body, budgets, byte_budget, deadline)
             result.exchanges.append(exchange)
             target = exchange.location
             if not follow_redirects or target is None:
@@ -482,7 +494,8 @@ class HttpClient:
     def _one(self, url: str, method: str, max_body_bytes: int | None,
              extra_headers: dict[str, str] | None, body: bytes | None,
              result: FetchResult, want_body: BodyFilter | None,
-             budgets: tuple[Budget, ...], byte_budget: ByteBudget | None) -> Exchange:
+             budgets: tuple[Budget, ...], byte_budget: ByteBudget | None,
+             deadline: float | None) -> Exchange:
         parts = urlsplit(url)
         if parts.scheme.lower() not in FETCHABLE_SCHEMES:
             raise FetchError(Verdict.UNSUPPORTED_SCHEME, f"cannot fetch {parts.scheme!r} URLs",
@@ -505,9 +518,10 @@ class HttpClient:
             if byte_budget is not None and byte_budget.remaining <= 0:
                 raise ByteBudgetSpent(f"no bytes left to fetch {url}")
             entered = time.monotonic()
-            # Read again once the slot is ours: a view's timeout (a capture's page time) may
-            # have shrunk while this request waited for its host.
-            allowed = min(allowed, self.timeout)
+            if deadline is not None:  # read once the slot is ours: the wait for it counts
+                if deadline <= entered:
+                    raise DeadlinePassed(f"the deadline passed before requesting {url}")
+                allowed = min(allowed, deadline - entered)
             _DEADLINE.arm(allowed)
             try:
                 return self._exchange(url, method, request_headers, body, cap, started_at,
