@@ -3,6 +3,7 @@ web sites on port 0 and the Flask test client. Nothing here talks to anything bu
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,18 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {"data_dir": str(data_dir), **TEST_OVERRIDES}
     values.update({key.replace("__", "."): value for key, value in overrides.items()})
     return load_settings(env={}, overrides=values)
+
+
+def read_request_head(conn: socket.socket) -> bytes:
+    """What a raw test server reads of a request: its head, up to the blank line (b"" when the
+    client closed before sending it all)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    return data.split(b"\r\n\r\n", 1)[0]
 
 
 def post(title: str, url: str, text: str, date: str | None = "2008-06-14") -> str:

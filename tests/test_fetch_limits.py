@@ -24,7 +24,7 @@ from archiver.models import Check, Link, LinkState
 from archiver.net.client import FetchError, HttpClient
 from archiver.urls import host_of, url_key
 from archiver.verdicts import Verdict
-from tests.conftest import make_settings
+from tests.conftest import make_settings, read_request_head
 
 Answer = Callable[[str, str], bytes]
 PAGE = b"<html><body><p>A real article with plenty of its own words in it.</p></body></html>"
@@ -59,13 +59,10 @@ class RawSite:
 
     def _one(self, conn: socket.socket) -> None:
         with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            method, path, _ = data.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            head = read_request_head(conn)
+            if not head:
+                return
+            method, path, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
             answer = self.answer(method, path)
             if method == "HEAD":
                 answer = answer.split(b"\r\n\r\n")[0] + b"\r\n\r\n"

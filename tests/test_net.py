@@ -19,7 +19,7 @@ from archiver.net.client import ByteBudget, ByteBudgetSpent, FetchError, HttpCli
 from archiver.net.guard import forbidden_reason
 from archiver.net.politeness import HostQueue
 from archiver.verdicts import Verdict
-from tests.conftest import make_settings
+from tests.conftest import make_settings, read_request_head
 
 # Every spelling must be refused before a single byte is sent (no server needed).
 FORBIDDEN_URLS = [
@@ -193,13 +193,7 @@ class HeadRecorder:
             except OSError:
                 return
             with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                self.heads.append(data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+                self.heads.append(read_request_head(conn) + b"\r\n\r\n")
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n"
                              b"\r\nok")
 
