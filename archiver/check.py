@@ -130,7 +130,6 @@ def classify(url: str, result: FetchResult) -> CheckOutcome:
                         if final.status in RETRY_AFTER_STATUSES else None)
 
 
-
 def _evidence(exchanges: list[Exchange]) -> dict[str, Any]:
     chain = [{"url": e.url, "status": e.status, "method": e.method} for e in exchanges]
     final = exchanges[-1] if exchanges else None

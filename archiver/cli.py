@@ -84,15 +84,16 @@ def run_safely(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _not_empty(value: Any) -> Any:
-    """An option's value, refused when it is an empty path."""
+def _not_empty(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    """An option's value (a click callback), refused when it is an empty path."""
     if value is not None and str(value).strip() in ("", "."):  # Path("") is "."
         raise click.BadParameter("give a file name")
     return value
 
 
-def _web_origin(value: str | None) -> str | None:
-    """An option's http(s) origin (a path under it allowed), refused when it is not one."""
+def _web_origin(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """An option's http(s) origin (a click callback; a path under it allowed), refused when it
+    is not one."""
     if value is not None and not re.match(r"https?://[^/?#\s]+(/[^?#\s]*)?$", value, re.I):
         raise click.BadParameter(f"{value!r} is not an http(s) origin such as "
                                  "https://archive.example.org")
@@ -297,11 +298,11 @@ def reindex(ctx: Context) -> None:
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--url", "page_url", default="", help="The post's URL (relative links).")
-@click.option("--base", callback=lambda _ctx, _param, value: _web_origin(value),
+@click.option("--base", callback=_web_origin,
               help="The archive's public origin (default: http://web.host:web.port).")
 @click.option("--in-place", is_flag=True, help="Rewrite FILE itself.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              callback=lambda _ctx, _param, value: _not_empty(value),
+              callback=_not_empty,
               help="Write to this file instead of stdout.")
 @pass_context
 @run_safely
@@ -412,7 +413,7 @@ def import_command(ctx: Context, files: tuple[str, ...]) -> None:
 @click.option("--format", "fmt", type=click.Choice(["wacz", "cdxj"]), default="wacz",
               show_default=True)
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
-              callback=lambda _ctx, _param, value: _not_empty(value), help="File to write.")
+              callback=_not_empty, help="File to write.")
 @click.option("--post", "post_id", type=int, help="Only the references of this post ID.")
 @pass_context
 @run_safely

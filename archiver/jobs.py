@@ -103,8 +103,8 @@ def claim_due(archive: Archive, kind: WorkKind, limit: int | None, *,
 
 
 def release_claims(archive: Archive, kind: WorkKind, owner: str, ids: list[int]) -> int:
-    """Give back the leases ``owner`` still holds on ``ids`` (links a stop left unbegun, jobs
-    that failed); return how many."""
+    """Give back the leases ``owner`` still holds on ``ids`` (the links a stopped run did not
+    finish); return how many."""
     _, lease_col, owner_col = LEASE_COLUMNS[kind]
     released = 0
     with archive.db.session() as session:
@@ -293,6 +293,9 @@ _CAPTURED_COLUMNS = (
     "first_fingerprint", "last_fingerprint", "sketched_digest", "drift", "validators",
     "capture_lease_until", "capture_lease_owner",
 )
+_LINKS = cast(Table, Link.__table__)
+_CAPTURED_ROW = (select(*(_LINKS.c[name] for name in _CAPTURED_COLUMNS))
+                 .where(_LINKS.c.id == bindparam("id")))
 
 
 def apply_capture(link: Link, result: CaptureResult, captured_at: datetime,
@@ -345,11 +348,6 @@ def capture_link(archive: Archive, link_id: int, due: DueLink | None = None) -> 
     log.info("captured %s: %s (%d requisites, %d revisits)", url, result.outcome,
              result.requisites, result.revisits, extra={"link_id": link_id})
     return str(result.outcome)
-
-
-_LINKS = cast(Table, Link.__table__)
-_CAPTURED_ROW = (select(*(_LINKS.c[name] for name in _CAPTURED_COLUMNS))
-                 .where(_LINKS.c.id == bindparam("id")))
 
 
 _BATCH_SETTING = {WorkKind.CHECK: "health.batch_size", WorkKind.CAPTURE: "capture.batch_size"}
