@@ -21,7 +21,8 @@ from warcio.warcwriter import WARCWriter
 from archiver.archive import Archive
 from archiver.errors import StorageError
 from archiver.warc.importer import import_files
-from archiver.warc.verify import scan_warc, verify
+from archiver.warc.reader import scan_warc
+from archiver.warc.verify import verify
 from tests.test_warc_tools import invoke, snapshot
 
 BASE = "http://site.example"

@@ -33,7 +33,8 @@ from archiver.models import Capture, Link, Post
 from archiver.urls import url_key
 from archiver.warc.export import export_wacz
 from archiver.warc.importer import import_files
-from archiver.warc.verify import scan_warc, verify
+from archiver.warc.reader import scan_warc
+from archiver.warc.verify import verify
 from tests.conftest import TEST_OVERRIDES, discover_posts, make_settings, post
 from tests.test_interop import PNG, running_pywb, tool
 

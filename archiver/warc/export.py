@@ -8,7 +8,6 @@ redirects lead to, and of the responses their revisits repeat.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import html
 import io
@@ -17,6 +16,7 @@ import os
 import re
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,14 +30,15 @@ from warcio.warcwriter import WARCWriter
 from archiver.archive import Archive
 from archiver.clock import utcnow, warc_timestamp
 from archiver.errors import ArchiverError, StorageError
-from archiver.fingerprint import HTML_TYPES
+from archiver.fingerprint import HTML_TYPES, TEXT_READ_BYTES
 from archiver.models import Capture, Citation, Link, Post
 from archiver.net.content import charset_of, decode_text
 from archiver.replay.lookup import nearest_capture
 from archiver.replay.rewrite import embedded_urls_css, embedded_urls_html
 from archiver.urls import resolve
+from archiver.warc.records import GZIP_LEVEL
 from archiver.warc.store import SOFTWARE, WARC_VERSION, WarcStore, open_record
-from archiver.warc.verify import GZIP_MAGIC, record_bytes
+from archiver.warc.verify import read_indexed
 
 WACZ_VERSION = "1.1.1"
 INDEX_PATH = "indexes/index.cdxj"
@@ -143,7 +144,7 @@ def _payload_text(session: Session, store: WarcStore, capture: Capture) -> str |
     try:
         record = open_record(store.read_record_bytes(capture.warc_file, capture.offset,
                                                      capture.length))
-        body = record.content_stream().read()
+        body = record.content_stream().read(TEXT_READ_BYTES)
     except Exception:  # unreadable records are verify's business; export what can be read
         return None
     headers = record.http_headers
@@ -291,13 +292,33 @@ def _post_warc(store: WarcStore, captures: list[Capture], post: Post,
     handle.write(_warcinfo(name, post))
     entries = []
     for capture in captures:
-        data = record_bytes(store, capture)
-        if not data.startswith(GZIP_MAGIC):  # from an uncompressed file: one member per record
-            data = gzip.compress(data, mtime=0)
         offset = handle.tell()
-        handle.write(data)
-        entries.append(CdxjEntry(capture, name, offset, len(data)))
+        _copy_record(store, capture, handle)
+        entries.append(CdxjEntry(capture, name, offset, handle.tell() - offset))
     return entries
+
+
+def _copy_record(store: WarcStore, capture: Capture, handle: IO[bytes]) -> None:
+    """Copy the record a capture row points at into ``handle`` as one gzip member, chunk by
+    chunk (a record may be larger than memory)."""
+    if capture.warc_file.endswith(".gz"):
+        length = capture.length
+        compress = None
+    else:  # from an uncompressed file: the record with its trailer, gzipped on the way
+        try:
+            _record, length = read_indexed(store, capture, check=False)
+        except StorageError:
+            length = capture.length  # unreadable records are verify's business
+        compress = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+    copied = 0
+    with store.open_range(capture.warc_file, capture.offset, length) as source:
+        while chunk := source.read(1 << 20):
+            copied += len(chunk)
+            handle.write(compress.compress(chunk) if compress else chunk)
+    if compress:
+        handle.write(compress.flush())
+    if copied != length:
+        raise StorageError(f"{capture.warc_file}@{capture.offset}: record is cut short")
 
 
 class _Package:

@@ -29,8 +29,9 @@ from archiver.archive import Archive
 from archiver.capture import index_locations
 from archiver.errors import ArchiverError, StorageError
 from archiver.models import Capture, Link
+from archiver.net.content import GZIP_MAGIC
+from archiver.warc.reader import ScanError, scan_warc
 from archiver.warc.records import RecordLocation
-from archiver.warc.verify import GZIP_MAGIC, ScanError, check_digests, scan_warc
 
 IMPORT_PREFIX = "imported-"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -81,7 +82,7 @@ def _check_records(path: Path, source: str) -> int:
     count = 0
     for scanned in scan_warc(path):
         count += 1
-        check = check_digests(scanned.record)
+        check = scanned.record.digests
         if not (check.mismatches or check.unchecked):
             continue
         where = (f"{scanned.record.rec_type or 'untyped'} record for "

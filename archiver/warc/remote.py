@@ -13,13 +13,17 @@ so it does not pass through the guarded HTTP client that fetches the web.
 
 from __future__ import annotations
 
+import io
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from archiver.errors import ConfigError, MissingFileError, StorageError
+from archiver.warc.reader import Readable
 
 if TYPE_CHECKING:
     from archiver.settings import Settings
@@ -132,6 +136,22 @@ class RemoteStorage:
 
         return bytes(self._call("read", name, get))
 
+    @contextmanager
+    def open_range(self, name: str, offset: int, length: int) -> Iterator[Readable]:
+        """``length`` bytes of file ``name`` from ``offset`` (one ranged GET), as a stream
+        read as it is consumed."""
+        if length <= 0:
+            yield io.BytesIO()
+            return
+        answer = self._call("read", name, lambda: self._s3().get_object(
+            Bucket=self.address.bucket, Key=self.address.key_of(name),
+            Range=f"bytes={offset}-{offset + length - 1}"))
+        body = answer["Body"]
+        try:
+            yield _Body(self, name, body)
+        finally:
+            body.close()
+
     def size(self, name: str) -> int | None:
         """The size of file ``name`` in bytes, or None when the bucket has no such file."""
         try:
@@ -177,3 +197,18 @@ class RemoteStorage:
         """Remove file ``name`` (used to undo an import that failed)."""
         self._call("delete", name, lambda: self._s3().delete_object(
             Bucket=self.address.bucket, Key=self.address.key_of(name)))
+
+
+class _Body:
+    """A ranged GET's body, read chunk by chunk, its errors turned into StorageError."""
+
+    def __init__(self, storage: RemoteStorage, name: str, body: Any) -> None:
+        self._storage = storage
+        self._name = name
+        self._body = body
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes of the body."""
+        data: bytes = self._storage._call("read", self._name, lambda: self._body.read(
+            size if size >= 0 else None))
+        return data

@@ -21,7 +21,6 @@ none: rows are committed after their records are on disk) and reported.
 from __future__ import annotations
 
 import fcntl
-import io
 import json
 import logging
 import os
@@ -39,6 +38,7 @@ from archiver.clock import utcnow
 from archiver.db import Database
 from archiver.errors import StorageError
 from archiver.models import Capture
+from archiver.warc.reader import GzipMember, iter_gzip_members, read_record
 from archiver.warc.store import (
     OPEN_SUFFIX,
     WarcStore,
@@ -46,7 +46,6 @@ from archiver.warc.store import (
     fsync_directory,
     written_here,
 )
-from archiver.warc.verify import iter_gzip_members, read_record
 
 log = logging.getLogger(__name__)
 QUARANTINE = "quarantine"
@@ -191,27 +190,25 @@ def _rows_of(db: Database | None, name: str) -> list[_Row]:
             .where(Capture.warc_file == name).order_by(Capture.offset)).all()]
 
 
-def _one_record(data: bytes) -> str | None:
-    """WARC-Record-ID of the one whole record in ``data`` ('' if empty; None if not one record)."""
-    stream = io.BytesIO(data)
+def _member_record(member: GzipMember) -> str | None:
+    """WARC-Record-ID of the one whole record a gzip member holds ('' if it is empty; None if
+    it is not one whole record)."""
     try:
-        record = read_record(stream)
+        record = read_record(member.stream, check=False)
+        if record is not None and member.stream.read(1):
+            return None
     except StorageError:
         return None
-    if record is None:
-        return ""
-    if stream.read(1):
-        return None
-    return record.header("WARC-Record-ID") or ""
+    return "" if record is None else (record.header("WARC-Record-ID") or "")
 
 
 def _member_at(handle: BinaryIO, offset: int) -> tuple[int, str] | None:
     """(length, record ID) of a whole gzip member holding one whole record at ``offset``."""
     handle.seek(offset)
     try:
-        for _start, length, data in iter_gzip_members(handle):
-            record_id = _one_record(data)
-            return None if record_id is None else (length, record_id)
+        for _start, member in iter_gzip_members(handle):
+            record_id = _member_record(member)
+            return None if record_id is None else (member.finish(), record_id)
     except StorageError:
         return None
     return None
@@ -232,10 +229,11 @@ def _whole_end(handle: BinaryIO, start: int) -> tuple[int, dict[int, tuple[int, 
     end = start
     members: dict[int, tuple[int, str]] = {}
     try:
-        for offset, length, data in iter_gzip_members(handle):
-            record_id = _one_record(data)
+        for offset, member in iter_gzip_members(handle):
+            record_id = _member_record(member)
             if record_id is None:
                 break
+            length = member.finish()
             members[start + offset] = (length, record_id)
             end = start + offset + length
     except StorageError:

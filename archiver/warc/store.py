@@ -48,6 +48,7 @@ from archiver import __version__
 from archiver.clock import utcnow
 from archiver.errors import MissingFileError, StorageError
 from archiver.net.client import Exchange
+from archiver.warc.reader import Limited, Readable
 from archiver.warc.records import (
     GZIP_LEVEL,
     REQUEST_TYPE,
@@ -425,6 +426,25 @@ class WarcStore:
             raise StorageError(f"cannot read {warc_file}@{offset}: {exc}") from exc
         return self.remote.read_range(warc_file, offset, length)
 
+    @contextmanager
+    def open_range(self, warc_file: str, offset: int, length: int) -> Iterator[Readable]:
+        """A stream of up to ``length`` bytes of a file from ``offset``, read as it is
+        consumed: from the folder while the file is there, else from the object storage."""
+        try:
+            handle = open(self.path_of(warc_file), "rb")  # noqa: SIM115 (closed below)
+        except FileNotFoundError as exc:
+            if self.remote is None:
+                raise MissingFileError(f"cannot read {warc_file}@{offset}: "
+                                       "no such WARC file") from exc
+            with self.remote.open_range(warc_file, offset, length) as body:
+                yield body
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot read {warc_file}@{offset}: {exc}") from exc
+        with handle:
+            handle.seek(offset)
+            yield _ReadErrors(Limited(handle, length), f"{warc_file}@{offset}")
+
     def read_record_bytes(self, warc_file: str, offset: int, length: int) -> bytes:
         """The raw (gzipped) bytes of one record."""
         data = self.read_range(warc_file, offset, length)
@@ -481,8 +501,7 @@ class WarcStore:
             try:
                 for record in iterator:
                     offset = iterator.get_record_offset()
-                    record.content_stream().read()  # consume so the length is known
-                    length = iterator.get_record_length()
+                    length = iterator.get_record_length()  # reads the record in chunks
                     location = location_from_record(record, warc_file, offset, length)
                     if location is not None:
                         yield location
@@ -490,6 +509,21 @@ class WarcStore:
                 reason = str(exc)[:80].encode("ascii", "backslashreplace").decode()
                 raise StorageError(f"{warc_file}: not readable as WARC after byte {offset} "
                                    f"({reason}); `archiver verify` lists what is wrong") from exc
+
+
+class _ReadErrors:
+    """A readable whose OSErrors become StorageErrors naming what was read."""
+
+    def __init__(self, source: Readable, where: str) -> None:
+        self._source = source
+        self._where = where
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes."""
+        try:
+            return self._source.read(size)
+        except OSError as exc:
+            raise StorageError(f"cannot read {self._where}: {exc}") from exc
 
 
 def open_record(data: bytes) -> Any:
