@@ -308,11 +308,11 @@ class Capturer:
                     strict=True):
                 if fetched.skipped is not None:
                     result.skipped.append(fetched.skipped)
-                if not fetched.exchanges:
-                    self._forget(req_url)
+                kept += fetched.exchanges
+                if not fetched.exchanges or fetched.skipped is not None:
+                    self._forget(req_url)  # not captured, or a redirect chain cut short
                     continue
                 final = fetched.exchanges[-1]
-                kept += fetched.exchanges
                 result.requisites += 1
                 children = self._children(final, depth, css_depth)
                 self._remember(req_url, children)
@@ -345,8 +345,9 @@ class Capturer:
             return _Fetched([], skipped=url)
         try:
             exchanges, error = self._fetch(url, self.client.max_body_bytes, budget)
-        except NotBegun:
-            return _Fetched([], skipped=url)
+        except NotBegun as exc:  # the hops before it were received: keep them
+            hops = exc.exchanges
+            return _Fetched(hops, skipped=hops[-1].location or url if hops else url)
         if exchanges and self._too_big_media(exchanges[-1]):
             # Not kept, so not counted against the page.
             budget.bytes.give_back(sum(len(exchange.body) for exchange in exchanges))

@@ -219,3 +219,19 @@ def test_a_page_inflating_to_megabytes_of_tags_is_read_from_its_head(tmp_path: P
     fetched = {path for path in site.hits if path.endswith(".png")}
     assert fetched == {"/a0.png", "/a1.png", "/a2.png", "/i.png"}  # not /late.png
     assert fingerprint == sketch("words a reader sees first")
+
+
+def test_a_redirect_chain_cut_by_the_pages_bytes_keeps_its_hops(tmp_path: Path,
+                                                                 site: Site) -> None:
+    """A requisite's redirect whose body spends the page's last bytes: the redirect, which
+    was received and paid for, is stored; its target is recorded as skipped, not fetched."""
+    hop_body = random.Random(5).randbytes(600 * KB)
+    site.route("/hop.png", lambda _r: Response(hop_body, status=302, mimetype="text/html",
+                                               headers={"Location": "/real.png"}))
+    site.page("/real.png", PNG, content_type="image/png")
+    site.page("/cut", '<img src="/hop.png">')
+    with opened(tmp_path, capture__max_page_bytes="500KB") as archive:
+        assert capture_link(archive, add_link(archive, site.url("/cut"))) == "archived"
+        payloads = stored_payloads(archive)
+    assert payloads[site.url("/hop.png")][1] == "length"
+    assert site.url("/real.png") not in payloads and "/real.png" not in site.hits

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import itertools
 import random
 import tracemalloc
 import zipfile
@@ -127,7 +128,7 @@ def ours(body: bytes, cuts: list[int]) -> bytes | None:
     out = bytearray()
     dechunker = _Dechunker(out.extend)
     edges = [0, *sorted(c % (len(body) + 1) for c in cuts), len(body)]
-    for start, end in zip(edges, edges[1:], strict=False):
+    for start, end in itertools.pairwise(edges):
         dechunker.feed(body[start:end])
     return bytes(out) if dechunker.whole else None
 

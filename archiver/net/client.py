@@ -176,7 +176,12 @@ class ByteBudget:
 
 
 class NotBegun(Exception):
-    """A request of a fetch was not made: what it was given ran out before it could begin."""
+    """A request of a fetch was not made: what it was given ran out before it could begin.
+    ``exchanges`` holds the redirect hops received before it (their bytes were spent)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.exchanges: list[Exchange] = []
 
 
 class ByteBudgetSpent(NotBegun):
@@ -473,8 +478,12 @@ class HttpClient:
         started = time.monotonic()
         budgets = (Budget(self.timeout),) if budget is None else (Budget(self.timeout), budget)
         while True:
-            exchange = self._one(current, method, max_body_bytes, headers, body, result,
-                                 want_body, budgets, byte_budget, deadline)
+            try:
+                exchange = self._one(current, method, max_body_bytes, headers, body, result,
+                                     want_body, budgets, byte_budget, deadline)
+            except NotBegun as exc:
+                exc.exchanges = result.exchanges
+                raise
             result.exchanges.append(exchange)
             target = exchange.location
             if not follow_redirects or target is None:
