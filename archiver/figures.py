@@ -3,8 +3,12 @@
 Counting them is cheap for a blog and about half a second for a million links on PostgreSQL
 (every link by state, every capture, every broken link's citations), which is too slow for a
 page.  So the figures are stored with a *change mark* — the highest ID of posts, citations,
-links, checks and captures, each read from its primary-key index in microseconds — and the
-time counting took.  The dashboard shows the stored figures while the mark is unchanged.  When
+links, checks and captures, each read from its primary-key index in microseconds, and the
+number of posts and the time of the latest post change, read from the small posts table —
+and the time counting took.  Highest IDs see every new row; rows go away only with a post:
+a changed post's citations are replaced (SQLite may even give the new rows the old IDs) and
+its ``updated_at`` moves, a removed post takes its citations along and the posts' count
+drops.  The dashboard shows the stored figures while the mark is unchanged.  When
 it has changed, the dashboard counts again, unless counting is expensive (``LIVE_BELOW_MS`` or
 more) and the figures are younger than ``STALE_FACTOR`` times their cost: then it shows them
 with the time they were counted.  The scheduler counts after every round (with the daily
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, and_, delete, func, select
 from sqlalchemy.orm import Session
 
 from archiver.clock import utcnow
@@ -40,6 +44,7 @@ STALE_FACTOR = 100  # else stored figures may be shown while younger than 100x t
 WORST_POSTS = 10
 BROKEN = (LinkState.DEAD, LinkState.FAILING)
 _ROW_ID = 1
+_EPOCH = datetime(1970, 1, 1)
 
 
 @dataclass
@@ -59,11 +64,21 @@ class Figures:
                 "worst": [list(pair) for pair in self.worst]}
 
 
+def is_broken() -> ColumnElement[bool]:
+    """SQL condition: the link counts as a broken reference (dead or failing, not ignored)."""
+    return and_(Link.state.in_(BROKEN), ~link_is_ignored())
+
+
 def change_mark(session: Session) -> list[int]:
-    """Highest IDs of the tables the figures count: changes whenever a row is added."""
+    """Changes whenever a row the figures count is added or removed: the highest IDs of the
+    counted tables, the number of posts and the latest post change (in microseconds)."""
     marks = select(*(select(func.max(column)).scalar_subquery() for column in
-                     (Post.id, Citation.id, Link.id, Check.id, Capture.id)))
-    return [int(value or 0) for value in session.execute(marks).one()]
+                     (Post.id, Citation.id, Link.id, Check.id, Capture.id)),
+                   select(func.count(Post.id)).scalar_subquery(),
+                   select(func.max(Post.updated_at)).scalar_subquery())
+    *ids, latest_change = session.execute(marks).one()
+    changed = (latest_change - _EPOCH) // timedelta(microseconds=1) if latest_change else 0
+    return [int(value or 0) for value in ids] + [changed]
 
 
 def count(session: Session) -> Figures:
@@ -77,7 +92,7 @@ def count(session: Session) -> Figures:
     broken_refs = func.count(func.distinct(Citation.link_id))
     worst = session.execute(
         select(Citation.post_id, broken_refs).join(Link, Link.id == Citation.link_id)
-        .where(Link.state.in_(BROKEN), ~link_is_ignored())
+        .where(is_broken())
         .group_by(Citation.post_id).order_by(broken_refs.desc(), Citation.post_id)
         .limit(WORST_POSTS)).all()
     return Figures(states=states, totals=totals,
