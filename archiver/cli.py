@@ -268,9 +268,14 @@ def run(ctx: Context) -> None:
 def report(ctx: Context, fmt: str, state: str | None, domain: str | None,
            post_id: int | None) -> None:
     """Print link health as a table, JSON or CSV; exit 1 when any link listed is dead."""
+    from archiver.models import Post
     from archiver.report import STATE_COLOURS, link_rows, links_query, render
 
     with ctx.open() as archive, archive.db.session() as session:
+        if post_id is not None and (not 0 < post_id < 2**63 or session.get(Post, post_id) is None):
+            # A mistyped ID must not pass a CI gate as a post without dead links; one too
+            # large for the database is no post either.
+            raise ConfigError(f"--post {post_id}: no such post")
         links = list(session.scalars(links_query(state, domain, post_id)))
         rows = link_rows(session, links)
     on_terminal = sys.stdout.isatty()
