@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -43,6 +43,13 @@ def load_secret_key(settings: Settings) -> str:
                       "`archiver init`, which writes one to the data folder")
 
 
+def routing_first() -> None:
+    """Answer a request that matches no route (404) or not with its method (405) before any
+    other check looks at it: a POST to a page is "method not allowed", not "no CSRF token"."""
+    if request.routing_exception is not None:
+        current_app.raise_routing_exception(request)
+
+
 def create_app(settings: Settings, archive: Archive | None = None) -> Flask:
     """Build the web app for ``settings``; ``archive`` is opened from them when not given."""
     app = Flask(__name__)
@@ -64,9 +71,11 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Flask:
     app.jinja_env.filters["live_href"] = live_href
 
     from web import auth
-    from web.views import actions, api, embed, ops, pages, replay
+    from web.views import IdConverter, actions, api, embed, ops, pages, replay
 
+    app.url_map.converters["int"] = IdConverter  # before any route is added
     app.before_request(replay.refuse_ui_on_replay_origin)
+    app.before_request(routing_first)  # before the CSRF check: a 404 or 405 says more
     auth.install(app)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(actions.blueprint)

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from flask import abort, current_app, request
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
+from werkzeug.routing import IntegerConverter, Map
 
 from archiver.archive import Archive
 from archiver.settings import Settings
@@ -26,6 +27,28 @@ def settings() -> Settings:
 
 
 Row = TypeVar("Row")
+ID_MAX = 2**63 - 1  # the largest integer the databases store (SQLite's INTEGER, BIGINT)
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>`` in a URL: a whole number the database can hold; a larger one matches no
+    route (404) instead of failing in the driver."""
+
+    def __init__(self, url_map: Map, fixed_digits: int = 0, min: int | None = None,
+                 max: int | None = ID_MAX, signed: bool = False) -> None:
+        super().__init__(url_map, fixed_digits, min, max, signed)
+
+
+def query_int(name: str, minimum: int = 0) -> int | None:
+    """The query parameter ``name`` as a whole number from ``minimum`` to ``ID_MAX``; None when
+    absent or empty; a 400 answer for anything else (a sign, letters, too large)."""
+    text = request.args.get(name, "")
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(ID_MAX))) \
+            or not minimum <= int(text) <= ID_MAX:
+        abort(400, f"{name} must be a whole number from {minimum} to {ID_MAX}")
+    return int(text)
 
 
 def row_or_404(session: Session, model: type[Row], row_id: int, what: str) -> Row:
@@ -54,10 +77,10 @@ class Page:
 def paginate(session: Session, query: Select[Any]) -> Page:
     """The page of ``query`` asked for by ``?page=`` (1-based), ``web.page_size`` rows long."""
     size: int = settings()["web.page_size"]
-    try:
-        number = max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        number = 1
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    items = list(session.scalars(query.limit(size).offset((number - 1) * size)))
-    return Page(items=items, number=number, size=size, total=int(total or 0))
+    number = query_int("page", minimum=1) or 1
+    total = int(session.scalar(select(func.count()).select_from(
+        query.order_by(None).subquery())) or 0)
+    # Past the last page the page is empty; the offset stays within what the database takes.
+    offset = min((number - 1) * size, total)
+    items = list(session.scalars(query.limit(size).offset(offset)))
+    return Page(items=items, number=number, size=size, total=total)

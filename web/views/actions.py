@@ -7,8 +7,9 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
 from archiver import actions
+from archiver.models import Link
 from web.auth import login_required
-from web.views import archive
+from web.views import archive, row_or_404
 
 blueprint = Blueprint("actions", __name__)
 
@@ -33,6 +34,8 @@ def recheck(link_id: int) -> Any:
 @login_required
 def not_broken(link_id: int) -> Any:
     """Overrule a false alarm until the site's answer changes."""
+    with archive().db.session() as session:  # unknown: 404, as for the other link actions
+        row_or_404(session, Link, link_id, "link")
     try:
         actions.mark_not_broken(archive(), link_id)
     except actions.ActionError as exc:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from archiver.models import LinkState, Post
 from archiver.report import link_rows, links_query
-from web.views import Page, archive, paginate
+from web.views import Page, archive, paginate, query_int
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
@@ -25,12 +25,9 @@ def links() -> Any:
     state = request.args.get("state") or None
     if state and state not in {s.value for s in LinkState}:
         abort(400, f"unknown state {state!r}")
-    post = request.args.get("post")
-    if post is not None and not post.isdigit():
-        abort(400, "post must be a post ID")
+    post = query_int("post")
     with archive().db.session() as session:
-        page = paginate(session, links_query(state, request.args.get("domain") or None,
-                                             int(post) if post else None))
+        page = paginate(session, links_query(state, request.args.get("domain") or None, post))
         return _envelope(page, link_rows(session, page.items))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from flask import Blueprint, abort, render_template, request
@@ -11,6 +11,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from archiver import figures
+from archiver.clock import utcnow
 from archiver.history import state_history
 from archiver.models import (
     Capture,
@@ -18,10 +19,11 @@ from archiver.models import (
     Link,
     LinkState,
     Post,
+    link_is_ignored,
 )
 from archiver.replay.lookup import replay_path
 from archiver.report import link_rows, links_query
-from web.views import archive, paginate, row_or_404, settings
+from web.views import archive, paginate, query_int, row_or_404, settings
 
 blueprint = Blueprint("pages", __name__)
 
@@ -30,21 +32,40 @@ CHART_HEIGHT = 120
 CHART_BAR = 8
 
 
-def chart(history: list[tuple[date, dict[str, int]]]) -> list[dict[str, Any]]:
-    """Stacked bars (one per day, one segment per state) for the dashboard's SVG chart."""
-    tallest = max((sum(counts.values()) for _, counts in history), default=0) or 1
+Day = tuple[date, dict[str, int] | None]  # a day and its counts by state (None: no snapshot)
+
+
+def chart_days(history: list[tuple[date, dict[str, int]]], today_counts: dict[str, int],
+               today: date) -> list[Day]:
+    """Every day from the first snapshot to today, the days without a snapshot included;
+    today's counts are ``today_counts`` (those the page shows), not a round's snapshot, which
+    an action or a discovery since has made old."""
+    if not history:
+        return []
+    by_day: dict[date, dict[str, int] | None] = {day: counts for day, counts in history}
+    by_day[today] = today_counts
+    first, last = min(by_day), max(by_day)
+    return [(day, by_day.get(day)) for day in
+            (first + timedelta(days=n) for n in range((last - first).days + 1))]
+
+
+def chart(days: list[Day]) -> list[dict[str, Any]]:
+    """Stacked bars (one slot per day, one segment per state) for the dashboard's SVG chart;
+    a day without a snapshot is an empty slot."""
+    tallest = max((sum(counts.values()) for _, counts in days if counts), default=0) or 1
     bars = []
-    for index, (day, counts) in enumerate(history):
+    for index, (day, counts) in enumerate(days):
         y = float(CHART_HEIGHT)
         segments = []
         for state in (s.value for s in LinkState):
-            height = counts.get(state, 0) / tallest * CHART_HEIGHT
+            number = (counts or {}).get(state, 0)
+            height = number / tallest * CHART_HEIGHT
             y -= height
             if height:
                 segments.append({"state": state, "y": round(y, 2), "height": round(height, 2),
-                                 "count": counts.get(state, 0)})
+                                 "count": number})
         bars.append({"x": index * (CHART_BAR + 2), "day": day.isoformat(),
-                     "segments": segments})
+                     "counts": counts, "segments": segments})
     return bars
 
 
@@ -59,10 +80,11 @@ def dashboard() -> str:
                  if post_id in posts]
         history = state_history(session)
     states = [(state.value, shown.states.get(state.value, 0)) for state in LinkState]
+    days = chart_days(history, dict(states), utcnow().date())
     return render_template("dashboard.html", states=states, totals=shown.totals, worst=worst,
-                           figures=shown,
-                           bars=chart(history), chart_height=CHART_HEIGHT,
-                           chart_width=max(1, len(history)) * (CHART_BAR + 2),
+                           figures=shown, state_names=[state for state, _ in states],
+                           bars=chart(days), chart_height=CHART_HEIGHT,
+                           chart_width=max(1, len(days)) * (CHART_BAR + 2),
                            bar_width=CHART_BAR)
 
 
@@ -77,8 +99,7 @@ def posts() -> str:
             post_id: (total, broken or 0)
             for post_id, total, broken in session.execute(
                 select(Citation.post_id, func.count(func.distinct(Citation.link_id)),
-                       func.count(func.distinct(Link.id)).filter(
-                           Link.state.in_([LinkState.DEAD, LinkState.FAILING])))
+                       func.count(func.distinct(Link.id)).filter(figures.is_broken()))
                 .join(Link, Link.id == Citation.link_id)
                 .where(Citation.post_id.in_(ids)).group_by(Citation.post_id)).all()
         }
@@ -94,8 +115,10 @@ def post(post_id: int) -> str:
                                          .order_by(Citation.id)))
         links = [citation.link for citation in citations]
         rows = {row["id"]: row for row in link_rows(session, links)}
+        ignored = set(session.scalars(select(Link.id).where(
+            Link.id.in_(rows), link_is_ignored())))
         items = [(citation, rows[citation.link_id]) for citation in citations]
-    return render_template("post.html", post=found, items=items)
+    return render_template("post.html", post=found, items=items, ignored=ignored)
 
 
 @dataclass
@@ -113,8 +136,7 @@ def keyset_slice(session: Session, query: Select[Any], size: int) -> Slice:
     It reads ``size + 1`` rows through the index from where the page starts, however deep,
     and never counts the whole filter: the extra row says whether there is a next page.
     """
-    after = request.args.get("after", type=int)
-    before = request.args.get("before", type=int)
+    after, before = query_int("after"), query_int("before")
     if before is not None:
         found = list(session.scalars(query.where(Link.id < before).order_by(None)
                                      .order_by(Link.id.desc()).limit(size + 1)))
