@@ -65,7 +65,11 @@ def document_csp(origin: str, scripts: bool) -> str:
     return f"{sandbox}; default-src {sources} 'unsafe-inline' 'unsafe-eval'; form-action 'none'"
 
 
-class TooLargeError(StorageError):
+class ReplayError(StorageError):
+    """A capture that cannot be replayed (the view answers 502 with the reason)."""
+
+
+class TooLargeError(ReplayError):
     """An archived body larger than replay will decode (a decompression bomb, say)."""
 
 
