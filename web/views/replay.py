@@ -41,7 +41,7 @@ from archiver.replay.memento import (
     timemap_json,
     timemap_link,
 )
-from archiver.replay.render import TooLargeError
+from archiver.replay.render import ReplayError
 from archiver.urls import FETCHABLE_SCHEMES, scheme_of, url_key
 from web.views import archive, settings
 
@@ -142,7 +142,7 @@ def replay(rest: str) -> Any:
                                      origin=request.host_url.rstrip("/"),
                                      max_bytes=4 * settings()["fetch.max_body_bytes"],
                                      modifier=modifier)
-        except TooLargeError as exc:
+        except ReplayError as exc:  # too large, unreadable head, orphan revisit, odd status
             abort(502, str(exc))
     response = Response(archived.body, status=archived.status)
     response.headers.clear()
