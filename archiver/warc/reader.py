@@ -195,9 +195,11 @@ class GzipMember(io.RawIOBase):
         self.stream = io.BufferedReader(self, CHUNK)  # the decompressed bytes, with readline
 
     def readable(self) -> bool:
+        """Always: a member is read, never written."""
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        """Decompress into ``buffer``; 0 at the member's end."""
         while not self._inflater.eof:
             data = self._inflater.unconsumed_tail
             if not data:
