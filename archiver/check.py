@@ -12,6 +12,7 @@ the link landed, or on a page with the same text, the link is a ``soft_404`` (or
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from archiver.fingerprint import body_sketch, similarity
 from archiver.net.client import Budget, Exchange, FetchError, FetchResult, HttpClient
@@ -64,8 +65,39 @@ class CheckOutcome:
 
     @property
     def response_key(self) -> str:
-        """What identifies "the same answer" for the author's overrides."""
+        """What identifies "the same answer" for the author's overrides: a digest (64 hex
+        digits, whatever the URL's length) of the verdict, the status and where the link
+        landed, without the query, which login walls and CDNs fill anew on every request."""
+        parts = urlsplit(self.final_url or "")
+        host = (parts.hostname or "").lower()
+        port = _port(parts)
+        landed = (f"{parts.scheme.lower()}://{f'[{host}]' if ':' in host else host}"
+                  f"{f':{port}' if port else ''}{parts.path}")
+        text = f"{self.verdict}|{self.http_status}|{landed}"
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+    @property
+    def legacy_response_key(self) -> str:
+        """The response key as stored before keys were digests (overrides made then)."""
         return f"{self.verdict}|{self.http_status}|{self.final_url}"[:64]
+
+    def same_response(self, key: str) -> bool:
+        """Whether ``key``, stored by an override, identifies this answer (either format)."""
+        if is_legacy_response_key(key):
+            return key == self.legacy_response_key
+        return key == self.response_key
+
+
+def is_legacy_response_key(key: str) -> bool:
+    """Keys stored before they were digests are ``verdict|status|url``; digests hold no |."""
+    return "|" in key
+
+
+def _port(parts: SplitResult) -> int | None:
+    try:
+        return parts.port
+    except ValueError:  # a final URL with a nonsense port still gets a key
+        return None
 
 
 def verdict_for_status(status: int) -> Verdict:

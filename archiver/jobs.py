@@ -229,12 +229,16 @@ def apply_check(link: Link, outcome: CheckOutcome, checked_at: datetime,
     link.http_status = outcome.http_status
     link.final_url = outcome.final_url
     verdict = outcome.verdict
+    alive_at = link.last_alive_at
     if link.override_response is not None:
-        if link.override_response == outcome.response_key:
+        if outcome.same_response(link.override_response):
             verdict = Verdict.OK  # the author said this answer is fine; it still is
+            link.override_response = outcome.response_key  # an old-format key, renewed
         else:
             link.override_response, link.overridden_at = None, None
     apply_verdict(link, verdict, checked_at, settings, outcome.retry_after)
+    if outcome.verdict not in SUCCESS:
+        link.last_alive_at = alive_at  # an override makes the link count as alive, not answer
     link.last_verdict = outcome.verdict  # the report shows what the site really said
     if outcome.verdict in SUCCESS:
         link.validators = validators_of(outcome.evidence.get("headers", {}))

@@ -17,7 +17,7 @@ from archiver.replay.lookup import capture_counts, latest_good_captures, replay_
 
 REPORT_FIELDS = ("url", "state", "verdict", "http_status", "final_url", "checked_at",
                  "failures", "first_failure_at", "last_alive_at", "drift", "captures",
-                 "archived_url", "posts", "evidence")
+                 "archived_url", "posts", "evidence", "overridden")
 STATE_COLOURS = {"alive": "green", "failing": "yellow", "dead": "red", "unknown": "magenta",
                  "pending": "bright_black"}
 
@@ -94,6 +94,8 @@ def link_rows(session: Session, links: list[Link]) -> list[dict[str, Any]]:
             "archived_url": replay_path(moment, link.url) if moment else None,
             "posts": posts.get(link.id, []),
             "evidence": evidence.get(link.id),
+            # The author's "not broken" holds: the state says alive whatever the verdict.
+            "overridden": link.override_response is not None,
         })
     return result
 

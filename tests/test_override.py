@@ -1,0 +1,130 @@
+"""The author's overrides: "not broken" holds exactly while the site's answer stays the one
+they saw, undoing it restores what the checks said, and ignored domains match names, not
+LIKE patterns (on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from click.testing import CliRunner
+from sqlalchemy import update
+from werkzeug.wrappers import Request, Response
+
+from archiver import actions
+from archiver.archive import Archive
+from archiver.check import CheckOutcome
+from archiver.cli import cli
+from archiver.demo.fixtureweb import Site
+from archiver.models import Link, LinkState
+from archiver.verdicts import Verdict
+from tests.test_jobs import add_links
+
+LONG_PATH = "/articles/" + "a-rather-long-slug-" * 4  # the final URL passes 64 characters
+
+
+def link_of(archive: Archive, link_id: int) -> Link:
+    """The link's row as stored now."""
+    with archive.db.session() as session:
+        link = session.get(Link, link_id)
+        assert link is not None
+        session.expunge(link)
+        return link
+
+
+def report(archive: Archive) -> tuple[int, dict[str, dict[str, object]]]:
+    """``archiver report --format json``: its exit code and its rows by URL."""
+    env = {"ARCHIVER_DATA_DIR": str(archive.settings.data_dir),
+           "ARCHIVER_LOG_LEVEL": "WARNING"}
+    result = CliRunner().invoke(cli, ["-q", "report", "--format", "json"], env=env)
+    return result.exit_code, {row["url"]: row for row in json.loads(result.stdout)}
+
+
+def test_a_change_far_into_a_long_final_url_lifts_the_override(archive: Archive,
+                                                                site: Site) -> None:
+    site.redirect("/moved", LONG_PATH + "one", status=302)
+    [link_id] = add_links(archive, [site.url("/moved")])
+    assert actions.recheck(archive, link_id) == "not_found"
+    actions.mark_not_broken(archive, link_id)
+    assert actions.recheck(archive, link_id) == "not_found"
+    assert link_of(archive, link_id).state == LinkState.ALIVE  # the same answer: it holds
+    site.redirect("/moved", LONG_PATH + "two", status=302)  # now it lands elsewhere
+    actions.recheck(archive, link_id)
+    link = link_of(archive, link_id)
+    assert (link.state, link.override_response) == (LinkState.FAILING, None)
+
+
+def test_the_override_holds_when_only_the_redirect_query_varies(archive: Archive,
+                                                                site: Site) -> None:
+    """A login wall sends each request to ``/login?return=<random>``: the same answer."""
+
+    def wall(_request: Request) -> Response:
+        return Response("", status=302,
+                        headers={"Location": site.url(f"/login?return={secrets.token_hex(8)}")})
+
+    site.route("/paper", wall)
+    site.page("/login", "log in first", status=403)
+    [link_id] = add_links(archive, [site.url("/paper")])
+    assert actions.recheck(archive, link_id) == "blocked"
+    actions.mark_not_broken(archive, link_id)
+    for _ in range(2):
+        assert actions.recheck(archive, link_id) == "blocked"
+        link = link_of(archive, link_id)
+        assert link.state == LinkState.ALIVE and link.override_response is not None
+    site.page("/login", "gone", status=410)  # a different answer lifts it
+    actions.recheck(archive, link_id)
+    assert link_of(archive, link_id).override_response is None
+
+
+def legacy_key(verdict: str, status: int, final_url: str) -> str:
+    """A response key as stored before keys were hashed."""
+    return f"{verdict}|{status}|{final_url}"[:64]
+
+
+def test_an_override_stored_in_the_old_key_format_still_holds(archive: Archive,
+                                                              site: Site) -> None:
+    site.page("/gone", "no", status=404)
+    url = site.url("/gone")
+    [link_id] = add_links(archive, [url])
+    actions.recheck(archive, link_id)
+    with archive.db.session() as session:  # as an override made before the upgrade
+        session.execute(update(Link).where(Link.id == link_id).values(
+            override_response=legacy_key("not_found", 404, url), state=LinkState.ALIVE))
+    actions.recheck(archive, link_id)
+    link = link_of(archive, link_id)
+    assert link.state == LinkState.ALIVE
+    assert link.override_response == CheckOutcome(Verdict.NOT_FOUND, 404, url).response_key
+    site.page("/gone", "gone", status=410)
+    actions.recheck(archive, link_id)
+    assert link_of(archive, link_id).override_response is None
+
+
+def test_response_keys_fit_their_column_and_ignore_only_the_query() -> None:
+    base = CheckOutcome(Verdict.NOT_FOUND, 404, "https://a.org/p?x=1#f")
+    assert len(base.response_key) == 64
+    assert base.response_key == CheckOutcome(Verdict.NOT_FOUND, 404,
+                                             "https://A.org/p?x=2").response_key
+    for other in (CheckOutcome(Verdict.GONE, 410, "https://a.org/p"),
+                  CheckOutcome(Verdict.NOT_FOUND, 404, "https://b.org/p"),
+                  CheckOutcome(Verdict.NOT_FOUND, 404, "http://a.org/p"),
+                  CheckOutcome(Verdict.NOT_FOUND, 404, "https://a.org/q"),
+                  CheckOutcome(Verdict.NOT_FOUND, 404, None)):
+        assert other.response_key != base.response_key
+
+
+def test_a_held_override_records_no_false_alive_time(archive: Archive, site: Site) -> None:
+    site.page("/gone", "no", status=404)
+    url = site.url("/gone")
+    [link_id] = add_links(archive, [url])
+    actions.recheck(archive, link_id)
+    assert report(archive)[1][url]["overridden"] is False
+    actions.mark_not_broken(archive, link_id)
+    for _ in range(2):
+        actions.recheck(archive, link_id)
+    link = link_of(archive, link_id)
+    assert link.state == LinkState.ALIVE and link.last_alive_at is None  # never answered 2xx
+    row = report(archive)[1][url]
+    assert row["overridden"] is True and row["last_alive_at"] is None
+
+
+# What LIKE patterns made of the first would match too: '_' stands for any one character.
