@@ -8,7 +8,8 @@ import json
 import secrets
 
 from click.testing import CliRunner
-from sqlalchemy import update
+from flask import Flask
+from sqlalchemy import select, update
 from werkzeug.wrappers import Request, Response
 
 from archiver import actions
@@ -16,8 +17,9 @@ from archiver.archive import Archive
 from archiver.check import CheckOutcome
 from archiver.cli import cli
 from archiver.demo.fixtureweb import Site
-from archiver.models import Link, LinkState
+from archiver.models import Link, LinkState, link_is_ignored
 from archiver.verdicts import Verdict
+from tests.test_author import author_app, log_in, token  # noqa: F401
 from tests.test_jobs import add_links
 
 LONG_PATH = "/articles/" + "a-rather-long-slug-" * 4  # the final URL passes 64 characters
@@ -112,6 +114,44 @@ def test_response_keys_fit_their_column_and_ignore_only_the_query() -> None:
         assert other.response_key != base.response_key
 
 
+def test_undoing_the_override_restores_what_the_checks_said(archive: Archive, site: Site,
+                                                            author_app: Flask) -> None:  # noqa: F811
+    site.page("/page", "here", status=200)
+    url = site.url("/page")
+    [link_id] = add_links(archive, [url])
+    actions.recheck(archive, link_id)
+    alive_at = link_of(archive, link_id).last_alive_at
+    site.page("/page", "gone", status=410)
+    for _ in range(3):  # health.dead_after_failures, no spacing in the tests
+        actions.recheck(archive, link_id)
+    dead = link_of(archive, link_id)
+    assert dead.state == LinkState.DEAD and report(archive)[0] == 1
+    actions.mark_not_broken(archive, link_id)
+    assert report(archive)[0] == 0
+    browser = author_app.test_client()
+    log_in(browser)
+    browser.post(f"/links/{link_id}/clear-override",
+                 data={"csrf_token": token(browser, f"/links/{link_id}")})
+    link = link_of(archive, link_id)
+    assert (link.state, link.consecutive_failures, link.first_failure_at, link.last_alive_at) \
+        == (LinkState.DEAD, 3, dead.first_failure_at, alive_at)
+    code, rows = report(archive)
+    assert code == 1 and rows[url]["state"] == "dead"
+
+
+def test_undoing_an_override_of_a_first_failure_says_failing(archive: Archive,
+                                                             site: Site) -> None:
+    site.page("/gone", "no", status=404)
+    [link_id] = add_links(archive, [site.url("/gone")])
+    actions.recheck(archive, link_id)
+    actions.mark_not_broken(archive, link_id)
+    actions.recheck(archive, link_id)  # held: still not_found
+    actions.clear_override(archive, link_id)
+    link = link_of(archive, link_id)
+    assert (link.state, link.consecutive_failures, link.last_alive_at) == (
+        LinkState.FAILING, 2, None)
+
+
 def test_a_held_override_records_no_false_alive_time(archive: Archive, site: Site) -> None:
     site.page("/gone", "no", status=404)
     url = site.url("/gone")
@@ -128,3 +168,24 @@ def test_a_held_override_records_no_false_alive_time(archive: Archive, site: Sit
 
 
 # What LIKE patterns made of the first would match too: '_' stands for any one character.
+def ignored_hosts(archive: Archive) -> list[str]:
+    with archive.db.session() as session:
+        return list(session.scalars(select(Link.host).where(link_is_ignored())
+                                    .order_by(Link.id)))
+
+
+# -- the link page's and the domains page's actions ------------------------------------------
+
+def test_unignoring_normalises_and_tells_whether_anything_changed(archive: Archive,
+                                                                  author_app: Flask) -> None:  # noqa: F811
+    add_links(archive, ["http://example.com/x"])
+    actions.ignore_domain(archive, "example.com")
+    assert actions.unignore_domain(archive, "nonexist.example") is None
+    browser = author_app.test_client()
+    log_in(browser)
+    browser.post("/domains/Example.COM/delete",
+                 data={"csrf_token": token(browser, "/domains")})
+    assert ignored_hosts(archive) == [] and actions.ignored_domains(archive) == []
+    actions.ignore_domain(archive, "example.com")
+    assert actions.unignore_domain(archive, "https://www.Example.com/") == "example.com"
+    assert actions.unignore_domain(archive, "not a domain!") is None
