@@ -112,12 +112,25 @@ class Post(Base):
                                                      cascade="all, delete-orphan")
 
 
+LIKE_ESCAPE = "\\"
+
+
+def like_literal(text: SQLColumnExpression[str]) -> ColumnElement[str]:
+    """SQL expression: ``text`` with LIKE's wildcards escaped (by :data:`LIKE_ESCAPE`), so a
+    pattern built of it matches it character for character (``_`` is legal in host names)."""
+    escaped: ColumnElement[str] = func.replace(text, LIKE_ESCAPE, LIKE_ESCAPE * 2)
+    for wildcard in ("%", "_"):
+        escaped = func.replace(escaped, wildcard, LIKE_ESCAPE + wildcard)
+    return escaped
+
+
 def host_in_domain(host: SQLColumnExpression[str],
                    domain: SQLColumnExpression[str]) -> ColumnElement[bool]:
     """SQL condition: ``host`` (which may carry a port) is ``domain`` or one of its subdomains."""
-    return or_(host == domain, host.like(domain.concat(":%")),
-               host.like(literal("%.").concat(domain)),
-               host.like(literal("%.").concat(domain).concat(":%")))
+    name = like_literal(domain)
+    return or_(host == domain, host.like(name.concat(":%"), escape=LIKE_ESCAPE),
+               host.like(literal("%.").concat(name), escape=LIKE_ESCAPE),
+               host.like(literal("%.").concat(name).concat(":%"), escape=LIKE_ESCAPE))
 
 
 def host_ignored(host: SQLColumnExpression[str]) -> ColumnElement[bool]:

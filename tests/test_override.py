@@ -6,19 +6,28 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
+from alembic import command
 from click.testing import CliRunner
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from werkzeug.wrappers import Request, Response
 
 from archiver import actions
-from archiver.archive import Archive
+from archiver.archive import Archive, initialise
 from archiver.check import CheckOutcome
 from archiver.cli import cli
+from archiver.db import Database
 from archiver.demo.fixtureweb import Site
 from archiver.models import Link, LinkState, link_is_ignored
+from archiver.report import links_query
+from archiver.settings import Settings
 from archiver.verdicts import Verdict
+from tests.conftest import make_settings
+from tests.pg import fresh_pg_url, pg_server  # noqa: F401
 from tests.test_author import author_app, log_in, token  # noqa: F401
 from tests.test_jobs import add_links
 
@@ -167,11 +176,82 @@ def test_a_held_override_records_no_false_alive_time(archive: Archive, site: Sit
     assert row["overridden"] is True and row["last_alive_at"] is None
 
 
+# -- ignored domains: names, not patterns ----------------------------------------------------
+
 # What LIKE patterns made of the first would match too: '_' stands for any one character.
+HOSTS = ["my_blog.example", "sub.my_blog.example:8080", "my-blog.example:8080",
+         "x.myxblog.example", "my-blog.example", "other.example"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]:
+    """An archive over SQLite, then over a new PostgreSQL database."""
+    overrides = ({"database_url": request.getfixturevalue("fresh_pg_url")}
+                 if request.param == "postgresql" else {})
+    settings = make_settings(tmp_path / "data", **overrides)
+    initialise(settings)
+    with Archive.open(settings) as opened:
+        yield opened
+
+
+def hosts_of(archive: Archive, domain: str) -> list[str]:
+    """Hosts the report's --domain filter lists."""
+    with archive.db.session() as session:
+        return [link.host for link in session.scalars(links_query(domain=domain))]
+
+
 def ignored_hosts(archive: Archive) -> list[str]:
     with archive.db.session() as session:
         return list(session.scalars(select(Link.host).where(link_is_ignored())
                                     .order_by(Link.id)))
+
+
+def test_domain_filters_take_underscore_and_percent_literally(any_archive: Archive) -> None:
+    add_links(any_archive, [f"http://{host}/x" for host in HOSTS])
+    assert hosts_of(any_archive, "my_blog.example") == HOSTS[:2]
+    for pattern in ("%", "%.example", "my%", "my\\_blog.example", "_y_blog.example"):
+        assert hosts_of(any_archive, pattern) == [], pattern
+
+
+def test_ignoring_a_domain_with_an_underscore_ignores_only_it(any_archive: Archive) -> None:
+    add_links(any_archive, [f"http://{host}/old" for host in HOSTS])
+    actions.ignore_domain(any_archive, "my_blog.example")
+    add_links(any_archive, [f"http://{host}/new" for host in HOSTS])  # flagged on insert
+    assert ignored_hosts(any_archive) == HOSTS[:2] * 2
+    assert actions.unignore_domain(any_archive, "my_blog.example") == "my_blog.example"
+    assert ignored_hosts(any_archive) == []
+
+
+def assert_flags_are_recomputed_on_upgrade(database: Database) -> None:
+    """Links flagged by the pattern rule before the upgrade come out of it by the name rule."""
+    command.upgrade(database.alembic_config(), "0009")
+    with database.engine.begin() as connection:
+        connection.execute(text("INSERT INTO ignored_domains (domain, created_at) "
+                                "VALUES ('my_blog.example', '2026-01-01')"))
+        for n, host in enumerate(HOSTS):
+            connection.execute(text(
+                "INSERT INTO links (url, url_key, host, created_at, state, ignored, "
+                "consecutive_failures) VALUES (:url, :url, :host, '2026-01-01', 'alive', "
+                ":ignored, 0)"),
+                {"url": f"http://{host}/{n}", "host": host, "ignored": n < 4})
+    database.migrate()
+    with database.engine.connect() as connection:
+        flags = connection.execute(text("SELECT host, ignored FROM links ORDER BY id")).all()
+    assert [host for host, flag in flags if flag] == HOSTS[:2]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_upgrade_unflags_links_a_pattern_matched(backend: str, tmp_path: Path,
+                                                     request: pytest.FixtureRequest) -> None:
+    overrides = ({"database_url": request.getfixturevalue("fresh_pg_url")}
+                 if backend == "postgresql" else {})
+    settings: Settings = make_settings(tmp_path / "data", **overrides)
+    settings.data_dir.mkdir(parents=True)
+    database = Database(settings)
+    try:
+        assert_flags_are_recomputed_on_upgrade(database)
+    finally:
+        database.dispose()
 
 
 # -- the link page's and the domains page's actions ------------------------------------------
