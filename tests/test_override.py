@@ -5,6 +5,7 @@ LIKE patterns (on SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,6 +256,30 @@ def test_the_upgrade_unflags_links_a_pattern_matched(backend: str, tmp_path: Pat
 
 
 # -- the link page's and the domains page's actions ------------------------------------------
+
+def ignore_forms(html: str) -> list[str]:
+    """The domains the page's "Ignore this domain" forms would post."""
+    return re.findall(r'name="domain" value="([^"]*)"', html)
+
+
+def test_the_ignore_button_works_wherever_it_is_offered(archive: Archive,
+                                                        author_app: Flask) -> None:  # noqa: F811
+    v4, v6 = add_links(archive, ["http://127.0.0.1:8080/x", "http://[::1]:8080/x"])
+    with archive.db.session() as session:  # as discovery stores a URL it cannot parse
+        hostless = Link(url="http://[oops/", url_key="http://[oops/", host="")
+        session.add(hostless)
+        session.flush()
+        hostless_id = hostless.id
+    browser = author_app.test_client()
+    log_in(browser)
+    for link_id in (v6, hostless_id):  # no domain can be told: no button that would fail
+        assert ignore_forms(browser.get(f"/links/{link_id}").get_data(True)) == []
+    [domain] = ignore_forms(browser.get(f"/links/{v4}").get_data(True))
+    response = browser.post("/domains", data={"csrf_token": token(browser, "/domains"),
+                                              "domain": domain})
+    assert response.status_code == 302
+    assert ignored_hosts(archive) == ["127.0.0.1:8080"]
+
 
 def test_unignoring_normalises_and_tells_whether_anything_changed(archive: Archive,
                                                                   author_app: Flask) -> None:  # noqa: F811
