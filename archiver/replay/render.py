@@ -41,6 +41,10 @@ class ArchivedResponse:
     body: bytes = b""
 
 
+class ReplayError(StorageError):
+    """A capture that cannot be replayed (the view answers 502 with the reason)."""
+
+
 def _payload_record(session: Session, store: WarcStore, capture: Capture) -> tuple[Any, Any]:
     """(record whose headers describe the response, record holding the payload)."""
     record = open_record(store.read_record_bytes(capture.warc_file, capture.offset,
@@ -51,8 +55,9 @@ def _payload_record(session: Session, store: WarcStore, capture: Capture) -> tup
         select(Capture).where(Capture.payload_digest == capture.payload_digest,
                               Capture.record_type == "response")
         .order_by(Capture.captured_at).limit(1)).first()
-    if original is None:
-        raise StorageError(f"revisit {capture.record_id} refers to a payload not in the index")
+    if original is None:  # a crawl imported without the earlier WARC files it refers to
+        raise ReplayError(f"revisit {capture.record_id} repeats a payload that is not in the "
+                          f"archive ({capture.payload_digest})")
     payload = open_record(store.read_record_bytes(original.warc_file, original.offset,
                                                   original.length))
     return record, payload
@@ -65,12 +70,23 @@ def document_csp(origin: str, scripts: bool) -> str:
     return f"{sandbox}; default-src {sources} 'unsafe-inline' 'unsafe-eval'; form-action 'none'"
 
 
-class ReplayError(StorageError):
-    """A capture that cannot be replayed (the view answers 502 with the reason)."""
-
-
 class TooLargeError(ReplayError):
     """An archived body larger than replay will decode (a decompression bomb, say)."""
+
+
+def _status(http_headers: Any) -> int:
+    """The archived status, refused (ReplayError) unless it is a final answer HTTP can send:
+    1xx is interim (101 would claim a protocol switch on a plain GET), and 0 or above 599 is
+    no status at all."""
+    code = http_headers.get_statuscode() or "200"
+    if not (code.isascii() and code.isdigit() and len(code) == 3):
+        raise ReplayError(f"the archived HTTP status line is unreadable: "
+                          f"{http_headers.protocol} {http_headers.statusline}"[:200])
+    status = int(code)
+    if not 200 <= status <= 599:
+        raise ReplayError(f"the archived response has status {status}, which is not a final "
+                          "HTTP answer (200-599) a browser can be sent")
+    return status
 
 
 def _read_decoded(record: Any, max_bytes: int) -> bytes:
@@ -91,16 +107,25 @@ def render_capture(session: Session, store: WarcStore, capture: Capture,
     the only place the document may load from (the archive itself). A body that decodes to
     more than ``max_bytes`` raises :class:`TooLargeError` instead of filling memory. An
     archived redirect keeps the request's ``modifier``, so an image behind a redirect is
-    still answered bare.
+    still answered bare. A capture that cannot be answered as archived (an unreadable status
+    line, a status outside 200-599, a revisit of a payload not in the archive) raises
+    :class:`ReplayError`; a resource record is sent with its record's Content-Type and
+    ``nosniff``.
     """
     head_record, payload_record = _payload_record(session, store, capture)
     http_headers = head_record.http_headers or payload_record.http_headers
-    status = int(http_headers.get_statuscode() or 200) if http_headers else 200
+    status = _status(http_headers) if http_headers else 200
     body = _read_decoded(payload_record, max_bytes)
     rewriter = UrlRewriter(base_url=capture.url, timestamp=warc_timestamp(capture.captured_at),
                            prefix=prefix)
     headers: list[tuple[str, str]] = []
     content_type = ""
+    if http_headers is None:  # a resource record: its own Content-Type describes the body
+        content_type = payload_record.rec_headers.get_header("Content-Type") or ""
+        if content_type:
+            headers.append(("Content-Type", content_type))
+        # Nothing else says what the body is: the browser must not guess HTML from it.
+        headers.append(("X-Content-Type-Options", "nosniff"))
     for name, value in (http_headers.headers if http_headers else []):
         lowered = name.lower()
         if lowered == "content-type":
