@@ -8,12 +8,14 @@ redirects lead to, and of the responses their revisits repeat.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import io
 import json
 import os
 import re
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -21,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 from typing import IO, Any
 
 from sqlalchemy import select
@@ -29,7 +32,7 @@ from warcio.warcwriter import WARCWriter
 
 from archiver.archive import Archive
 from archiver.clock import utcnow, warc_timestamp
-from archiver.errors import ArchiverError, StorageError
+from archiver.errors import ArchiverError, MissingFileError, StorageError
 from archiver.fingerprint import HTML_TYPES, TEXT_READ_BYTES
 from archiver.models import Capture, Citation, Link, Post
 from archiver.net.content import charset_of, decode_text
@@ -201,6 +204,45 @@ def _all_captures(session: Session) -> list[Capture]:
     return list(session.scalars(select(Capture).order_by(Capture.warc_file, Capture.offset)))
 
 
+# -- where export writes, and what it reads ---------------------------------------------------
+
+class OutputError(ArchiverError):
+    """An output path export will not write to (a usage error)."""
+
+    exit_code = 2
+
+
+def check_output(out_path: Path, warc_dir: Path) -> None:
+    """Refuse an output path that is not, or would not become, a regular file outside the
+    WARC folder: export replaces what is there, and must not replace a device, pipe, folder
+    or symbolic link (refused, not followed: give the file itself), nor put a file among the
+    archive's own WARC files (reindex would read it as one)."""
+    try:
+        mode: int | None = os.lstat(out_path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and stat.S_ISLNK(mode):
+        raise OutputError(f"{out_path} is a symbolic link: give the file it points at")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise OutputError(f"{out_path} exists and is not a regular file: export replaces "
+                          "regular files only")
+    resolved, folder = out_path.resolve(), warc_dir.resolve()
+    if resolved == folder or resolved.is_relative_to(folder):
+        raise OutputError(f"{out_path} is inside the WARC folder {warc_dir}: write the export "
+                          "elsewhere")
+
+
+def check_files(store: WarcStore, captures: Iterable[Capture]) -> None:
+    """Refuse (MissingFileError) when a WARC file the captures are in is nowhere to be found:
+    the export would point at records it does not hold."""
+    missing = sorted({c.warc_file for c in captures} - set(store.files()))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
+                                          else "")
+        raise MissingFileError(f"{len(missing)} WARC file(s) the index refers to are missing: "
+                               f"{shown} (archiver verify lists what is lost)")
+
+
 # -- CDXJ --------------------------------------------------------------------------------------
 
 def _write_atomically(out_path: Path, write: Any) -> None:
@@ -219,18 +261,22 @@ def _write_atomically(out_path: Path, write: Any) -> None:
 def export_cdxj(archive: Archive, out_path: Path, post_id: int | None = None) -> ExportSummary:
     """Write a sorted CDXJ index of the archive (or of one post's captures) for pywb.
 
-    Filenames are relative to the WARC folder.
+    Filenames are relative to the WARC folder. Refused (nothing written): an output path
+    :func:`check_output` refuses, and captures whose WARC file is missing.
     """
+    out_path = Path(out_path)
+    check_output(out_path, archive.store.directory)
     with archive.db.session() as session:
         captures = (_all_captures(session) if post_id is None
                     else post_captures(session, archive.store, post_id))
+    check_files(archive.store, captures)
     lines = sorted_lines(CdxjEntry(c, c.warc_file, c.offset, c.length) for c in captures)
 
     def write(handle: IO[bytes]) -> None:
         handle.writelines((line + "\n").encode("utf-8") for line in lines)
 
-    _write_atomically(Path(out_path), write)
-    return ExportSummary(path=Path(out_path), records=len(lines))
+    _write_atomically(out_path, write)
+    return ExportSummary(path=out_path, records=len(lines))
 
 
 # -- WACZ --------------------------------------------------------------------------------------
@@ -330,6 +376,18 @@ class _Package:
         now = utcnow()
         self.stamp = (now.year, now.month, now.day, now.hour, now.minute, now.second)
 
+    def __enter__(self) -> _Package:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, _error: BaseException | None,
+                 _trace: TracebackType | None) -> None:
+        if kind is not None:
+            # A failed package's file is thrown away; its zip is closed now, while that file
+            # is open, or collecting it later writes to the closed file and Python prints a
+            # second error after the one-line message.
+            with contextlib.suppress(Exception):
+                self.zip.close()
+
     def add(self, path: str, source: IO[bytes], stored: bool, size: int = 0) -> None:
         """Add an entry from a stream; WARCs are stored, the rest deflated."""
         info = zipfile.ZipInfo(path, date_time=self.stamp)
@@ -371,9 +429,14 @@ def _pages_jsonl(pages: list[dict[str, str]], title: str) -> bytes:
 
 
 def export_wacz(archive: Archive, out_path: Path, post_id: int | None = None) -> ExportSummary:
-    """Write a WACZ 1.1.1 package of the whole archive, or of the references of one post."""
+    """Write a WACZ 1.1.1 package of the whole archive, or of the references of one post.
+
+    Refused (nothing written): an output path :func:`check_output` refuses, and captures
+    whose WARC file is missing (the package's index would point outside it).
+    """
     store = archive.store
     out_path = Path(out_path)
+    check_output(out_path, store.directory)
     with archive.db.session() as session:
         if post_id is None:
             post = None
@@ -383,11 +446,15 @@ def export_wacz(archive: Archive, out_path: Path, post_id: int | None = None) ->
             post = _post(session, post_id)
             captures = post_captures(session, store, post_id)
             title = f"link-archiver: references of {post.title or post.url}"
+        check_files(store, captures)
         pages = _pages(session, store, captures, post_id)
     summary = ExportSummary(path=out_path, records=len(captures), pages=len(pages))
 
     def write(handle: IO[bytes]) -> None:
-        package = _Package(handle)
+        with _Package(handle) as package:
+            fill(package)
+
+    def fill(package: _Package) -> None:
         if post is None:
             names = store.files()
             for name in names:
