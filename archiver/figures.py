@@ -3,12 +3,11 @@
 Counting them is cheap for a blog and about half a second for a million links on PostgreSQL
 (every link by state, every capture, every broken link's citations), which is too slow for a
 page.  So the figures are stored with a *change mark* — the highest ID of posts, citations,
-links, checks and captures, each read from its primary-key index in microseconds, and the
-number of posts and the time of the latest post change, read from the small posts table —
-and the time counting took.  Highest IDs see every new row; rows go away only with a post:
-a changed post's citations are replaced (SQLite may even give the new rows the old IDs) and
-its ``updated_at`` moves, a removed post takes its citations along and the posts' count
-drops.  The dashboard shows the stored figures while the mark is unchanged.  When
+links, checks and captures, and the time of the latest post change, each read from an index
+in microseconds — and the time counting took.  Highest IDs see every new row; rows go away
+only when a post changes: its citations are replaced (SQLite may even give the new rows the
+old IDs) and its ``updated_at`` moves.  (Nothing deletes posts or links; a command that does
+must forget the figures.)  The dashboard shows the stored figures while the mark is unchanged.  When
 it has changed, the dashboard counts again, unless counting is expensive (``LIVE_BELOW_MS`` or
 more) and the figures are younger than ``STALE_FACTOR`` times their cost: then it shows them
 with the time they were counted.  The scheduler counts after every round (with the daily
@@ -71,10 +70,9 @@ def is_broken() -> ColumnElement[bool]:
 
 def change_mark(session: Session) -> list[int]:
     """Changes whenever a row the figures count is added or removed: the highest IDs of the
-    counted tables, the number of posts and the latest post change (in microseconds)."""
+    counted tables and the latest post change (in microseconds)."""
     marks = select(*(select(func.max(column)).scalar_subquery() for column in
                      (Post.id, Citation.id, Link.id, Check.id, Capture.id)),
-                   select(func.count(Post.id)).scalar_subquery(),
                    select(func.max(Post.updated_at)).scalar_subquery())
     *ids, latest_change = session.execute(marks).one()
     changed = (latest_change - _EPOCH) // timedelta(microseconds=1) if latest_change else 0

@@ -105,7 +105,7 @@ class Post(Base):
     published_at: Mapped[datetime | None] = mapped_column(DateTime)
     content_hash: Mapped[str] = mapped_column(String(64))
     discovered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
     source: Mapped[Source] = relationship(back_populates="posts")
     citations: Mapped[list[Citation]] = relationship(back_populates="post",

@@ -5,7 +5,7 @@ flagged the links of my-blog.example:8080 and x.myxblog.example too.
 
 Revision ID: 0010
 Revises: 0009
-Create Date: 2026-12-02 10:00:00.000000
+Create Date: 2026-11-27 17:10:00.000000
 """
 
 from alembic import op
