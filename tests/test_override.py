@@ -288,9 +288,13 @@ def test_unignoring_normalises_and_tells_whether_anything_changed(archive: Archi
     assert actions.unignore_domain(archive, "nonexist.example") is None
     browser = author_app.test_client()
     log_in(browser)
-    browser.post("/domains/Example.COM/delete",
-                 data={"csrf_token": token(browser, "/domains")})
+    answer = browser.post("/domains/Example.COM/delete", follow_redirects=True,
+                          data={"csrf_token": token(browser, "/domains")})
+    assert "Links to example.com are checked again." in answer.get_data(as_text=True)
     assert ignored_hosts(archive) == [] and actions.ignored_domains(archive) == []
+    answer = browser.post("/domains/nonexist.example/delete", follow_redirects=True,
+                          data={"csrf_token": token(browser, "/domains")})
+    assert "nonexist.example was not ignored." in answer.get_data(as_text=True)
     actions.ignore_domain(archive, "example.com")
     assert actions.unignore_domain(archive, "https://www.Example.com/") == "example.com"
     assert actions.unignore_domain(archive, "not a domain!") is None

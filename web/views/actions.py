@@ -78,6 +78,6 @@ def ignore() -> Any:
 @login_required
 def unignore(domain: str) -> Any:
     """Stop ignoring a domain."""
-    actions.unignore_domain(archive(), domain)
-    flash(f"Links to {domain} are checked again.")
+    removed = actions.unignore_domain(archive(), domain)
+    flash(f"Links to {removed} are checked again." if removed else f"{domain} was not ignored.")
     return redirect(url_for("actions.domains"))
