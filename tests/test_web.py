@@ -172,3 +172,26 @@ def test_app_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
 def test_store_refuses_paths_outside_the_warc_folder(archive: Archive, name: str) -> None:
     with pytest.raises(StorageError):
         archive.store.path_of(name)
+
+
+def test_replay_answers_byte_ranges_of_an_archived_video(client: FlaskClient, archive: Archive,
+                                                         site: Site, tmp_path: Path) -> None:
+    """A player seeks by asking for byte ranges: replay answers 206 with the archived bytes
+    asked for, 416 for a range past the end, and the whole body without a Range header."""
+    film = bytes(range(256)) * 400
+    site.page("/film.webm", film, content_type="video/webm")
+    discover_posts(archive, tmp_path / "posts", post(
+        "Film", "https://blog.example/film", f"Watch [it]({site.url('/film.webm')})."))
+    run_due(archive, WorkKind.CAPTURE)
+    stamp = client.get(f"/web/{site.url('/film.webm')}").headers["Location"].split("/")[2]
+    path = f"/web/{stamp}id_/{site.url('/film.webm')}"
+    whole = client.get(path)
+    assert whole.status_code == 200 and whole.data == film
+    assert whole.headers["Accept-Ranges"] == "bytes"
+    part = client.get(path, headers={"Range": "bytes=1000-1999"})
+    assert part.status_code == 206 and part.data == film[1000:2000]
+    assert part.headers["Content-Range"] == f"bytes 1000-1999/{len(film)}"
+    assert part.headers["Content-Length"] == "1000"
+    tail = client.get(path, headers={"Range": "bytes=-10"})
+    assert tail.status_code == 206 and tail.data == film[-10:]
+    assert client.get(path, headers={"Range": f"bytes={len(film)}-"}).status_code == 416

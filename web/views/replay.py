@@ -150,6 +150,9 @@ def replay(rest: str) -> Any:
         response.headers.add(name, value)
     if not exact:
         response.headers["Content-Location"] = replay_path(capture.captured_at, url, modifier)
+    if archived.status == 200:  # a player seeks an archived video or audio by byte ranges
+        response.make_conditional(request, accept_ranges=True,
+                                  complete_length=len(archived.body))
     return _memento_headers(response, url, captures, index)
 
 
