@@ -194,6 +194,17 @@ def test_export_refuses_the_warc_folder(filled: Archive, name: str) -> None:
     assert code == 0, err
 
 
+def test_export_refuses_the_archives_database(filled: Archive) -> None:
+    database = Path(str(filled.db.engine.url.database))
+    assert database.is_file()
+    for target in (database, database.with_name(database.name + "-wal")):
+        before = database.read_bytes()
+        code, _, err = invoke(filled, "export", "--format", "cdxj", "-o", str(target))
+        assert code == 2 and len(err.splitlines()) == 1 and "database" in err, err
+        assert database.read_bytes() == before
+    assert invoke(filled, "verify")[0] == 0
+
+
 # -- export: what it reads ----------------------------------------------------------------------
 
 def test_export_refuses_when_a_warc_file_is_missing(filled: Archive, tmp_path: Path) -> None:

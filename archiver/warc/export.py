@@ -212,11 +212,12 @@ class OutputError(ArchiverError):
     exit_code = 2
 
 
-def check_output(out_path: Path, warc_dir: Path) -> None:
+def check_output(out_path: Path, archive: Archive) -> None:
     """Refuse an output path that is not, or would not become, a regular file outside the
     WARC folder: export replaces what is there, and must not replace a device, pipe, folder
     or symbolic link (refused, not followed: give the file itself), nor put a file among the
-    archive's own WARC files (reindex would read it as one)."""
+    archive's own WARC files (reindex would read it as one), nor replace its database."""
+    warc_dir = archive.store.directory
     try:
         mode: int | None = os.lstat(out_path).st_mode
     except FileNotFoundError:
@@ -230,6 +231,11 @@ def check_output(out_path: Path, warc_dir: Path) -> None:
     if resolved == folder or resolved.is_relative_to(folder):
         raise OutputError(f"{out_path} is inside the WARC folder {warc_dir}: write the export "
                           "elsewhere")
+    database = archive.db.engine.url.database if archive.db.engine.url.get_backend_name() \
+        == "sqlite" else None
+    if database and resolved in {Path(database + suffix).resolve()
+                                 for suffix in ("", "-wal", "-shm", "-journal")}:
+        raise OutputError(f"{out_path} is the archive's database: write the export elsewhere")
 
 
 def check_files(store: WarcStore, captures: Iterable[Capture]) -> None:
@@ -265,7 +271,7 @@ def export_cdxj(archive: Archive, out_path: Path, post_id: int | None = None) ->
     :func:`check_output` refuses, and captures whose WARC file is missing.
     """
     out_path = Path(out_path)
-    check_output(out_path, archive.store.directory)
+    check_output(out_path, archive)
     with archive.db.session() as session:
         captures = (_all_captures(session) if post_id is None
                     else post_captures(session, archive.store, post_id))
@@ -436,7 +442,7 @@ def export_wacz(archive: Archive, out_path: Path, post_id: int | None = None) ->
     """
     store = archive.store
     out_path = Path(out_path)
-    check_output(out_path, store.directory)
+    check_output(out_path, archive)
     with archive.db.session() as session:
         if post_id is None:
             post = None
