@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from warcio.statusandheaders import (
     StatusAndHeaders,
@@ -102,8 +102,20 @@ class ParsedRecord:
 
     @property
     def target_uri(self) -> str:
-        """WARC-Target-URI without the angle brackets some WARC/1.0 writers (wget) add."""
-        return strip_brackets(self.header("WARC-Target-URI") or "")
+        """The URI of the record, as the index keeps it (``record_uri``)."""
+        return record_uri(self.header("WARC-Target-URI"))
+
+    def http_headers(self) -> StatusAndHeaders | None:
+        """The HTTP status line and headers at the start of an ``application/http`` block,
+        or None when it has none (or they cannot be parsed)."""
+        if not self.head or not (self.header("Content-Type") or "").lower().startswith(
+                "application/http"):
+            return None
+        try:
+            parsed: StatusAndHeaders = _HTTP_PARSER.parse(io.BytesIO(self.head))
+        except (StatusAndHeadersParserException, EOFError, ValueError):
+            return None
+        return parsed
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,13 @@ def strip_brackets(uri: str) -> str:
     """``<http://x/>`` -> ``http://x/`` (WARC/1.0 allowed the brackets)."""
     uri = uri.strip()
     return uri[1:-1] if uri.startswith("<") and uri.endswith(">") else uri
+
+
+def record_uri(value: str | None) -> str:
+    """The URI of a record from its WARC-Target-URI, the one rule the index, reindex and
+    verify share: no angle brackets, and spaces (invalid in a URI, but written by some tools)
+    percent-encoded as warcio encodes them when replay reads the record."""
+    return strip_brackets(value or "").replace(" ", "%20")
 
 
 # -- streams --------------------------------------------------------------------------------
@@ -164,6 +183,15 @@ class LineReader:
             if not more:
                 return self._take(limit)
             self._buffer += more
+
+    def peek(self, size: int) -> bytes:
+        """The next ``size`` bytes (fewer only at the end), left to be read."""
+        while len(self._buffer) < size:
+            more = self._source.read(CHUNK)
+            if not more:
+                break
+            self._buffer += more
+        return self._buffer[:size]
 
     def read(self, size: int = -1, /) -> bytes:
         """Up to ``size`` bytes (fewer only at the end)."""
@@ -485,10 +513,11 @@ def read_record(stream: LineReadable, *, check: bool = True) -> ParsedRecord | N
     return ParsedRecord(headers, head, length, digests)
 
 
-def scan_warc(path: Path, *, unchecked: frozenset[int] = frozenset()) -> \
-        Iterator[ScannedRecord]:
+def scan_warc(path: Path, *, unchecked: frozenset[int] = frozenset(),
+              check: bool = True) -> Iterator[ScannedRecord]:
     """Every record of a WARC file with its place; ScanError at the first unreadable byte.
-    The digests of the records at the offsets in ``unchecked`` are not computed.
+    The digests of the records at the offsets in ``unchecked`` (of every record, without
+    ``check``) are not computed.
 
     A gzipped file must hold one record per gzip member; an uncompressed file is read record
     by record.
@@ -497,12 +526,12 @@ def scan_warc(path: Path, *, unchecked: frozenset[int] = frozenset()) -> \
         gzipped = handle.read(2) == GZIP_MAGIC
         handle.seek(0)
         if gzipped:
-            yield from _scan_gzipped(handle, unchecked)
+            yield from _scan_gzipped(handle, unchecked, check)
             return
         while True:
             start = handle.tell()
             try:
-                record = read_record(handle, check=start not in unchecked)
+                record = read_record(handle, check=check and start not in unchecked)
             except StorageError as exc:
                 raise ScanError(start, str(exc)) from exc
             if record is None:
@@ -510,10 +539,29 @@ def scan_warc(path: Path, *, unchecked: frozenset[int] = frozenset()) -> \
             yield ScannedRecord(start, handle.tell() - start, record)
 
 
-def _scan_gzipped(handle: BinaryIO, unchecked: frozenset[int]) -> Iterator[ScannedRecord]:
+def scan_stream(source: Readable) -> Iterator[ScannedRecord]:
+    """Every record of a WARC read from a stream (gzipped or not), digests computed, as
+    ``scan_warc`` reads a file: garbage is refused within its first bytes, not at the end."""
+    reader = LineReader(source)
+    if reader.peek(2) == GZIP_MAGIC:
+        yield from _scan_gzipped(reader, frozenset(), True)
+        return
+    while True:
+        start = reader.consumed
+        try:
+            record = read_record(reader)
+        except StorageError as exc:
+            raise ScanError(start, str(exc)) from exc
+        if record is None:
+            return
+        yield ScannedRecord(start, reader.consumed - start, record)
+
+
+def _scan_gzipped(handle: Readable, unchecked: frozenset[int],
+                  check: bool) -> Iterator[ScannedRecord]:
     for start, member in iter_gzip_members(handle):
         try:
-            record = read_record(member.stream, check=start not in unchecked)
+            record = read_record(member.stream, check=check and start not in unchecked)
             more = member.stream.read(1)
         except ScanError:
             raise

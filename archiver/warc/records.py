@@ -13,7 +13,9 @@ from datetime import datetime
 from warcio.statusandheaders import StatusAndHeaders
 
 from archiver.clock import parse_warc_date
+from archiver.errors import StorageError
 from archiver.urls import url_key
+from archiver.warc.reader import ParsedRecord
 
 INDEXED_TYPES = frozenset({"response", "revisit", "resource"})
 
@@ -40,31 +42,62 @@ class RecordLocation:
         return url_key(self.url)
 
 
-def location_from_record(record: object, warc_file: str, offset: int,
-                         length: int) -> RecordLocation | None:
-    """Index facts of a warcio record, or None for records the index does not keep."""
-    rec_type: str = record.rec_type  # type: ignore[attr-defined]
-    if rec_type not in INDEXED_TYPES:
+class RecordError(StorageError):
+    """A record the index cannot keep: no valid WARC-Date, a segmented record, an HTTP status
+    that is not one."""
+
+
+def _captured_at(headers: StatusAndHeaders) -> datetime:
+    text = (headers.get_header("WARC-Date") or "").strip()
+    if not text:
+        raise RecordError("record without a WARC-Date")
+    try:
+        return parse_warc_date(text)
+    except (ValueError, OverflowError) as exc:
+        raise RecordError(f"WARC-Date {text[:40]!r} is not a date") from exc
+
+
+def _status(code: str | None) -> int | None:
+    """An HTTP status code; None when the status line has none (as warcio reads it)."""
+    if not code or not code.isdigit():
         return None
-    headers = record.rec_headers  # type: ignore[attr-defined]
-    http_headers = record.http_headers  # type: ignore[attr-defined]
+    if len(code) != 3:
+        raise RecordError(f"HTTP status {code[:20]!r} is not a three-digit code")
+    return int(code)
+
+
+def _mime(content_type: str | None) -> str | None:
+    return content_type.split(";", 1)[0].strip().lower() if content_type else None
+
+
+def location_from_record(record: ParsedRecord, warc_file: str, offset: int,
+                         length: int) -> RecordLocation | None:
+    """Index facts of a record, or None for records the index does not keep (other types,
+    no WARC-Target-URI).  The one rule that import and reindex share; RecordError for a
+    record that cannot be indexed.  Segmented records are refused: joining the segments of
+    a record (WARC-Segment-Number, ``continuation`` records) is not supported."""
+    headers = record.headers
+    rec_type = record.rec_type
+    if rec_type == "continuation" or headers.get_header("WARC-Segment-Number"):
+        raise RecordError("segmented record (WARC-Segment-Number or continuation): joining "
+                          "segments is not supported")
+    url = record.target_uri
+    if rec_type not in INDEXED_TYPES or not url:
+        return None
     status: int | None = None
     mime: str | None = None
-    if http_headers is not None and rec_type in {"response", "revisit"}:
-        code = http_headers.get_statuscode()
-        status = int(code) if code and code.isdigit() else None
-        content_type = http_headers.get_header("Content-Type")
-        mime = content_type.split(";", 1)[0].strip().lower() if content_type else None
-    elif rec_type == "resource":
+    if rec_type == "resource":
         status = 200
-        content_type = headers.get_header("Content-Type")
-        mime = content_type.split(";", 1)[0].strip().lower() if content_type else None
+        mime = _mime(headers.get_header("Content-Type"))
+    else:
+        http_headers = record.http_headers()
+        if http_headers is not None:
+            status = _status(http_headers.get_statuscode())
+            mime = _mime(http_headers.get_header("Content-Type"))
     return RecordLocation(
         warc_file=warc_file, offset=offset, length=length, record_type=rec_type,
-        record_id=headers.get_header("WARC-Record-ID") or "",
-        url=headers.get_header("WARC-Target-URI") or "",
-        captured_at=parse_warc_date(headers.get_header("WARC-Date")),
-        status=status, mime=mime,
+        record_id=headers.get_header("WARC-Record-ID") or "", url=url,
+        captured_at=_captured_at(headers), status=status, mime=mime,
         payload_digest=headers.get_header("WARC-Payload-Digest"),
         truncated=headers.get_header("WARC-Truncated"),
     )

@@ -41,19 +41,19 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from warcio.archiveiterator import ArchiveIterator
-from warcio.recordloader import ArchiveLoadFailed
 from warcio.warcwriter import WARCWriter
 
 from archiver import __version__
 from archiver.clock import utcnow
 from archiver.errors import MissingFileError, StorageError
 from archiver.net.client import Exchange
-from archiver.warc.reader import Limited, Readable
+from archiver.warc.reader import Limited, Readable, ScanError, scan_warc
 from archiver.warc.records import (
     GZIP_LEVEL,
     REQUEST_TYPE,
     RESPONSE_TYPE,
     REVISIT_PROFILE,
+    RecordError,
     RecordLocation,
     http_head,
     location_from_record,
@@ -492,23 +492,35 @@ class WarcStore:
             self.remote.download(warc_file, copy)
             yield copy
 
-    def iter_locations(self, warc_file: str) -> Iterator[RecordLocation]:
-        """Index facts of every indexable record of one file, read from the file alone; a file
-        that is not readable as WARC raises StorageError naming it and where reading stopped."""
-        with self.local_copy(warc_file) as path, open(path, "rb") as handle:
-            iterator = ArchiveIterator(handle)
-            offset = 0
+    def iter_locations(self, warc_file: str,
+                       skipped: list[str] | None = None) -> Iterator[RecordLocation]:
+        """Index facts of every indexable record of one file, read from the file alone.
+
+        A file that is not readable as WARC raises StorageError naming it and the byte where
+        reading stopped (a partial tail included).  A record the index cannot keep (no valid
+        WARC-Date...) raises StorageError naming it too; with ``skipped``, it is described
+        there instead and the records after it are read.
+        """
+        with self.local_copy(warc_file) as path:
             try:
-                for record in iterator:
-                    offset = iterator.get_record_offset()
-                    length = iterator.get_record_length()  # reads the record in chunks
-                    location = location_from_record(record, warc_file, offset, length)
+                for scanned in scan_warc(path, check=False):
+                    try:
+                        location = location_from_record(scanned.record, warc_file,
+                                                        scanned.offset, scanned.length)
+                    except RecordError as exc:
+                        problem = f"{warc_file}@{scanned.offset}: {exc}"
+                        if skipped is None:
+                            raise StorageError(problem) from exc
+                        skipped.append(problem)
+                        continue
                     if location is not None:
                         yield location
-            except (ArchiveLoadFailed, EOFError, zlib.error, ValueError) as exc:
-                reason = str(exc)[:80].encode("ascii", "backslashreplace").decode()
-                raise StorageError(f"{warc_file}: not readable as WARC after byte {offset} "
+            except ScanError as exc:
+                reason = exc.reason[:120].encode("ascii", "backslashreplace").decode()
+                raise StorageError(f"{warc_file}: not readable as WARC from byte {exc.offset} "
                                    f"({reason}); `archiver verify` lists what is wrong") from exc
+            except OSError as exc:
+                raise StorageError(f"{warc_file}: cannot read it: {exc}") from exc
 
 
 class _ReadErrors:
