@@ -7,7 +7,12 @@ datapackage.json hashes.  Real files, real SQLite, the real CLI.
 from __future__ import annotations
 
 import gzip
+import json
+import logging
 import os
+import shutil
+import stat
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -20,7 +25,7 @@ from archiver.warc.importer import import_files
 from archiver.warc.indexer import reindex
 from archiver.warc.verify import verify
 from tests.test_import_digests import BASE, DATE, SITE, record_offset, write_warc
-from tests.test_warc_tools import invoke
+from tests.test_warc_tools import invoke, snapshot
 
 
 def raw_record(headers: dict[str, str], block: bytes, *, gzipped: bool = False,
@@ -59,6 +64,56 @@ def rows(archive: Archive) -> list[tuple[str, str, int]]:
 
 def temp_files(archive: Archive) -> list[str]:
     return [name for name in os.listdir(archive.store.directory) if name.startswith(".import-")]
+
+
+# -- 1. a zip bomb ---------------------------------------------------------------------------
+
+def test_wacz_zip_bomb_is_refused_before_it_is_unpacked(archive: Archive,
+                                                        tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.wacz"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as package:
+        package.writestr("archive/bomb.warc", b"WARC/1.1\r\n" + bytes(8 << 20))
+    assert bomb.stat().st_size < 100_000
+    before = snapshot(archive)
+    code, _, err = invoke(archive, "import", str(bomb))
+    assert code == StorageError.exit_code and "archive/bomb.warc" in err, err
+    assert "zip bomb" in err and "8388618 bytes" in err, err
+    assert snapshot(archive) == before
+
+
+def test_garbage_is_refused_within_its_first_bytes(archive: Archive, tmp_path: Path) -> None:
+    """A stored (ratio 1) entry of zeros with a bad CRC at its very end: checking while
+    copying stops at the headers; copying it all first would reach the bad CRC."""
+    wacz = tmp_path / "zeros.wacz"
+    with zipfile.ZipFile(wacz, "w", zipfile.ZIP_STORED) as package:
+        package.writestr("archive/zeros.warc", b"WARC/1.1\r\n" + bytes(4 << 20))
+    data = bytearray(wacz.read_bytes())
+    data[data.index(b"WARC/1.1\r\n") + 10 + (4 << 20) - 1] = 1  # last byte of the entry
+    wacz.write_bytes(bytes(data))
+    before = snapshot(archive)
+    with pytest.raises(StorageError, match="WARC headers too long"):
+        import_files(archive, [wacz])
+    assert snapshot(archive) == before
+
+
+# -- 2. bytes already in the folder, records not indexed -------------------------------------
+
+@pytest.mark.parametrize("name", ["imported-site.warc.gz", "copied-by-hand.warc.gz"])
+def test_file_in_folder_but_not_indexed_is_indexed_in_place(archive: Archive, tmp_path: Path,
+                                                            name: str) -> None:
+    """A kill -9 after the file was moved in but before the index commit (the name an import
+    gives it), or a copy made by hand: importing it indexes it, with no second copy."""
+    source = write_warc(tmp_path / "site.warc.gz", SITE, gzipped=True)
+    archive.store.directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, archive.store.directory / name)
+    code, _, err = invoke(archive, "import", str(source))  # the CLI says it on stderr
+    assert code == 0, err
+    assert "already in the archive" not in err and "3 records indexed" in err, err
+    assert sorted(os.listdir(archive.store.directory)) == [name]
+    assert [url for url, _, _ in rows(archive)] == sorted(BASE + path for path, _, _ in SITE)
+    assert verify(archive) == []
+    code, _, err = invoke(archive, "import", str(source))  # now it is: skipped
+    assert code == 0 and "already in the archive" in err and "0 records indexed" in err, err
 
 
 # -- 3. reindex with damaged files -----------------------------------------------------------
@@ -117,6 +172,25 @@ def test_reindex_names_a_non_warc_file_and_a_record_without_a_date(archive: Arch
         sorted([BASE + "/dated"] + [BASE + path for path, _, _ in SITE])
 
 
+# -- 4. segmented records --------------------------------------------------------------------
+
+def test_segmented_records_are_refused(archive: Archive, tmp_path: Path) -> None:
+    path = tmp_path / "segmented.warc"
+    first = response(BASE + "/big", 1, extra={"WARC-Segment-Number": "1"})
+    rest = raw_record({"WARC-Record-ID": "<urn:uuid:00000000-0000-4000-8000-900000000002>",
+                       "WARC-Date": DATE, "WARC-Target-URI": BASE + "/big",
+                       "WARC-Segment-Origin-ID": "<urn:uuid:00000000-0000-4000-8000-900000000001>",
+                       "WARC-Segment-Number": "2", "WARC-Segment-Total-Length": "99"},
+                      b"more bytes", record_type="continuation")
+    path.write_bytes(first + rest)
+    before = snapshot(archive)
+    code, _, err = invoke(archive, "import", str(path))
+    assert code == StorageError.exit_code and str(path) in err, err
+    assert "segmented record" in err and "not supported" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert snapshot(archive) == before
+
+
 # -- 5. the URI of a record: one rule ---------------------------------------------------------
 
 def test_uri_with_a_space_and_an_empty_uri(archive: Archive, tmp_path: Path) -> None:
@@ -131,3 +205,61 @@ def test_uri_with_a_space_and_an_empty_uri(archive: Archive, tmp_path: Path) -> 
     assert rows(archive) == imported
     assert verify(archive) == []
 
+
+# -- 6. records the index cannot keep: clear errors at import ----------------------------------
+
+@pytest.mark.parametrize(("record", "problem"), [
+    (response(BASE + "/a", 1, date=None), "record without a WARC-Date"),
+    (response(BASE + "/a", 1, date="yesterday"), "WARC-Date 'yesterday' is not a date"),
+    (response(BASE + "/a", 1, status="99999999999999999999 Huge"),
+     "HTTP status '99999999999999999999' is not a three-digit code"),
+])
+def test_records_the_index_cannot_keep_are_refused_naming_the_file(
+        archive: Archive, tmp_path: Path, record: bytes, problem: str) -> None:
+    path = tmp_path / "date-bad.warc.gz"
+    path.write_bytes(gzip.compress(response(BASE + "/fine", 0)) + gzip.compress(record))
+    before = snapshot(archive)
+    code, _, err = invoke(archive, "import", str(path))
+    assert code == StorageError.exit_code, err
+    assert str(path) in err and problem in err and BASE + "/a" in err, err
+    assert "imported-" not in err and "archiver verify" not in err, err
+    assert snapshot(archive) == before
+
+
+# -- 7. mode of the imported files, datapackage.json hashes ------------------------------------
+
+def test_imported_files_get_the_stores_mode(archive: Archive, tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        import_files(archive, [write_warc(tmp_path / "site.warc", SITE)])
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((archive.store.directory / "imported-site.warc").stat().st_mode)
+    assert mode == 0o644
+
+
+def wacz_with_hash(tmp_path: Path, declared: str) -> Path:
+    warc = write_warc(tmp_path / "site.warc.gz", SITE, gzipped=True)
+    wacz = tmp_path / "site.wacz"
+    with zipfile.ZipFile(wacz, "w") as package:
+        package.write(warc, "archive/site.warc.gz")
+        package.writestr("datapackage.json", json.dumps({"resources": [
+            {"path": "archive/site.warc.gz", "hash": declared}]}))
+    return wacz
+
+
+def test_datapackage_hash_prefix_in_any_case(archive: Archive, tmp_path: Path) -> None:
+    wacz = wacz_with_hash(tmp_path, "SHA256:" + "0" * 64)
+    before = snapshot(archive)
+    with pytest.raises(StorageError, match=r"does not match the hash in datapackage\.json"):
+        import_files(archive, [wacz])
+    assert snapshot(archive) == before
+
+
+def test_datapackage_hash_not_checked_is_warned(archive: Archive, tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    wacz = wacz_with_hash(tmp_path, "md5:" + "0" * 32)
+    with caplog.at_level(logging.WARNING, logger="archiver.warc.importer"):
+        assert import_files(archive, [wacz]).records == 3
+    assert any("md5:" in r.getMessage() and "not checked" in r.getMessage()
+               for r in caplog.records)

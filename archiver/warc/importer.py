@@ -1,11 +1,14 @@
 """Bring WARC files made by other tools (wget, pywb, Browsertrix, ArchiveWeb.page) into the
 archive: ``.warc``, ``.warc.gz`` and ``.wacz`` files.
 
-Each WARC is checked record by record before anything is kept (every record readable, and
-every declared block and payload digest matching its bytes, as ``archiver verify`` checks
-them), copied into the WARC folder as ``imported-<original name>`` (never overwriting a file)
-and indexed.  An import is all or
-nothing: when any input is bad, no file is left in the folder and no row in the index.
+Each WARC is checked record by record as it is copied next to the store's files (every
+record readable, every declared block and payload digest matching its bytes, as ``archiver
+verify`` checks them, and every record one the index can keep: a valid WARC-Date, not
+segmented), so garbage is refused within its first bytes; then it is moved into the WARC folder
+as ``imported-<original name>`` (never overwriting a file) and indexed.  A WACZ entry that
+would unpack to more than ``MAX_UNPACK_RATIO`` times its size in the zip is refused unread.  An
+import is all or nothing: when any input is bad, no file is left in the folder and no row in
+the index.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -30,13 +34,16 @@ from archiver.capture import index_locations
 from archiver.errors import ArchiverError, StorageError
 from archiver.models import Capture, Link
 from archiver.net.content import GZIP_MAGIC
-from archiver.warc.reader import ScanError, scan_warc
-from archiver.warc.records import RecordLocation
+from archiver.warc.reader import ScanError, ScannedRecord, scan_stream
+from archiver.warc.records import RecordError, RecordLocation, location_from_record
 
 IMPORT_PREFIX = "imported-"
 ZIP_MAGIC = b"PK\x03\x04"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _BATCH = 500
+# A WACZ entry may unpack to at most this many times its size in the zip (above 1 MiB).
+MAX_UNPACK_RATIO = 100
+_RATIO_FLOOR = 1 << 20
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +52,9 @@ log = logging.getLogger(__name__)
 class ImportSummary:
     """What one import did: files kept, files already present, index rows added."""
 
-    imported: list[str] = field(default_factory=list)  # new file names in the WARC folder
+    # names in the WARC folder of files whose records were indexed: new ones, and files
+    # already there whose records the index lacked
+    imported: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # inputs whose bytes were already there
     records: int = 0  # index rows added
     links: int = 0  # URL keys among the new rows that belong to links of this archive
@@ -76,60 +85,95 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_records(path: Path, source: str) -> int:
-    """Count a staged WARC's records, refusing it at the first one whose declared block or
-    payload digest does not match its bytes (the checks ``archiver verify`` makes)."""
-    count = 0
-    for scanned in scan_warc(path):
-        count += 1
-        check = scanned.record.digests
-        if not (check.mismatches or check.unchecked):
-            continue
-        where = (f"{scanned.record.rec_type or 'untyped'} record for "
-                 f"{scanned.record.target_uri or '(no WARC-Target-URI)'} at byte "
-                 f"{scanned.offset}")
-        if check.mismatches:
-            raise StorageError(f"{source}: {where}: {'; '.join(check.mismatches)} "
-                               "(damaged or altered; the file was refused)")
-        for note in check.unchecked:
-            log.warning("import: %s: %s: %s", source, where, note)
-    return count
+class _Copying:
+    """A readable that copies what is read from ``source`` to ``out`` and hashes it, so a WARC
+    is checked as it is staged (garbage is refused within its first bytes)."""
+
+    def __init__(self, source: IO[bytes], out: IO[bytes], source_name: str) -> None:
+        self._source = source
+        self._out = out
+        self._name = source_name
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes of the source, copied and hashed."""
+        try:
+            data = self._source.read(size)
+        except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise _SourceError(f"{self._name}: cannot read it: {exc}") from exc
+        self.digest.update(data)
+        self._out.write(data)
+        return data
+
+
+class _SourceError(StorageError):
+    """The input itself could not be read (not a problem of the WARC in it)."""
+
+
+def _check_record(scanned: ScannedRecord, source: str) -> None:
+    """Refuse a record whose declared block or payload digest does not match its bytes (the
+    checks ``archiver verify`` makes), or that the index could not keep."""
+    record = scanned.record
+    where = (f"{record.rec_type or 'untyped'} record for "
+             f"{record.target_uri or '(no WARC-Target-URI)'} at byte {scanned.offset}")
+    try:
+        location_from_record(record, "", scanned.offset, scanned.length)
+    except RecordError as exc:
+        raise StorageError(f"{source}: {where}: {exc} (the file was refused)") from exc
+    check = record.digests
+    if check.mismatches:
+        raise StorageError(f"{source}: {where}: {'; '.join(check.mismatches)} "
+                           "(damaged or altered; the file was refused)")
+    for note in check.unchecked:
+        log.warning("import: %s: %s: %s", source, where, note)
 
 
 def _stage_stream(stream: IO[bytes], source: str, base_name: str, folder: Path) -> _Staged:
-    """Copy a WARC into a temporary file in ``folder`` and check every record of it."""
-    digest = hashlib.sha256()
+    """Copy a WARC into a temporary file in ``folder``, checking every record as it is read."""
     with tempfile.NamedTemporaryFile(dir=folder, prefix=".import-", suffix=".tmp",
                                      delete=False) as out:
         temp = Path(out.name)
+        copying = _Copying(stream, out, source)
         try:
-            for chunk in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(chunk)
-                out.write(chunk)
-        except BaseException as exc:
+            head = copying.read(5)
+            if not (head.startswith(GZIP_MAGIC) or head == b"WARC/"):
+                raise StorageError(f"{source}: not a WARC file")
+            count = 0
+            for scanned in scan_stream(_Prefixed(head, copying)):
+                count += 1
+                _check_record(scanned, source)
+            if count == 0:
+                raise StorageError(f"{source}: holds no WARC records")
+        except ScanError as exc:
             out.close()
             temp.unlink(missing_ok=True)
-            if isinstance(exc, OSError | zipfile.BadZipFile | EOFError | zlib.error):
-                raise StorageError(f"{source}: cannot read it: {exc}") from exc
+            if isinstance(exc.__cause__, _SourceError):
+                raise exc.__cause__ from exc
+            hint = " (recompress it record by record, e.g. with `warcio recompress`)" \
+                if "more than one record" in exc.reason else ""
+            raise StorageError(f"{source}: not a readable WARC file: {exc}{hint}") from exc
+        except BaseException:
+            out.close()
+            temp.unlink(missing_ok=True)
             raise
-    staged = _Staged(source, base_name, temp, digest.hexdigest(), gzipped=False)
-    try:
-        with open(temp, "rb") as handle:
-            head = handle.read(5)
-        if not (head.startswith(GZIP_MAGIC) or head == b"WARC/"):
-            raise StorageError(f"{source}: not a WARC file")
-        staged.gzipped = head.startswith(GZIP_MAGIC)
-        if _check_records(temp, source) == 0:
-            raise StorageError(f"{source}: holds no WARC records")
-    except ScanError as exc:
-        temp.unlink(missing_ok=True)
-        hint = " (recompress it record by record, e.g. with `warcio recompress`)" \
-            if "more than one record" in exc.reason else ""
-        raise StorageError(f"{source}: not a readable WARC file: {exc}{hint}") from exc
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return staged
+    return _Staged(source, base_name, temp, copying.digest.hexdigest(),
+                   gzipped=head.startswith(GZIP_MAGIC))
+
+
+class _Prefixed:
+    """``head`` (already read), then the rest of ``source``."""
+
+    def __init__(self, head: bytes, source: _Copying) -> None:
+        self._head = head
+        self._source = source
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes."""
+        if self._head:
+            data, self._head = (self._head, b"") if size < 0 else \
+                (self._head[:size], self._head[size:])
+            return data
+        return self._source.read(size)
 
 
 def _safe_member(name: str) -> bool:
@@ -155,6 +199,32 @@ def _declared_hashes(package: zipfile.ZipFile, source: str) -> dict[str, str]:
             if isinstance(r, dict) and "path" in r and "hash" in r}
 
 
+def _check_ratio(info: zipfile.ZipInfo, source: str) -> None:
+    """Refuse a zip entry that would unpack to far more than it takes (a zip bomb) before a
+    byte of it is written.  A WACZ stores its WARCs gzipped, uncompressed in the zip (ratio
+    about 1); a plain WARC deflated in it shrinks about tenfold."""
+    if info.file_size > _RATIO_FLOOR and \
+            info.file_size > MAX_UNPACK_RATIO * max(info.compress_size, 1):
+        raise StorageError(
+            f"{source}: refusing a zip entry that unpacks to {info.file_size} bytes from "
+            f"{info.compress_size} (more than {MAX_UNPACK_RATIO} times: a zip bomb?); to "
+            "import it anyway, unzip it and import the WARC file itself")
+
+
+def _check_declared_hash(expected: str, item: _Staged) -> None:
+    """Compare a WARC with its hash in datapackage.json: sha256 (prefix in any case) is
+    checked; another algorithm is logged as not checked."""
+    if not expected:
+        return
+    algorithm, _, value = expected.strip().partition(":")
+    if algorithm.lower() != "sha256" or not value:
+        log.warning("import: %s: hash %r in datapackage.json not checked (only sha256 is)",
+                    item.source, expected[:80])
+        return
+    if value.strip().lower() != item.sha256:
+        raise StorageError(f"{item.source}: does not match the hash in datapackage.json")
+
+
 def _stage_wacz(path: Path, folder: Path) -> list[_Staged]:
     """Check a WACZ's entry names, then stage each WARC under ``archive/``."""
     try:
@@ -177,13 +247,12 @@ def _stage_wacz(path: Path, folder: Path) -> list[_Staged]:
         try:
             for info in members:
                 source = f"{path}!{info.filename}"
+                _check_ratio(info, source)
                 with package.open(info) as stream:
                     item = _stage_stream(stream, source, PurePosixPath(info.filename).name,
                                          folder)
                 staged.append(item)
-                expected = declared.get(info.filename, "")
-                if expected.startswith("sha256:") and expected[7:].lower() != item.sha256:
-                    raise StorageError(f"{source}: does not match the hash in datapackage.json")
+                _check_declared_hash(declared.get(info.filename, ""), item)
         except BaseException:
             _discard(staged)
             raise
@@ -242,20 +311,20 @@ class _KnownFiles:
             self.by_size.setdefault(path.stat().st_size, []).append(path)
         self.hashes: dict[Path, str] = {}
 
-    def has(self, size: int, sha256: str) -> bool:
-        """Whether a file of this size and hash is already in the folder."""
+    def find(self, size: int, sha256: str) -> Path | None:
+        """The file of the folder with this size and hash, if there is one."""
         for path in self.by_size.get(size, []):
             if path not in self.hashes:
                 self.hashes[path] = _file_sha256(path)
             if self.hashes[path] == sha256:
-                return True
-        return False
+                return path
+        return None
 
 
 def _new_locations(session: Session, archive: Archive,
                    name: str) -> tuple[list[RecordLocation], int]:
     """Index facts of a placed file's records that the index lacks, and how many it has."""
-    locations = [location for location in archive.store.iter_locations(name) if location.url]
+    locations = list(archive.store.iter_locations(name))
     ids = [location.record_id for location in locations if location.record_id]
     known: set[str] = set()
     for start in range(0, len(ids), _BATCH):
@@ -271,8 +340,10 @@ def import_files(archive: Archive, paths: list[Path]) -> ImportSummary:
 
     Every response, revisit and resource record is indexed.  Imported captures belong to the
     archive's existing links through their URL key; links are not created for URLs the
-    archive does not already track.  A file whose bytes are already in the folder (same
-    sha256), or whose records are all indexed already, is skipped.
+    archive does not already track.  A file whose records are all indexed already is skipped;
+    one whose bytes are already in the folder (same sha256) but not all indexed (an import
+    killed before it committed, a file copied there by hand) has the missing records indexed
+    where it lies, without a second copy.
     """
     folder = archive.store.directory
     folder.mkdir(parents=True, exist_ok=True)
@@ -291,21 +362,43 @@ def import_files(archive: Archive, paths: list[Path]) -> ImportSummary:
     remote_names = set(archive.store.files()) - set(local)
     seen: set[str] = set()
     placed: list[Path] = []
+    # Files already in the folder (a crash before the index commit, a copy by hand): their
+    # records are indexed where they lie, if the index lacks them.
+    present: list[Path] = []
     sources: dict[Path, str] = {}
     try:
         for item in staged:
             size = item.temp.stat().st_size
-            if item.sha256 in seen or known.has(size, item.sha256):
-                summary.skipped.append(item.source)
+            existing = known.find(size, item.sha256)
+            if item.sha256 in seen or existing is not None:
+                if existing is not None and existing not in present:
+                    present.append(existing)
+                    sources[existing] = item.source
+                else:
+                    summary.skipped.append(item.source)
                 item.temp.unlink()
                 continue
             seen.add(item.sha256)
             target = _stored_name(item.base_name, item.gzipped, folder, remote_names)
             placed.append(target)
             sources[target] = item.source
+            # The store's mode (as its own files get under the umask), not the temporary
+            # file's 0600: a web process of another user reads the folder.
+            os.chmod(item.temp, stat.S_IMODE(target.stat().st_mode))
             os.replace(item.temp, target)
         keys: set[str] = set()
         with archive.db.session() as session:
+            for existing in present:
+                locations, _total = _new_locations(session, archive, existing.name)
+                if not locations:
+                    summary.skipped.append(sources[existing])
+                    continue
+                log.warning("import: %s is already in the WARC folder as %s but %d of its "
+                            "records were not indexed; indexing them", sources[existing],
+                            existing.name, len(locations))
+                summary.records += index_locations(session, locations)
+                keys.update(location.url_key for location in locations)
+                summary.imported.append(existing.name)
             for target in list(placed):
                 locations, total = _new_locations(session, archive, target.name)
                 if total and not locations:  # every record is in the index already
