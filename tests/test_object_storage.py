@@ -182,3 +182,25 @@ def test_the_cli_refuses_a_bad_storage_url_with_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["report"], env=env)
     assert result.exit_code == 2, result.output
     assert "storage.url" in result.stderr
+
+
+def test_a_running_writer_uploads_its_failed_file_once_the_storage_is_back(
+        s3: S3Server, site: Site, tmp_path: Path) -> None:
+    """A worker runs for days: a file whose upload failed is uploaded by the same writer when a
+    later file closes, not only by the next process."""
+    bucket = f"outage-{uuid.uuid4().hex[:12]}"  # not created yet: uploads fail
+    with open_archive(s3_settings(tmp_path / "data", s3, bucket)) as archive:
+        archive.store.upload_retry_interval = 0.0
+        capture_posts(archive, site, tmp_path / "posts")
+        archive.store.checkpoint()
+        failed = warc_names(archive.store.directory)
+        assert failed
+        s3.client().create_bucket(Bucket=bucket)
+        site.page("/later.html", "<html><body>later</body></html>")
+        discover_posts(archive, tmp_path / "posts", post(
+            "Second", "https://blog.example/second", f"[Later]({site.url('/later.html')})."))
+        assert run_due(archive, WorkKind.CAPTURE).outcomes == {"archived": 1}
+        archive.store.checkpoint()
+        assert warc_names(archive.store.directory) == []
+        assert set(failed) < {key.rsplit("/", 1)[1] for key in s3.keys(bucket)}
+        assert verify(archive) == []

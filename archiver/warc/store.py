@@ -33,6 +33,7 @@ import re
 import socket
 import tempfile
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -72,6 +73,7 @@ _FRAMING_HEADERS = frozenset({"transfer-encoding"})
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9._+@-]+\.warc(?:\.gz)?")
 DIGEST_MEMORY = 100_000  # payload digests remembered for deduplication within a process
 OPEN_SUFFIX = ".open"  # ``<name>.open``: the file is being written (or its writer died)
+UPLOAD_RETRY_INTERVAL = 60.0  # seconds between a writer's new tries of its failed uploads
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
 _WRITING: set[Path] = set()  # files open for writing in this process
 _WRITING_LOCK = threading.Lock()
@@ -225,6 +227,11 @@ class WarcStore:
         # Run once, before the first file is begun (the archive repairs dead writers' files).
         self.prepare: Callable[[], None] | None = None
         self._prepared = False
+        # Files this store closed whose upload failed: tried again when a later file closes,
+        # at most every ``upload_retry_interval`` seconds (a storage outage is not hammered).
+        self._unpublished: set[Path] = set()
+        self._last_upload_try = 0.0
+        self.upload_retry_interval = UPLOAD_RETRY_INTERVAL
 
     # -- writing -------------------------------------------------------------------------
 
@@ -349,7 +356,21 @@ class WarcStore:
             with _WRITING_LOCK:
                 _WRITING.discard(path.resolve())
             handle.close()  # releases the flock
-        self._publish(path)
+        if not self._publish(path):
+            self._unpublished.add(path)
+            self._last_upload_try = time.monotonic()
+        self._retry_unpublished()
+
+    def _retry_unpublished(self) -> None:
+        """Upload again the files of this store whose upload failed, if it is time to."""
+        now = time.monotonic()
+        if not self._unpublished or now - self._last_upload_try < self.upload_retry_interval:
+            return
+        self._last_upload_try = now
+        for path in sorted(self._unpublished):
+            if path.exists() and not self._publish(path):
+                return  # the storage still fails: the rest wait for the next try
+            self._unpublished.discard(path)
 
     def _publish(self, path: Path) -> bool:
         """Upload a closed file to the object storage and remove it here; False if it failed
