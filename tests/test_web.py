@@ -195,3 +195,17 @@ def test_replay_answers_byte_ranges_of_an_archived_video(client: FlaskClient, ar
     tail = client.get(path, headers={"Range": "bytes=-10"})
     assert tail.status_code == 206 and tail.data == film[-10:]
     assert client.get(path, headers={"Range": f"bytes={len(film)}-"}).status_code == 416
+
+
+def test_replay_of_a_capture_whose_warc_file_is_gone_is_a_503(client: FlaskClient,
+                                                               archive: Archive,
+                                                               filled: Site) -> None:
+    """The storage's fault, said as such, without its paths: not a 500 traceback page."""
+    archive.store.close()
+    for name in archive.store.files():
+        archive.store.path_of(name).unlink()
+    stamp = client.get(f"/web/{filled.url('/page')}").headers["Location"].split("/")[2]
+    response = client.get(f"/web/{stamp}mp_/{filled.url('/page')}")
+    assert response.status_code == 503
+    text = response.get_data(as_text=True)
+    assert "storage cannot be read" in text and str(archive.store.directory) not in text

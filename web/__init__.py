@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from archiver.archive import SECRET_KEY_FILE, Archive
-from archiver.errors import ConfigError
+from archiver.errors import ConfigError, StorageError
 from archiver.settings import Settings
 from archiver.urls import FETCHABLE_SCHEMES, scheme_of
 
@@ -100,5 +101,15 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Flask:
         if request.path.startswith("/api/"):
             return jsonify({"error": {"status": status, "message": error.description}}), status
         return render_template("error.html", status=status, message=error.description), status
+
+    @app.errorhandler(StorageError)
+    def storage_error(error: StorageError) -> Any:
+        # A WARC file that cannot be read (object storage down, a file gone): the server's
+        # fault, not the reader's; the details (paths, bucket) go to the log, not the page.
+        logging.getLogger(__name__).error("storage error on %s: %s", request.path, error)
+        message = "The archive's storage cannot be read right now."
+        if request.path.startswith("/api/"):
+            return jsonify({"error": {"status": 503, "message": message}}), 503
+        return render_template("error.html", status=503, message=message), 503
 
     return app
