@@ -211,6 +211,10 @@ class Link(Base):
     override_response: Mapped[str | None] = mapped_column(String(64))
     overridden_at: Mapped[datetime | None] = mapped_column(DateTime)
     dead_notified_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # A notifier sending this link's dead-link notice holds it until then (archiver/notify.py):
+    # another notifier running at the same time leaves it alone, so the notice goes out once.
+    dead_notice_lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    dead_notice_lease_owner: Mapped[str | None] = mapped_column(String(64))
     # ETag, Last-Modified, Content-Length last seen (capture or check): unchanged means a HEAD
     # answer is enough; changed means the body is read again for its fingerprint.
     validators: Mapped[dict[str, str] | None] = mapped_column(JSON)

@@ -3,6 +3,15 @@
 Each round picks the dead links not yet reported (``dead_notified_at`` unset) that the author
 has not marked "not broken", sends them on every configured channel, and marks them reported.
 
+Once only, even with two notifiers at the same time (the scheduler and an ``archiver check``
+typed at a shell): a round first claims the links it will send, in one UPDATE that takes only
+links no other round holds (``dead_notice_lease_until`` unset or past) and stamps them with
+its own owner token, then reads back what it got.  Another round running meanwhile claims none
+of them, so it sends none of them.  After sending, the claim is given back (and the links
+marked reported if the notice got through), so a failed notice is sent again by a later round;
+a round that dies while sending holds its links until the lease runs out, then they are sent
+by a later round.
+
 Marking rule: a link is marked once its notice got through on *at least one* configured
 channel.  The failure of the other channel is logged and shown in the summary, but the link is
 not sent again: retrying would repeat the notice on the channel that did work in every round
@@ -19,13 +28,15 @@ import json
 import logging
 import smtplib
 import ssl
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import ColumnElement, Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from archiver.archive import Archive
@@ -41,6 +52,11 @@ WEBHOOK_EVENT = "links.dead"
 WEBHOOK_FIELDS = ("url", "verdict", "http_status", "final_url", "first_failure_at",
                   "archived_url", "posts")
 WEBHOOK_MAX_RESPONSE_BYTES = 64 * 1024  # the answer is not read; keep little of it
+# How long a round holds the links it is sending: far longer than a send can take (the webhook
+# has fetch.timeout in all, SMTP fetch.timeout per step), so that no other round sends them
+# too; it only matters when a round dies while sending, and delays those links by that much.
+NOTICE_LEASE_MIN = timedelta(minutes=15)
+NOTICE_LEASE_TIMEOUTS = 10
 _MAX_REASON = 200
 
 
@@ -86,52 +102,100 @@ def send_dead_link_notifications(archive: Archive, *,
                                  limit: int = MAX_LINKS_PER_ROUND) -> NotifySummary:
     """Tell the author about links newly dead since the last notice, by webhook and e-mail."""
     settings = archive.settings
+    use_webhook = webhook_configured(settings)
+    use_email = email_configured(settings)
+    if not (use_webhook or use_email):
+        return _unreported(archive, limit)
+    owner = uuid.uuid4().hex
     with archive.db.session() as session:
-        links: list[Link] = list(session.scalars(pending_query(limit)))
+        links = _claim(session, owner, limit, utcnow() + notice_lease(settings))
         if not links:  # the usual round: no news, and no need to load the report's code
             return NotifySummary(links=0)
         from archiver.report import link_rows
 
         rows = link_rows(session, links)
     summary = NotifySummary(links=len(rows))
-    use_webhook = webhook_configured(settings)
-    use_email = email_configured(settings)
-    if not rows:
-        return summary
-    if not (use_webhook or use_email):
-        log.info("%s", summary.line())
-        return summary
     delivered = False
-    if use_webhook:
-        summary.webhook = _post_webhook(archive, rows)
-        delivered = delivered or summary.webhook == "sent"
-    if use_email:
-        summary.email = _send_email(settings, rows)
-        delivered = delivered or summary.email == "sent"
-    if delivered:
-        summary.marked = _mark_reported(archive, [row["id"] for row in rows])
+    try:
+        if use_webhook:
+            summary.webhook = _post_webhook(archive, rows)
+            delivered = delivered or summary.webhook == "sent"
+        if use_email:
+            summary.email = _send_email(settings, rows)
+            delivered = delivered or summary.email == "sent"
+    finally:  # even on an unexpected error: the links must not wait for the lease to run out
+        summary.marked = _settle(archive, owner, [row["id"] for row in rows], delivered)
     log.log(logging.INFO if delivered else logging.WARNING, "%s", summary.line())
     return summary
 
 
 def pending_query(limit: int = MAX_LINKS_PER_ROUND) -> Select[Any]:
     """Dead links not yet reported, not marked "not broken", not on an ignored domain."""
-    return (select(Link)
-            .where(Link.state == LinkState.DEAD, Link.dead_notified_at.is_(None),
-                   Link.override_response.is_(None), ~link_is_ignored())
-            .order_by(Link.id).limit(limit))
+    return select(Link).where(*_pending()).order_by(Link.id).limit(limit)
 
 
-def _mark_reported(archive: Archive, ids: Sequence[int]) -> int:
-    """Mark links reported, unless they came back (or were overridden) meanwhile."""
+def notice_lease(settings: Settings) -> timedelta:
+    """How long a round holds the links it is sending."""
+    timeout = timedelta(seconds=float(settings["fetch.timeout"]))
+    return max(NOTICE_LEASE_MIN, NOTICE_LEASE_TIMEOUTS * timeout)
+
+
+def _pending() -> tuple[ColumnElement[bool], ...]:
+    return (Link.state == LinkState.DEAD, Link.dead_notified_at.is_(None),
+            Link.override_response.is_(None), ~link_is_ignored())
+
+
+def _unreported(archive: Archive, limit: int) -> NotifySummary:
+    """With no channel configured: how many links would be reported (nothing is claimed)."""
     with archive.db.session() as session:
-        return _mark(session, ids)
+        links: list[Link] = list(session.scalars(pending_query(limit)))
+        if not links:
+            return NotifySummary(links=0)
+        from archiver.report import link_rows
+
+        summary = NotifySummary(links=len(link_rows(session, links)))
+    if summary.links:
+        log.info("%s", summary.line())
+    return summary
 
 
-def _mark(session: Session, ids: Sequence[int]) -> int:
+def _claim(session: Session, owner: str, limit: int, until: datetime) -> list[Link]:
+    """Lease to ``owner`` up to ``limit`` pending links no other round holds; return them."""
+    now = utcnow()
+    free = or_(Link.dead_notice_lease_until.is_(None), Link.dead_notice_lease_until < now)
+    candidates = select(Link.id).where(*_pending(), free).order_by(Link.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        # Pass over rows another round is claiming right now rather than wait for it.
+        candidates = candidates.with_for_update(skip_locked=True)
+    # The conditions again on the updated row itself: on PostgreSQL a round that waited for
+    # another's claim re-checks them on the row as that claim left it, and so skips it.
+    session.execute(
+        update(Link)
+        .where(Link.id.in_(candidates.scalar_subquery()), *_pending(), free)
+        .values(dead_notice_lease_until=until, dead_notice_lease_owner=owner)
+        .execution_options(synchronize_session=False))
+    return list(session.scalars(
+        select(Link).where(Link.dead_notice_lease_owner == owner).order_by(Link.id)))
+
+
+def _settle(archive: Archive, owner: str, ids: Sequence[int], delivered: bool) -> int:
+    """Give back ``owner``'s claim; first mark the links reported when ``delivered``."""
+    with archive.db.session() as session:
+        marked = _mark(session, owner, ids) if delivered else 0
+        session.execute(
+            update(Link).where(Link.dead_notice_lease_owner == owner)
+            .values(dead_notice_lease_until=None, dead_notice_lease_owner=None)
+            .execution_options(synchronize_session=False))
+    return marked
+
+
+def _mark(session: Session, owner: str, ids: Sequence[int]) -> int:
+    """Mark links reported, unless they came back (or were overridden) meanwhile, or another
+    round took them over (this one outlived its lease: that one reports them)."""
     result = session.execute(
         update(Link)
-        .where(Link.id.in_(ids), Link.state == LinkState.DEAD,
+        .where(Link.id.in_(ids), Link.dead_notice_lease_owner == owner,
+               Link.state == LinkState.DEAD,
                Link.dead_notified_at.is_(None), Link.override_response.is_(None))
         .values(dead_notified_at=utcnow())
         .execution_options(synchronize_session=False))
