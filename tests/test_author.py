@@ -15,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.wrappers import Response
 
 from archiver import actions
 from archiver.archive import Archive
@@ -25,6 +26,7 @@ from archiver.history import snapshot_state_counts
 from archiver.jobs import WorkKind, check_round, run_due
 from archiver.models import (
     AuthorSession,
+    Check,
     Citation,
     Link,
     LinkState,
@@ -359,3 +361,34 @@ def test_behind_a_proxy_each_client_has_its_own_login_limit(archive: Archive, ho
         attacker.post("/login", data={"password": "nope", "csrf_token": token(attacker)})
     response = author.post("/login", data={"password": PASSWORD, "csrf_token": token(author)})
     assert response.status_code == (302 if hops else 429)
+
+
+def test_recheck_of_a_hanging_site_answers_at_once_and_finishes_in_the_background(
+        browser: FlaskClient, archive: Archive, site: Site,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A check of a server that does not answer may take minutes: the author's request comes
+    back after RECHECK_WAIT with 'still checking', a second click starts no second check, and
+    the verdict lands on the link's page when the site answers."""
+    import web.views.actions as views
+
+    monkeypatch.setattr(views, "RECHECK_WAIT", 0.5)
+    answer = threading.Event()
+    site.route("/slow", lambda _r: (answer.wait(30), Response("late but here"))[1])
+    [link_id] = add_links(archive, [site.url("/slow")])
+    log_in(browser)
+    csrf = token(browser, f"/links/{link_id}")
+    started = time.monotonic()
+    first = browser.post(f"/links/{link_id}/recheck", data={"csrf_token": csrf},
+                         follow_redirects=True).get_data(True)
+    second = browser.post(f"/links/{link_id}/recheck", data={"csrf_token": csrf},
+                          follow_redirects=True).get_data(True)
+    assert time.monotonic() - started < 5
+    assert "Still checking" in first and "already running" in second
+    answer.set()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and link_id in views._rechecking:
+        time.sleep(0.05)
+    with archive.db.session() as session:
+        verdicts = session.scalars(select(Check.verdict).where(Check.link_id == link_id)).all()
+    assert [str(v) for v in verdicts] == ["ok"]
+    assert site.hits.get("/slow", 0) >= 1
