@@ -24,6 +24,7 @@ from archiver.warc.store import WarcStore
 
 if TYPE_CHECKING:  # imported when first used: checks need none of the capture code
     from archiver.capture import Capturer
+    from archiver.net.shared_limits import SharedHostLimiter  # needs redis: celery extra
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Archive:
     db: Database
     store: WarcStore
     _client: HttpClient | None = field(default=None, repr=False)
+    _shared: SharedHostLimiter | None = field(default=None, repr=False)  # the client's, if any
     _probes: ProbeCache | None = field(default=None, repr=False)
     _capturer: Capturer | None = field(default=None, repr=False)
     # Set (by a SIGTERM handler) to ask runs to start nothing new and finish what is in hand.
@@ -80,8 +82,19 @@ class Archive:
         """The HTTP client shared by this process's runs (one politeness limiter for all)."""
         with self._building:
             if self._client is None:
-                self._client = HttpClient(self.settings)
+                self._shared = self._shared_limiter()
+                self._client = HttpClient(self.settings, self._shared)
             return self._client
+
+    def _shared_limiter(self) -> SharedHostLimiter | None:
+        """With ``queue.backend = celery`` every process of the archive (workers above all)
+        keeps per-host limits in Redis, next to the broker, so they hold across processes;
+        otherwise (None) the client limits this process alone."""
+        if self.settings["queue.backend"] != "celery":
+            return None
+        from archiver.net.shared_limits import shared_limiter
+
+        return shared_limiter(self.settings)
 
     def probes(self) -> ProbeCache:
         """Soft-404 probe answers shared by this process's checks."""
@@ -112,6 +125,8 @@ class Archive:
         self.store.close()
         if self._client is not None:
             self._client.close()
+            if self._shared is not None:
+                self._shared.close()
         self.db.dispose()
 
     def __enter__(self) -> Archive:
