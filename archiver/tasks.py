@@ -106,21 +106,34 @@ def run_host_batch(archive: Archive, kind: str, host: str, link_ids: list[int],
         try:
             archive.store.checkpoint()  # with object storage: the batch's records are uploaded
         finally:
-            release_marker(client, host, owner)
+            try:
+                release_marker(client, host, owner)
+            except Exception as exc:  # Redis away: the marker expires with the lease anyway
+                log.warning("could not free host %s: %r", host, exc)
             client.close()
     log.info("%s batch for %s: %s", work, host, counts)
     return counts
 
 
 def make_celery(settings: Settings) -> Any:
-    """The Celery app for ``settings``: Redis broker, late acks, one message at a time."""
+    """The Celery app for ``settings``: Redis broker, a message acked as its batch starts,
+    fetched only when a thread is free to run it."""
     from celery import Celery
 
     app = Celery("archiver", broker=settings["queue.broker_url"], set_as_current=False)
     app.conf.update(
-        task_acks_late=True,  # a message is acked when its batch is done...
-        task_reject_on_worker_lost=True,  # ...and given back if the worker dies
+        # Acked as the batch starts: a worker that dies loses nothing (its claim expires and
+        # the links are handed out again), and a busy worker holds no unacked message when
+        # the broker connection drops (late acks made Celery 5.7 stop the worker for good,
+        # restoring and then acking them through a connection it had already dismantled).
+        task_acks_late=False,
+        # Take a message only for a free thread, so no batch waits in a worker's buffer
+        # while its claim lapses.
         worker_prefetch_multiplier=1,
+        worker_disable_prefetch=True,
+        # Cancels only unacked late-ack tasks on a lost connection (none here); set to quiet
+        # Celery's warning that this becomes the default.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         task_ignore_result=True,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
