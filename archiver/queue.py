@@ -11,6 +11,12 @@ A worker keeps its batch alive (marker and leases renewed) while it works and de
 marker when done.  A worker that dies stops renewing: the marker and the leases expire, the
 links come due again and the next tick hands them out under a new token; a late copy of the
 old task finds the token changed and skips the links, so each due run is captured once.
+
+One message may also be *delivered* twice (the broker hands out again a message that was not
+acked in time, or restores one when a connection drops), and both copies carry the same token.
+So a worker first takes the batch's delivery key (``SET NX``, renewed like the marker): a
+second copy that finds it taken — running, or marked done when the first copy ended — skips
+the batch.
 """
 
 from __future__ import annotations
@@ -58,6 +64,27 @@ def marker_key(host: str) -> str:
     """Redis key of the outstanding batch for ``host`` (one for checks and captures alike:
     both go to the same site, so both count towards its limits)."""
     return f"archiver:batch:{host}"
+
+
+def delivery_key(owner: str) -> str:
+    """Redis key held by the one delivery of batch ``owner`` that runs it."""
+    return f"archiver:delivery:{owner}"
+
+
+def take_delivery(client: Any, owner: str, ms: int) -> bool:
+    """Hold batch ``owner``'s delivery key for ``ms``; False if another delivery of the same
+    message holds it (running) or ran it already (done)."""
+    return bool(client.set(delivery_key(owner), "running", nx=True, px=ms))
+
+
+def extend_delivery(client: Any, owner: str, ms: int) -> bool:
+    """Push the delivery key's expiry ``ms`` ahead while the batch runs."""
+    return bool(client.pexpire(delivery_key(owner), ms))
+
+
+def finish_delivery(client: Any, owner: str, ms: int) -> None:
+    """Mark batch ``owner`` done for ``ms``: a copy of its message delivered later skips it."""
+    client.set(delivery_key(owner), "done", px=ms)
 
 
 def lease_ms(settings: Settings) -> int:

@@ -16,12 +16,15 @@ from archiver.archive import Archive
 from archiver.jobs import WorkKind, capture_link, check_link
 from archiver.queue import (
     TASK_NAME,
+    extend_delivery,
     extend_marker,
+    finish_delivery,
     lease_ms,
     redis_client,
     release_marker,
     renew_links,
     still_owned,
+    take_delivery,
     take_marker,
 )
 from archiver.settings import Settings
@@ -67,6 +70,7 @@ def run_host_batch(archive: Archive, kind: str, host: str, link_ids: list[int],
                 pending = sorted(remaining)
             try:
                 extend_marker(client, host, owner, lease_ms(archive.settings))
+                extend_delivery(client, owner, lease_ms(archive.settings))
                 if pending:
                     renew_links(archive, work, pending, owner)
             except Exception:
@@ -88,9 +92,13 @@ def run_host_batch(archive: Archive, kind: str, host: str, link_ids: list[int],
                 remaining.discard(link_id)
 
     counts: dict[str, int] = {}
+    if not take_delivery(client, owner, lease_ms(archive.settings)):
+        client.close()  # another copy of this very message runs the batch, or ran it
+        log.warning("%s batch for %s delivered twice: this copy skipped", work, host)
+        return {"duplicate": len(link_ids)}
     if not take_marker(client, host, owner, lease_ms(archive.settings)):
-        client.close()  # another batch has the host now; our leases have lapsed or will
-        log.warning("%s batch for %s came too late: skipped", work, host)
+        end_delivery(client, owner, archive.settings)  # another batch has the host now;
+        log.warning("%s batch for %s came too late: skipped", work, host)  # our leases lapsed
         return {"skipped": len(link_ids)}
     renewer = threading.Thread(target=keep_alive, name=f"lease-{host}", daemon=True)
     renewer.start()
@@ -110,9 +118,37 @@ def run_host_batch(archive: Archive, kind: str, host: str, link_ids: list[int],
                 release_marker(client, host, owner)
             except Exception as exc:  # Redis away: the marker expires with the lease anyway
                 log.warning("could not free host %s: %r", host, exc)
-            client.close()
+            end_delivery(client, owner, archive.settings)
     log.info("%s batch for %s: %s", work, host, counts)
     return counts
+
+
+def end_delivery(client: Any, owner: str, settings: Settings) -> None:
+    """Mark batch ``owner`` done (for as long as a copy of its message may still be delivered)
+    and close ``client``; a failure (Redis away) is only logged: the batch's work is done, and
+    a late copy still skips the links whose leases ``owner`` no longer holds."""
+    try:
+        finish_delivery(client, owner, int(redelivery_after(settings) * 1000))
+    except Exception as exc:
+        log.warning("could not mark batch %s done: %r", owner, exc)
+    finally:
+        client.close()
+
+
+def longest_batch(settings: Settings) -> float:
+    """Seconds one host batch may run at most: every link one after the other (as with
+    ``fetch.per_host_concurrency = 1``), each taking its longest capture or check."""
+    fetch = settings["fetch.timeout"] + settings["fetch.per_host_delay"]
+    check = (settings["health.retries"] + 1) * (
+        fetch + settings["health.retry_backoff"] + settings["health.max_retry_after"])
+    capture = settings["capture.max_page_time"] + settings["fetch.per_host_delay"]
+    return float(settings["queue.host_batch_size"] * max(check, capture))
+
+
+def redelivery_after(settings: Settings) -> float:
+    """The broker's visibility timeout in seconds: well above the longest a message can wait
+    for its lease to lapse plus the longest batch, and never below Celery's 1 h default."""
+    return max(3600.0, 2 * (float(settings["capture.lease"]) + longest_batch(settings)))
 
 
 def make_celery(settings: Settings) -> Any:
@@ -134,6 +170,9 @@ def make_celery(settings: Settings) -> Any:
         # Cancels only unacked late-ack tasks on a lost connection (none here); set to quiet
         # Celery's warning that this becomes the default.
         worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A message taken but not acked is handed out again only after this (not Celery's
+        # fixed hour); a second copy would skip anyway (see archiver.queue).
+        broker_transport_options={"visibility_timeout": redelivery_after(settings)},
         task_ignore_result=True,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,

@@ -1,5 +1,7 @@
 """Distributed work under faults, with real `archiver worker` processes, a real redis-server
-and a real PostgreSQL database: Redis restarting while a worker is busy."""
+and a real PostgreSQL database: Redis restarting while a worker is busy, and one batch message
+delivered twice (what the Redis transport does to a message not acked within its visibility
+timeout)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from archiver.clock import utcnow
 from archiver.demo.fixtureweb import Site
 from archiver.jobs import WorkKind
 from archiver.models import Capture, Link
-from archiver.queue import dispatch_due
+from archiver.queue import TASK_NAME, dispatch_due
 from archiver.settings import Settings
 from archiver.tasks import make_celery, run_host_batch
 from archiver.urls import host_of, url_key
@@ -239,3 +241,65 @@ def test_a_batch_ends_well_when_redis_is_away_at_its_end(
             own_redis.restart(down_for=0)
         assert counts == {"archived": 2}
         assert captures_of(archive, urls) == dict.fromkeys(urls, 1)
+
+
+class Twice:
+    """Sends each task the scheduler hands out twice, as the broker does when it delivers a
+    message again."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.sent: list[list[Any]] = []
+
+    def send_task(self, name: str, args: Any = None, **options: Any) -> None:
+        self.sent.append(list(args))
+        self.app.send_task(name, args=args, **options)
+        self.app.send_task(name, args=args, **options)
+
+
+def test_a_batch_delivered_twice_runs_once(
+        tmp_path: Path, sites: list[SlowSite], fresh_pg_url: str,  # noqa: F811
+        own_redis: RestartableRedis) -> None:
+    """Two copies of one batch message reach two workers at once: one runs the batch, the
+    other skips it; the host never sees more than fetch.per_host_concurrency requests at
+    once; a copy delivered after the batch is done skips it too."""
+    settings, env = setup(tmp_path, fresh_pg_url, own_redis.url())
+    site = sites[0]
+    urls = [site.url(f"/p/{n}.html") for n in range(3)]
+    workers = [start_worker(tmp_path, env, name) for name in ("w1", "w2")]
+    started = time.monotonic()
+
+    def logged(text: str) -> int:
+        return sum((tmp_path / f"{name}.log").read_text(errors="replace").count(text)
+                   for name in ("w1", "w2"))
+
+    try:
+        with Archive.open(settings) as archive:
+            add_links(archive, urls)
+            app = make_celery(settings)
+            sender = Twice(app)
+            assert dispatch_due(archive, WorkKind.CAPTURE, sender).batches == 1
+            wait_for("the batch and its copy", lambda: logged("] succeeded in") == 2, workers,
+                     started + DEADLINE_S)
+            assert captures_of(archive, urls) == dict.fromkeys(urls, 1)
+            assert (site.page_gets, site.max_in_flight) == (3, 1)
+            assert logged("delivered twice: this copy skipped") == 1
+            app.send_task(TASK_NAME, args=sender.sent[0])  # once more, after it is done
+            wait_for("the late copy", lambda: logged("] succeeded in") == 3, workers,
+                     started + DEADLINE_S)
+            assert logged("delivered twice: this copy skipped") == 2
+            assert captures_of(archive, urls) == dict.fromkeys(urls, 1)
+    finally:
+        stop(workers)
+    assert site.page_gets == 3
+    assert site.max_in_flight == 1
+
+
+def test_the_visibility_timeout_outlasts_the_longest_batch(tmp_path: Path) -> None:
+    """The broker hands a taken message out again only after the longest batch could end."""
+    settings = make_settings(tmp_path / "data", queue__host_batch_size=200,
+                             capture__max_page_time="10m", capture__lease="2h")
+    timeout = make_celery(settings).conf.broker_transport_options["visibility_timeout"]
+    assert timeout > 2 * 3600 + 200 * 600
+    assert make_celery(make_settings(tmp_path / "data")).conf.broker_transport_options[
+        "visibility_timeout"] >= 3600
