@@ -155,3 +155,44 @@ def test_dechunker_agrees_with_warcio_on_any_body(chunks: list[bytes], tail: byt
     assert ours(body, cuts) == warcio_dechunk(body)
     damaged = body[:len(body) // 2]
     assert ours(damaged, cuts) == warcio_dechunk(damaged)
+
+
+def test_a_large_archived_video_is_streamed_with_byte_ranges(tmp_path: Path) -> None:
+    """Replay sends an imported video larger than it would ever decode into memory (4 x
+    fetch.max_body_bytes) as it reads it, whole or by byte range."""
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    from archiver.archive import initialise
+    from tests.conftest import make_settings
+    from web import create_app
+
+    film = b"".join(payload_pieces())[:6 << 20]
+    warc = tmp_path / "film.warc.gz"
+    with open(warc, "wb") as out:
+        writer = WARCWriter(out, gzip=True)
+        http = StatusAndHeaders("200 OK", [("Content-Type", "video/mp4"),
+                                           ("Content-Length", str(len(film)))],
+                                protocol="HTTP/1.1")
+        writer.write_record(writer.create_warc_record(
+            URL, "response", payload=io.BytesIO(film), length=len(film), http_headers=http,
+            warc_headers_dict={"WARC-Date": "2024-05-01T12:00:00Z"}))
+    settings = make_settings(tmp_path / "data", fetch__max_body_bytes="1MB")
+    initialise(settings)
+    with Archive.open(settings) as archive:
+        import_files(archive, [warc])
+        client = create_app(settings, archive).test_client()
+        path = f"/web/20240501120000id_/{URL}"
+        whole = client.get(path)
+        assert whole.status_code == 200 and whole.headers["Content-Length"] == str(len(film))
+        assert whole.data == film
+        part = client.get(path, headers={"Range": "bytes=5000000-5000099"})
+        assert part.status_code == 206 and part.data == film[5_000_000:5_000_100]
+        assert part.headers["Content-Range"] == f"bytes 5000000-5000099/{len(film)}"
+
+        def read_streamed() -> None:
+            answer = client.get(path, buffered=False)
+            assert sum(len(chunk) for chunk in answer.response) == len(film)
+            answer.close()
+
+        assert peak_bytes(read_streamed) < len(film) // 3

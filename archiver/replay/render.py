@@ -7,11 +7,14 @@ framing headers of the original site are dropped; lengths are recomputed.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from warcio.archiveiterator import ArchiveIterator
 
 from archiver.clock import warc_timestamp
 from archiver.errors import StorageError
@@ -32,25 +35,42 @@ FRAMING_HEADERS = frozenset({"transfer-encoding", "content-encoding", "content-l
                              "connection", "keep-alive"})
 
 
+# A record larger than this whose body is sent as archived (not rewritten: media, downloads)
+# is read while it is sent, never held: an imported video of gigabytes replays in a few KB.
+STREAM_ABOVE = 4 * 1024 * 1024
+STREAM_CHUNK = 1 << 16
+REWRITTEN_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/css"})
+
+
 @dataclass(frozen=True, slots=True)
 class ArchivedResponse:
-    """What replay sends for one capture (immutable: rendered answers are cached and shared)."""
+    """What replay sends for one capture (immutable: rendered answers are cached and shared).
+    A large body is not held: ``stream()`` reads it from its record while it is sent."""
 
     status: int
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
+    stream: Callable[[], Iterator[bytes]] | None = None
+
+    @property
+    def length(self) -> int | None:
+        """The body's length in bytes, when it is known before it is sent."""
+        if self.stream is None:
+            return len(self.body)
+        for name, value in self.headers:
+            if name == "Content-Length":
+                return int(value)
+        return None
 
 
 class ReplayError(StorageError):
     """A capture that cannot be replayed (the view answers 502 with the reason)."""
 
 
-def _payload_record(session: Session, store: WarcStore, capture: Capture) -> tuple[Any, Any]:
-    """(record whose headers describe the response, record holding the payload)."""
-    record = open_record(store.read_record_bytes(capture.warc_file, capture.offset,
-                                                 capture.length))
+def _payload_capture(session: Session, capture: Capture) -> Capture:
+    """The capture whose record holds the payload: itself, or the response a revisit repeats."""
     if capture.record_type != "revisit":
-        return record, record
+        return capture
     original = session.scalars(
         select(Capture).where(Capture.payload_digest == capture.payload_digest,
                               Capture.record_type == "response")
@@ -58,9 +78,23 @@ def _payload_record(session: Session, store: WarcStore, capture: Capture) -> tup
     if original is None:  # a crawl imported without the earlier WARC files it refers to
         raise ReplayError(f"revisit {capture.record_id} repeats a payload that is not in the "
                           f"archive ({capture.payload_digest})")
-    payload = open_record(store.read_record_bytes(original.warc_file, original.offset,
-                                                  original.length))
-    return record, payload
+    return original
+
+
+def _read(store: WarcStore, capture: Capture) -> Any:
+    """The warcio record of a capture, read whole into memory."""
+    return open_record(store.read_record_bytes(capture.warc_file, capture.offset,
+                                               capture.length))
+
+
+@contextmanager
+def _opened(store: WarcStore, capture: Capture) -> Iterator[Any]:
+    """The warcio record of a capture, read from its file (or a ranged GET) as it is used."""
+    with store.open_range(capture.warc_file, capture.offset, capture.length) as source:
+        try:
+            yield next(iter(ArchiveIterator(source)))
+        except StopIteration as exc:
+            raise StorageError("no WARC record at that location") from exc
 
 
 def document_csp(origin: str, scripts: bool) -> str:
@@ -97,27 +131,37 @@ def _read_decoded(record: Any, max_bytes: int) -> bytes:
     return bytes(body)
 
 
-def render_capture(session: Session, store: WarcStore, capture: Capture,
-                   prefix: str = "/web/", *, rewrite: bool = True, scripts: bool = False,
-                   origin: str = "", max_bytes: int = DEFAULT_MAX_DECODED,
-                   modifier: str = "") -> ArchivedResponse:
-    """The reader's response for ``capture``, with HTML and CSS rewritten into the archive.
+def _streams(capture: Capture, payload: Capture, rewrite: bool) -> bool:
+    """Whether the body is large and sent as archived, so read while it is sent."""
+    return payload.length > STREAM_ABOVE and (not rewrite or (
+        capture.mime is not None and capture.mime not in REWRITTEN_TYPES))
 
-    ``rewrite=False`` gives the archived bytes as they are (pywb's ``id_``); ``origin`` is
-    the only place the document may load from (the archive itself). A body that decodes to
-    more than ``max_bytes`` raises :class:`TooLargeError` instead of filling memory. An
-    archived redirect keeps the request's ``modifier``, so an image behind a redirect is
-    still answered bare. A capture that cannot be answered as archived (an unreadable status
-    line, a status outside 200-599, a revisit of a payload not in the archive) raises
-    :class:`ReplayError`; a resource record is sent with its record's Content-Type and
-    ``nosniff``.
-    """
-    head_record, payload_record = _payload_record(session, store, capture)
-    http_headers = head_record.http_headers or payload_record.http_headers
-    status = _status(http_headers) if http_headers else 200
-    body = _read_decoded(payload_record, max_bytes)
-    rewriter = UrlRewriter(base_url=capture.url, timestamp=warc_timestamp(capture.captured_at),
-                           prefix=prefix)
+
+def _identity_length(record: Any, http_headers: Any) -> int | None:
+    """The length of a record's body as sent, when nothing (chunks, compression) changes it
+    on the way: what is left of the record's block after its HTTP head."""
+    if http_headers is not None and (
+            http_headers.get_header("Transfer-Encoding")
+            or (http_headers.get_header("Content-Encoding") or "identity").lower()
+            != "identity"):
+        return None
+    left = getattr(record.raw_stream, "limit", None)
+    return left if isinstance(left, int) else None
+
+
+def _body_reader(store: WarcStore, payload: Capture) -> Callable[[], Iterator[bytes]]:
+    """Reads a record's decoded body chunk by chunk, each time it is called."""
+    def chunks() -> Iterator[bytes]:
+        with _opened(store, payload) as record:
+            content = record.content_stream()
+            while chunk := content.read(STREAM_CHUNK):
+                yield chunk
+    return chunks
+
+
+def _archived_headers(http_headers: Any, payload_record: Any, rewriter: UrlRewriter,
+                      modifier: str) -> tuple[list[tuple[str, str]], str]:
+    """The archived headers a reader is sent, and the archived Content-Type."""
     headers: list[tuple[str, str]] = []
     content_type = ""
     if http_headers is None:  # a resource record: its own Content-Type describes the body
@@ -136,8 +180,48 @@ def render_capture(session: Session, store: WarcStore, capture: Capture,
             headers.append((name, value))
         elif lowered not in DROPPED_HEADERS and lowered not in FRAMING_HEADERS:
             headers.append((f"X-Archive-Orig-{name}", value))
+    return headers, content_type
+
+
+def render_capture(session: Session, store: WarcStore, capture: Capture,
+                   prefix: str = "/web/", *, rewrite: bool = True, scripts: bool = False,
+                   origin: str = "", max_bytes: int = DEFAULT_MAX_DECODED,
+                   modifier: str = "") -> ArchivedResponse:
+    """The reader's response for ``capture``, with HTML and CSS rewritten into the archive.
+
+    ``rewrite=False`` gives the archived bytes as they are (pywb's ``id_``); ``origin`` is
+    the only place the document may load from (the archive itself). A body that decodes to
+    more than ``max_bytes`` raises :class:`TooLargeError` instead of filling memory, unless
+    it is sent as archived from a record over ``STREAM_ABOVE`` bytes: that body is streamed
+    (``ArchivedResponse.stream``). An archived redirect keeps the request's ``modifier``, so
+    an image behind a redirect is still answered bare. A capture that cannot be answered as
+    archived (an unreadable status line, a status outside 200-599, a revisit of a payload not
+    in the archive) raises :class:`ReplayError`; a resource record is sent with its record's
+    Content-Type and ``nosniff``.
+    """
+    payload = _payload_capture(session, capture)
+    head_record = _read(store, capture) if capture is not payload else None
+    rewriter = UrlRewriter(base_url=capture.url, timestamp=warc_timestamp(capture.captured_at),
+                           prefix=prefix)
+    stream: Callable[[], Iterator[bytes]] | None = None
+    length: int | None
+    with ExitStack() as stack:
+        if _streams(capture, payload, rewrite):
+            payload_record = stack.enter_context(_opened(store, payload))
+        else:
+            payload_record = _read(store, payload)
+        http_headers = (head_record.http_headers if head_record is not None else None) \
+            or payload_record.http_headers
+        status = _status(http_headers) if http_headers else 200
+        headers, content_type = _archived_headers(http_headers, payload_record, rewriter,
+                                                  modifier)
+        if _streams(capture, payload, rewrite):
+            body, stream = b"", _body_reader(store, payload)
+            length = _identity_length(payload_record, payload_record.http_headers)
+        else:
+            body = _read_decoded(payload_record, max_bytes)
     media = content_type.split(";", 1)[0].strip().lower()
-    if not rewrite:
+    if stream is not None or not rewrite:
         pass
     elif media in {"text/html", "application/xhtml+xml"} or (not media and body[:1] == b"<"):
         text, charset = decode_reversibly(body, charset_of(content_type, body))
@@ -145,12 +229,15 @@ def render_capture(session: Session, store: WarcStore, capture: Capture,
     elif media == "text/css":
         text, charset = decode_reversibly(body, charset_of(content_type))
         body = rewrite_css(text, rewriter).encode(charset, "xmlcharrefreplace")
+    if stream is None:
+        length = len(body)
     headers += [
         ("Content-Security-Policy", document_csp(origin, scripts)),
         # Sandboxed documents have an opaque origin: fonts and crossorigin images they load
         # from the archive need CORS. Archived responses are public; no credentials go along.
         ("Access-Control-Allow-Origin", "*"),
         ("Memento-Datetime", capture.captured_at.strftime("%a, %d %b %Y %H:%M:%S GMT")),
-        ("Content-Length", str(len(body))),
     ]
-    return ArchivedResponse(status=status, headers=tuple(headers), body=body)
+    if length is not None:
+        headers.append(("Content-Length", str(length)))
+    return ArchivedResponse(status=status, headers=tuple(headers), body=body, stream=stream)

@@ -144,15 +144,17 @@ def replay(rest: str) -> Any:
                                      modifier=modifier)
         except ReplayError as exc:  # too large, unreadable head, orphan revisit, odd status
             abort(502, str(exc))
-    response = Response(archived.body, status=archived.status)
+    body = archived.stream() if archived.stream is not None else archived.body
+    response = Response(body, status=archived.status, direct_passthrough=True)
     response.headers.clear()
     for name, value in archived.headers:
         response.headers.add(name, value)
     if not exact:
         response.headers["Content-Location"] = replay_path(capture.captured_at, url, modifier)
-    if archived.status == 200:  # a player seeks an archived video or audio by byte ranges
+    if archived.status == 200 and archived.length is not None:
+        # A player seeks an archived video or audio by asking for byte ranges.
         response.make_conditional(request, accept_ranges=True,
-                                  complete_length=len(archived.body))
+                                  complete_length=archived.length)
     return _memento_headers(response, url, captures, index)
 
 
