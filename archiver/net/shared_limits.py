@@ -130,6 +130,9 @@ class SharedHostLimiter(HostLimiter):
                 continue
             self._redis_works()
             if taken:
+                start = time.monotonic() + wait_ms / 1000
+                with self._lock:  # should Redis fail next, local spacing goes on from here
+                    self._local_next[host] = start + self.per_host_delay
                 if wait_ms > 0:
                     time.sleep(wait_ms / 1000)
                 return token
