@@ -133,7 +133,7 @@ def health_web() -> Iterator[HealthWeb]:
 
 @pytest.fixture
 def health_archive(tmp_path: Path, health_web: HealthWeb) -> Iterator[Archive]:
-    settings = make_settings(tmp_path / "data", fetch__timeout="0.3s", fetch__concurrency=16,
+    settings = make_settings(tmp_path / "data", fetch__timeout="0.6s", fetch__concurrency=16,
                              health__retries=1, health__max_retry_after="1s")
     initialise(settings)
     posts = tmp_path / "posts"
