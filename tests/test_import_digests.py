@@ -15,11 +15,13 @@ import logging
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from archiver.archive import Archive
 from archiver.errors import StorageError
+from archiver.models import Capture
 from archiver.warc.importer import import_files
 from archiver.warc.reader import scan_warc
 from archiver.warc.verify import verify
@@ -172,3 +174,27 @@ def test_unknown_digest_algorithm_imports_with_a_warning(stocked: Archive, tmp_p
         assert verify(stocked) == []
     assert any("xxh128" in r.getMessage() for r in caplog.records
                if r.name == "archiver.warc.verify")
+
+
+def test_an_http_head_ending_lines_with_bare_lf_is_read_as_warcio_reads_it(
+        archive: Archive, tmp_path: Path) -> None:
+    """Some writers end the archived HTTP head's lines with LF alone: its payload is what
+    follows the blank line, so the declared digest verifies and the index gets the status."""
+    body = b"hello"
+    block = b"HTTP/1.1 200 OK\nContent-Type: text/plain\n\n" + body
+    record = (b"WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: http://lf.example/\r\n"
+              b"WARC-Date: 2024-01-01T00:00:00Z\r\nWARC-Record-ID: <urn:uuid:"
+              b"00000000-0000-4000-8000-00000000000a>\r\n"
+              b"Content-Type: application/http; msgtype=response\r\n"
+              b"WARC-Payload-Digest: " + sha1_b32(body).encode() + b"\r\n"
+              b"WARC-Block-Digest: " + sha1_b32(block).encode() + b"\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(block) + block + b"\r\n\r\n")
+    path = tmp_path / "lf.warc"
+    path.write_bytes(record)
+    assert import_files(archive, [path]).records == 1
+    rows = snapshot(archive)
+    assert invoke(archive, "reindex")[0] == 0
+    assert snapshot(archive) == rows
+    with archive.db.session() as session:
+        assert session.execute(select(Capture.status, Capture.mime)).one() == (200, "text/plain")
+    assert verify(archive) == []

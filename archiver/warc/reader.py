@@ -421,17 +421,19 @@ class _BlockReader:
 
 
 def _http_head(block: _BlockReader) -> bytes | None:
-    """The HTTP head at the start of a block, up to and with its CRLF CRLF; b"" when the block
-    has none, None when it is too long to look for."""
+    """The HTTP head at the start of a block, up to and with the blank line that ends it
+    (CRLF or a bare LF, as warcio and browsers read it); b"" when the block has none, None
+    when it is too long to look for."""
     head = bytearray()
-    while not head.endswith(b"\r\n\r\n"):
+    while True:
         if len(head) > _MAX_HEADER_BYTES:
             return None
         line = block.readline()
         if not line:
             return b""
         head += line
-    return bytes(head)
+        if not line.rstrip() and line.endswith(b"\n"):
+            return bytes(head)
 
 
 def _read_block(headers: StatusAndHeaders, stream: LineReadable, length: int,
