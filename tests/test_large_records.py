@@ -157,9 +157,12 @@ def test_dechunker_agrees_with_warcio_on_any_body(chunks: list[bytes], tail: byt
     assert ours(damaged, cuts) == warcio_dechunk(damaged)
 
 
-def test_a_large_archived_video_is_streamed_with_byte_ranges(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compresses", [False, True])
+def test_a_large_archived_video_is_streamed_with_byte_ranges(tmp_path: Path,
+                                                             compresses: bool) -> None:
     """Replay sends an imported video larger than it would ever decode into memory (4 x
-    fetch.max_body_bytes) as it reads it, whole or by byte range."""
+    fetch.max_body_bytes) as it reads it, whole or by byte range; also when its record is
+    small because the body compresses well."""
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
@@ -167,7 +170,7 @@ def test_a_large_archived_video_is_streamed_with_byte_ranges(tmp_path: Path) -> 
     from tests.conftest import make_settings
     from web import create_app
 
-    film = b"".join(payload_pieces())[:6 << 20]
+    film = bytes(range(256)) * (6 << 12) if compresses else b"".join(payload_pieces())[:6 << 20]
     warc = tmp_path / "film.warc.gz"
     with open(warc, "wb") as out:
         writer = WARCWriter(out, gzip=True)
@@ -195,4 +198,7 @@ def test_a_large_archived_video_is_streamed_with_byte_ranges(tmp_path: Path) -> 
             assert sum(len(chunk) for chunk in answer.response) == len(film)
             answer.close()
 
-        assert peak_bytes(read_streamed) < len(film) // 3
+        # (A body that compresses a thousandfold inflates in bursts of up to 16 MB inside
+        # warcio's reader, whatever the body's size: only the other one is measured.)
+        peak = peak_bytes(read_streamed)
+        assert compresses or peak < len(film) // 3

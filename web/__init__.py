@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from archiver.archive import SECRET_KEY_FILE, Archive
-from archiver.errors import ConfigError, StorageError
+from archiver.errors import ConfigError, MissingFileError, StorageError
 from archiver.settings import Settings
 from archiver.urls import FETCHABLE_SCHEMES, scheme_of
 
@@ -98,18 +98,27 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Any:
         status = error.code or 500
+        # What the error itself says besides its page (a 416's Content-Range: */length, a
+        # 405's Allow) goes along with the page rendered here.
+        extra = [(name, value) for name, value in error.get_headers()
+                 if name.lower() not in {"content-type", "content-length"}]
         if request.path.startswith("/api/"):
-            return jsonify({"error": {"status": status, "message": error.description}}), status
-        return render_template("error.html", status=status, message=error.description), status
+            return jsonify({"error": {"status": status, "message": error.description}}), \
+                status, extra
+        return render_template("error.html", status=status, message=error.description), \
+            status, extra
 
     @app.errorhandler(StorageError)
     def storage_error(error: StorageError) -> Any:
         # A WARC file that cannot be read (object storage down, a file gone): the server's
         # fault, not the reader's; the details (paths, bucket) go to the log, not the page.
         logging.getLogger(__name__).error("storage error on %s: %s", request.path, error)
-        message = "The archive's storage cannot be read right now."
+        if isinstance(error, MissingFileError):  # lost, not unreachable: no use trying again
+            status, message = 500, "The WARC file holding this archived copy is missing."
+        else:
+            status, message = 503, "The archive's storage cannot be read right now."
         if request.path.startswith("/api/"):
-            return jsonify({"error": {"status": 503, "message": message}}), 503
-        return render_template("error.html", status=503, message=message), 503
+            return jsonify({"error": {"status": status, "message": message}}), status
+        return render_template("error.html", status=status, message=message), status
 
     return app

@@ -123,27 +123,28 @@ def _status(http_headers: Any) -> int:
     return status
 
 
-def _read_decoded(record: Any, max_bytes: int) -> bytes:
-    stream = record.content_stream()
-    body = stream.read(max_bytes + 1)
-    if len(body) > max_bytes:
-        raise TooLargeError(f"the archived body is larger than {max_bytes} bytes once decoded")
-    return bytes(body)
+def _read_decoded(record: Any, max_bytes: int) -> bytes | None:
+    """A record's decoded body, or None when it is larger than ``max_bytes``."""
+    body = record.content_stream().read(max_bytes + 1)
+    return None if len(body) > max_bytes else bytes(body)
 
 
-def _streams(capture: Capture, payload: Capture, rewrite: bool) -> bool:
-    """Whether the body is large and sent as archived, so read while it is sent."""
-    return payload.length > STREAM_ABOVE and (not rewrite or (
-        capture.mime is not None and capture.mime not in REWRITTEN_TYPES))
+def _sent_as_archived(capture: Capture, rewrite: bool) -> bool:
+    """Whether the body is sent as it was archived (not rewritten), so it may be streamed."""
+    return not rewrite or (capture.mime is not None and capture.mime not in REWRITTEN_TYPES)
+
+
+def _compressed(http_headers: Any) -> bool:
+    """Whether an archived body was sent compressed (a Content-Encoding other than identity)."""
+    return http_headers is not None and \
+        (http_headers.get_header("Content-Encoding") or "identity").strip().lower() != "identity"
 
 
 def _identity_length(record: Any, http_headers: Any) -> int | None:
     """The length of a record's body as sent, when nothing (chunks, compression) changes it
     on the way: what is left of the record's block after its HTTP head."""
-    if http_headers is not None and (
-            http_headers.get_header("Transfer-Encoding")
-            or (http_headers.get_header("Content-Encoding") or "identity").lower()
-            != "identity"):
+    if _compressed(http_headers) or (
+            http_headers is not None and http_headers.get_header("Transfer-Encoding")):
         return None
     left = getattr(record.raw_stream, "limit", None)
     return left if isinstance(left, int) else None
@@ -204,9 +205,10 @@ def render_capture(session: Session, store: WarcStore, capture: Capture,
     rewriter = UrlRewriter(base_url=capture.url, timestamp=warc_timestamp(capture.captured_at),
                            prefix=prefix)
     stream: Callable[[], Iterator[bytes]] | None = None
-    length: int | None
+    as_archived = _sent_as_archived(capture, rewrite)
     with ExitStack() as stack:
-        if _streams(capture, payload, rewrite):
+        large = as_archived and payload.length > STREAM_ABOVE
+        if large:  # not read whole just for its headers
             payload_record = stack.enter_context(_opened(store, payload))
         else:
             payload_record = _read(store, payload)
@@ -215,11 +217,18 @@ def render_capture(session: Session, store: WarcStore, capture: Capture,
         status = _status(http_headers) if http_headers else 200
         headers, content_type = _archived_headers(http_headers, payload_record, rewriter,
                                                   modifier)
-        if _streams(capture, payload, rewrite):
-            body, stream = b"", _body_reader(store, payload)
-            length = _identity_length(payload_record, payload_record.http_headers)
-        else:
-            body = _read_decoded(payload_record, max_bytes)
+        # Only a body archived without compression is streamed: it is no larger than its
+        # record, where a compressed one may inflate a thousandfold (a bomb) on every request.
+        streamable = as_archived and not _compressed(payload_record.http_headers)
+        length = _identity_length(payload_record, payload_record.http_headers)
+        held = None if large and streamable else \
+            _read_decoded(payload_record, STREAM_ABOVE if streamable else max_bytes)
+    if held is None and not streamable:
+        raise TooLargeError(f"the archived body is larger than {max_bytes} bytes once decoded")
+    if held is None:
+        body, stream = b"", _body_reader(store, payload)
+    else:
+        body = held
     media = content_type.split(";", 1)[0].strip().lower()
     if stream is not None or not rewrite:
         pass
