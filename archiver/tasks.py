@@ -92,14 +92,20 @@ def run_host_batch(archive: Archive, kind: str, host: str, link_ids: list[int],
                 remaining.discard(link_id)
 
     counts: dict[str, int] = {}
-    if not take_delivery(client, owner, lease_ms(archive.settings)):
-        client.close()  # another copy of this very message runs the batch, or ran it
-        log.warning("%s batch for %s delivered twice: this copy skipped", work, host)
-        return {"duplicate": len(link_ids)}
-    if not take_marker(client, host, owner, lease_ms(archive.settings)):
-        end_delivery(client, owner, archive.settings)  # another batch has the host now;
-        log.warning("%s batch for %s came too late: skipped", work, host)  # our leases lapsed
-        return {"skipped": len(link_ids)}
+    started = False
+    try:
+        if not take_delivery(client, owner, lease_ms(archive.settings)):
+            # another copy of this very message runs the batch, or ran it
+            log.warning("%s batch for %s delivered twice: this copy skipped", work, host)
+            return {"duplicate": len(link_ids)}
+        if not take_marker(client, host, owner, lease_ms(archive.settings)):
+            end_delivery(client, owner, archive.settings)  # another batch has the host now;
+            log.warning("%s batch for %s came too late: skipped", work, host)  # leases lapsed
+            return {"skipped": len(link_ids)}
+        started = True
+    finally:
+        if not started:  # skipped, or Redis failed before the batch began
+            client.close()
     renewer = threading.Thread(target=keep_alive, name=f"lease-{host}", daemon=True)
     renewer.start()
     try:
