@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email import message_from_bytes
@@ -74,15 +75,21 @@ class LoopbackController(Controller):
         super()._trigger_server()
 
 
-@pytest.fixture
-def smtp() -> Iterator[tuple[MailStore, int]]:
-    store = MailStore()
+@contextmanager
+def serving_smtp(store: MailStore) -> Iterator[tuple[MailStore, int]]:
+    """A real SMTP server on loopback delivering into ``store``, and its port."""
     controller = LoopbackController(store, hostname="127.0.0.1", port=0)
     controller.start()
     try:
         yield store, controller.port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[MailStore, int]]:
+    with serving_smtp(MailStore()) as served:
+        yield served
 
 
 @pytest.fixture

@@ -22,11 +22,11 @@ from tests.conftest import make_settings
 from tests.pg import PostgresServer, fresh_pg_url, pg_server  # noqa: F401
 from tests.test_notify import (
     Hook,
-    LoopbackController,
     MailStore,
     add_link,
     hook,  # noqa: F401
     notified_at,
+    serving_smtp,
     smtp_settings,
 )
 
@@ -78,13 +78,8 @@ def gate() -> Iterator[Gate]:
 
 @pytest.fixture
 def gated_smtp(gate: Gate) -> Iterator[tuple[MailStore, int]]:
-    store = GatedMailStore(gate)
-    controller = LoopbackController(store, hostname="127.0.0.1", port=0)
-    controller.start()
-    try:
-        yield store, controller.port
-    finally:
-        controller.stop()
+    with serving_smtp(GatedMailStore(gate)) as served:
+        yield served
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

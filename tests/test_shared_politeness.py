@@ -41,6 +41,7 @@ from tests.conftest import make_settings
 from tests.pg import fresh_pg_url, pg_server  # noqa: F401
 from tests.redis_server import redis_server, redis_url  # noqa: F401
 from tests.test_crash import child_env
+from tests.test_distributed_faults import stop
 
 TOLERANCE_S = 0.1  # a start may reach the server this much sooner than its spacing says
 CHILD_TIMEOUT_S = 60
@@ -365,14 +366,7 @@ def test_two_workers_share_a_cdn_that_their_link_hosts_use(
                 assert all(worker.poll() is None for worker in workers), "a worker died"
                 time.sleep(0.2)
     finally:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            try:
-                worker.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        stop(workers)
         for site in [cdn, *links]:
             site.stop()
     agents = {agent.rsplit(" ", 1)[-1] for _at, path, agent in cdn.starts

@@ -32,6 +32,15 @@ class HostLimiter:
                 slot = self._slots[host] = threading.Semaphore(self.per_host_concurrency)
             return slot
 
+    def _wait_turn(self, host: str, delay: float, starts: dict[str, float]) -> None:
+        """Sleep until ``host``'s next start in ``starts``, moving that one ``delay`` on."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, starts.get(host, now))
+            starts[host] = start + delay
+        if start > now:
+            time.sleep(start - now)
+
     @contextmanager
     def slot(self, host: str) -> Iterator[None]:
         """Hold one of ``host``'s slots, starting no sooner than the delay allows."""
@@ -40,12 +49,7 @@ class HostLimiter:
         if self._total is not None:
             self._total.acquire()
         try:
-            with self._lock:
-                now = time.monotonic()
-                start = max(now, self._next_start.get(host, now))
-                self._next_start[host] = start + self.per_host_delay
-            if start > now:
-                time.sleep(start - now)
+            self._wait_turn(host, self.per_host_delay, self._next_start)
             yield
         finally:
             if self._total is not None:

@@ -142,12 +142,7 @@ class SharedHostLimiter(HostLimiter):
 
     def _wait_locally(self, host: str) -> None:
         """Space this process's starts at ``host`` by the delay (Redis is unreachable)."""
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._local_next.get(host, now))
-            self._local_next[host] = start + self.per_host_delay
-        if start > now:
-            time.sleep(start - now)
+        self._wait_turn(host, self.per_host_delay, self._local_next)
 
     def _redis_failed(self, exc: RedisError) -> None:
         with self._lock:
