@@ -230,7 +230,11 @@ class Capturer:
         """
         result = CaptureResult()
         if self.robots is not None and not self.robots.allowed(url):
-            result.outcome, result.error = CaptureOutcome.REFUSED, "robots.txt disallows it"
+            problem = self.robots.unreachable(url)
+            if problem is None:
+                result.outcome, result.error = CaptureOutcome.REFUSED, "robots.txt disallows it"
+            else:  # the site did not say no: try again at capture.retry_interval
+                result.error = f"robots.txt could not be read ({problem})"
             return result
         deadline = time.monotonic() + self.settings["capture.max_page_time"]
         page_bytes: int = self.settings["capture.max_page_bytes"]

@@ -18,6 +18,7 @@ from archiver.net.content import ContentError, decode_text, undo_content_encodin
 
 ROBOTS_BYTES = 512 * 1024  # RFC 9309: parse at least 500 KiB
 ROBOTS_TTL = 24 * 3600
+UNREACHABLE_TTL = 600  # an unreachable robots.txt is asked again this soon (it is a passing state)
 ROBOTS_AGENT = "link-archiver"
 DISALLOW_ALL = ["User-agent: *", "Disallow: /"]
 _META_ROBOTS = re.compile(
@@ -31,25 +32,29 @@ def _origin(url: str) -> str:
 
 
 class RobotsPolicy:
-    """robots.txt rules per origin, fetched through the HTTP module and kept for a day."""
+    """robots.txt rules per origin, fetched through the HTTP module and kept for a day (an
+    unreachable one for ``UNREACHABLE_TTL``)."""
 
     def __init__(self, client: HttpClient, ttl: float = ROBOTS_TTL) -> None:
         self.client = client
         self.ttl = ttl
         self._lock = threading.Lock()
-        self._rules: dict[str, tuple[float, RobotFileParser]] = {}
+        # origin: (when read, its rules, why it could not be read or None, how long it holds)
+        self._rules: dict[str, tuple[float, RobotFileParser, str | None, float]] = {}
 
-    def _load(self, origin: str) -> RobotFileParser:
+    def _load(self, origin: str) -> tuple[RobotFileParser, str | None]:
+        """The origin's rules, and why its robots.txt could not be read (None when it was)."""
         parser = RobotFileParser()
         try:
             final = self.client.fetch(origin + "/robots.txt", max_body_bytes=ROBOTS_BYTES).final
-        except FetchError:
+        except FetchError as exc:
             parser.parse(DISALLOW_ALL)  # unreachable: assume complete disallow (RFC 9309 2.3.1.4)
-            return parser
+            return parser, f"{exc.verdict}: {exc.message}"
         if 400 <= final.status < 500:
             parser.parse([])  # no robots.txt: everything is allowed
         elif not 200 <= final.status < 300:
-            parser.parse(DISALLOW_ALL)
+            parser.parse(DISALLOW_ALL)  # a server error is unreachable too (RFC 9309 2.3.1.4)
+            return parser, f"HTTP {final.status}"
         else:
             try:
                 body = undo_content_encoding(final.body, final.header("Content-Encoding") or "",
@@ -57,18 +62,28 @@ class RobotsPolicy:
             except ContentError:
                 body = b""
             parser.parse(decode_text(body, "utf-8").splitlines())
-        return parser
+        return parser, None
 
-    def allowed(self, url: str) -> bool:
-        """True when the site's robots.txt lets our agent fetch ``url``."""
+    def _entry(self, url: str) -> tuple[float, RobotFileParser, str | None, float]:
         origin = _origin(url)
         with self._lock:
             cached = self._rules.get(origin)
-        if cached is None or time.monotonic() - cached[0] > self.ttl:
-            cached = (time.monotonic(), self._load(origin))
+        if cached is None or time.monotonic() - cached[0] > cached[3]:
+            parser, problem = self._load(origin)
+            holds = self.ttl if problem is None else min(self.ttl, UNREACHABLE_TTL)
+            cached = (time.monotonic(), parser, problem, holds)
             with self._lock:
                 self._rules[origin] = cached
-        return cached[1].can_fetch(ROBOTS_AGENT, url)
+        return cached
+
+    def allowed(self, url: str) -> bool:
+        """True when the site's robots.txt lets our agent fetch ``url``."""
+        return self._entry(url)[1].can_fetch(ROBOTS_AGENT, url)
+
+    def unreachable(self, url: str) -> str | None:
+        """Why the site's robots.txt could not be read (nothing is allowed meanwhile: a
+        passing state, not the site's wish), or None when it was read."""
+        return self._entry(url)[2]
 
 
 def forbids_archiving(exchange: Exchange, html_head: str = "") -> bool:

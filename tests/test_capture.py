@@ -17,6 +17,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from archiver import robots as robots_module
 from archiver.archive import Archive, initialise
 from archiver.capture import CaptureOutcome
 from archiver.clock import utcnow
@@ -197,6 +198,36 @@ def test_robots_txt_refusal_is_not_a_failure(archive: Archive, site: Site) -> No
         assert link.last_capture_outcome == "refused" and "robots.txt" in (
             link.last_capture_error or "")
         assert link.state == "pending"  # the link's health is untouched
+
+
+@pytest.mark.parametrize("robots_status", [503, None])
+def test_an_unreachable_robots_txt_is_a_failure_retried_soon(
+        tmp_path: Path, site: Site, robots_status: int | None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A robots.txt that answers 503, or a site that cannot be reached at all, is not the site
+    asking not to be archived: the capture failed, and is tried again at
+    capture.retry_interval, not a month later; the next try reads robots.txt again."""
+    if robots_status is None:  # a loopback site the guard refuses: nothing can be fetched
+        settings = make_settings(tmp_path / "d", fetch__allow_private_networks=False)
+    else:
+        settings = make_settings(tmp_path / "d")
+        site.page("/robots.txt", "busy", status=robots_status, content_type="text/plain")
+    initialise(settings)
+    site.page("/p", "<p>x</p>")
+    monkeypatch.setattr(robots_module, "UNREACHABLE_TTL", 0)  # asked again at once
+    with Archive.open(settings) as archive:
+        link_id = add_link(archive, site.url("/p"))
+        assert capture_link(archive, link_id) == CaptureOutcome.FAILED
+        with archive.db.session() as session:
+            link = session.get(Link, link_id)
+            assert link is not None and link.last_capture_at is not None
+            assert "robots.txt could not be read" in (link.last_capture_error or "")
+            assert link.next_capture_at is not None
+            wait = link.next_capture_at - link.last_capture_at
+            assert wait <= timedelta(seconds=settings["capture.retry_interval"] * 1.2)
+        if robots_status is not None:  # robots.txt is back: the next try captures the page
+            site.page("/robots.txt", "User-agent: *\nAllow: /\n", content_type="text/plain")
+            assert capture_link(archive, link_id) == CaptureOutcome.ARCHIVED
 
 
 @pytest.mark.parametrize("how", ["meta", "header"])
