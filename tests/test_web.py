@@ -211,3 +211,16 @@ def test_replay_of_a_capture_whose_warc_file_is_gone_says_so(client: FlaskClient
     text = response.get_data(as_text=True)
     assert "WARC file holding this archived copy is missing" in text
     assert str(archive.store.directory) not in text
+
+
+def test_the_link_page_says_why_the_last_capture_failed(client: FlaskClient, archive: Archive,
+                                                        site: Site, tmp_path: Path) -> None:
+    """A link never archived says what its last capture attempt hit, and when it tries again."""
+    site.page("/robots.txt", "busy", status=503, content_type="text/plain")
+    site.page("/p", "<p>x</p>")
+    discover_posts(archive, tmp_path / "posts", post(
+        "P", "https://blog.example/p", f"[p]({site.url('/p')})."))
+    run_due(archive, WorkKind.CAPTURE)
+    page = client.get("/links/1").get_data(as_text=True)
+    assert "Last capture attempt" in page and "<strong>failed</strong>" in page
+    assert "robots.txt could not be read (HTTP 503)" in page and "next try" in page
