@@ -72,6 +72,10 @@ def test_guard_refuses_a_real_loopback_server_without_touching_it(
         guarded.fetch(site.url("/"))
     assert caught.value.verdict is Verdict.FORBIDDEN_ADDRESS
     assert site.hits == {}
+    # The author is told what was refused and which setting allows it, not urllib3's internals.
+    assert caught.value.message == (
+        "loopback address 127.0.0.1 refused (set fetch.allow_private_networks = true, or list "
+        "it in fetch.allowed_networks, if you trust it)")
 
 
 @pytest.mark.parametrize(("address", "public"), [

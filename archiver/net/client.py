@@ -47,7 +47,7 @@ from urllib3.poolmanager import PoolManager
 from urllib3.util import SKIP_HEADER, parse_url
 
 from archiver.clock import utcnow
-from archiver.net.guard import AddressPolicy, parse_networks
+from archiver.net.guard import AddressPolicy, parse_networks, refusal_message
 from archiver.net.politeness import HostLimiter
 from archiver.settings import Settings
 from archiver.urls import FETCHABLE_SCHEMES, host_of, resolve
@@ -64,6 +64,11 @@ BodyFilter = Callable[[int, list[tuple[str, str]]], bool]
 
 class ForbiddenAddressError(NewConnectionError):
     """The destination resolved to an address the guard refuses."""
+
+    def __str__(self) -> str:
+        # The message alone: urllib3 puts the connection's repr in front, which means nothing
+        # to the author reading why a link was not fetched.
+        return self._message
 
 
 class FetchError(Exception):
@@ -340,7 +345,7 @@ class _GuardedConnectionMixin:
             self.peer_ip = str(sock.getpeername()[0])
             return sock
         if refused and last_error is None:
-            raise ForbiddenAddressError(self, "refused to connect: " + "; ".join(refused))  # type: ignore[arg-type]
+            raise ForbiddenAddressError(self, refusal_message(refused))  # type: ignore[arg-type]
         raise NewConnectionError(self, f"failed to connect: {last_error}") from last_error  # type: ignore[arg-type]
 
     def putrequest(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:

@@ -45,6 +45,13 @@ def forbidden_reason(address: str) -> str | None:
     return None
 
 
+def refusal_message(reasons: list[str]) -> str:
+    """What a refused connection says: the addresses refused, and the settings that allow them."""
+    return (f"{'; '.join(reasons)} refused (set fetch.allow_private_networks = true, or list "
+            f"{'it' if len(reasons) == 1 else 'them'} in fetch.allowed_networks, if you trust "
+            f"{'it' if len(reasons) == 1 else 'them'})")
+
+
 def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     """Comma-separated CIDR networks (``10.1.2.0/24, fd00::/8``); ValueError when malformed."""
     return tuple(ipaddress.ip_network(part.strip(), strict=False)
