@@ -10,8 +10,9 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -22,6 +23,11 @@ from archiver.errors import ArchiverError, ConfigError, StorageError
 from archiver.logs import configure_logging
 from archiver.models import LinkState
 from archiver.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from archiver.jobs import WorkKind
 
 
 class Context:
@@ -160,8 +166,11 @@ def add(ctx: Context, source: str) -> None:
     from archiver.discover import add_source
 
     with ctx.open() as archive:
-        added = add_source(archive, source)
-    ctx.say(f"added {added.kind} source #{added.id}: {added.location}")
+        added, new = add_source(archive, source)
+    if new:
+        ctx.say(f"added {added.kind} source #{added.id}: {added.location}")
+    else:
+        ctx.say(f"already added as source #{added.id} ({added.kind}): {added.location}")
 
 
 @cli.command(name="discover")
@@ -198,12 +207,43 @@ def _work(ctx: Context, kind: str, everything: bool) -> tuple[bool, bool]:
         summary = (check_round(archive, everything=everything, progress=progress)
                    if kind == WorkKind.CHECK else
                    run_due(archive, WorkKind(kind), everything=everything, progress=progress))
-    ctx.say(summary.line())
+        nothing_due = summary.claimed == 0 and not stopping.is_set()
+        line = _nothing_due(archive, WorkKind(kind)) if nothing_due else summary.line()
+    ctx.say(line)
     if stopping.is_set():
         ctx.say(f"{kind}: stopped by {stopping.signal_name or 'request'}: the work in hand was "
                 "finished and kept, the rest left to a later run")
     _exit_if_interrupted(stopping)
     return stopping.is_set(), bool(summary.outcomes.get("error"))
+
+
+def _nothing_due(archive: Archive, kind: WorkKind) -> str:
+    """The line for a run that found no link due: when the next one is, and how to do all
+    now (a summary of "0 of 0 links" told the author nothing)."""
+    from sqlalchemy import func, select
+
+    from archiver.clock import utcnow
+    from archiver.jobs import LEASE_COLUMNS
+    from archiver.models import link_is_ignored
+
+    due_col = LEASE_COLUMNS[kind][0]
+    with archive.db.session() as session:
+        upcoming = session.scalar(select(func.min(due_col)).where(~link_is_ignored()))
+    if upcoming is None:
+        return (f"{kind}: nothing due now (no links to {kind} yet: `archiver add` a source, "
+                "then `archiver discover`)")
+    wait = max(upcoming - utcnow(), timedelta(0))
+    when = f"{upcoming:%Y-%m-%d %H:%M} UTC, in {_span(wait)}"
+    return f"{kind}: nothing due now (next: {when}, or --all to do every link now)"
+
+
+def _span(wait: timedelta) -> str:
+    """A rough duration for people: 3d 4h, 5h 12m, 7m."""
+    minutes = int(wait.total_seconds() // 60)
+    days, hours, mins = minutes // 1440, minutes // 60 % 24, minutes % 60
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {mins}m" if hours else f"{mins}m"
 
 
 def _exit_if_interrupted(stopping: Stopping) -> None:
@@ -268,14 +308,12 @@ def run(ctx: Context) -> None:
 def report(ctx: Context, fmt: str, state: str | None, domain: str | None,
            post_id: int | None) -> None:
     """Print link health as a table, JSON or CSV; exit 1 when any link listed is dead."""
-    from archiver.models import Post
     from archiver.report import STATE_COLOURS, link_rows, links_query, render
 
     with ctx.open() as archive, archive.db.session() as session:
-        if post_id is not None and (not 0 < post_id < 2**63 or session.get(Post, post_id) is None):
-            # A mistyped ID must not pass a CI gate as a post without dead links; one too
-            # large for the database is no post either.
-            raise ConfigError(f"--post {post_id}: no such post")
+        if post_id is not None:
+            # A mistyped ID must not pass a CI gate as a post without dead links.
+            _require_post(session, post_id)
         links = list(session.scalars(links_query(state, domain, post_id)))
         rows = link_rows(session, links)
     on_terminal = sys.stdout.isatty()
@@ -286,6 +324,15 @@ def report(ctx: Context, fmt: str, state: str | None, domain: str | None,
     click.echo(render(rows, fmt, colour))
     if any(row["state"] == "dead" for row in rows):
         sys.exit(1)
+
+
+def _require_post(session: Session, post_id: int) -> None:
+    """Refuse a ``--post`` ID that names no post (an option error, exit 2); one too large
+    for the database is no post either."""
+    from archiver.models import Post
+
+    if not 0 < post_id < 2**63 or session.get(Post, post_id) is None:
+        raise ConfigError(f"--post {post_id}: no such post")
 
 
 @cli.command()
@@ -345,7 +392,12 @@ def hash_password(password: str) -> None:
     if len(password) < 10:
         click.echo("error: use at least 10 characters", err=True)
         sys.exit(2)
-    click.echo(generate_password_hash(password))
+    hashed = generate_password_hash(password)
+    click.echo(hashed)
+    # On stderr, so that $(archiver hash-password) captures the hash alone.  Single quotes:
+    # the hash contains "$", which a shell or a TOML basic string would read.
+    click.echo(f"put it in your settings file as:\n[web]\nadmin_password_hash = '{hashed}'",
+               err=True)
 
 
 @cli.command(name="config")
@@ -429,6 +481,9 @@ def export(ctx: Context, fmt: str, output: str, post_id: int | None) -> None:
     from archiver.warc.export import export_cdxj, export_wacz
 
     with ctx.open() as archive:
+        if post_id is not None:
+            with archive.db.session() as session:
+                _require_post(session, post_id)
         write = export_wacz if fmt == "wacz" else export_cdxj
         summary = write(archive, Path(output), post_id)
     ctx.say(summary.line())

@@ -43,9 +43,10 @@ class DiscoverSummary:
         return text + (f", {len(self.errors)} sources failed" if self.errors else "")
 
 
-def add_source(archive: Archive, location: str) -> Source:
+def add_source(archive: Archive, location: str) -> tuple[Source, bool]:
     """Detect the kind of ``location`` and register it; an unknown kind raises SourceError.
-    A file or folder is stored as an absolute path, so any later run finds it."""
+    A file or folder is stored as an absolute path, so any later run finds it.  Returns the
+    source and whether it is new (False: it was already registered)."""
     location = location.strip()
     if not location:
         raise SourceError("no source given: give a feed, sitemap or page URL, a WordPress "
@@ -56,10 +57,10 @@ def add_source(archive: Archive, location: str) -> Source:
     with archive.db.session() as session:
         existing = session.scalar(select(Source).where(Source.location == location))
         if existing is not None:
-            return existing
+            return existing, False
         source = Source(kind=kind, location=location)
         session.add(source)
-    return source
+    return source, True
 
 
 def _link_for(session: Session, found: ExtractedLink, settings: Settings) -> tuple[Link, bool]:

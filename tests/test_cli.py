@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -232,3 +233,44 @@ def test_installed_command_has_web_commands() -> None:
     for command in ("init", "add", "discover", "capture", "check", "run", "report", "serve",
                     "web", "scheduler", "demo", "config", "reindex"):
         assert f"  {command} " in result.stdout, command
+
+
+def test_first_run_messages_say_what_happened_and_what_to_do(
+        env: dict[str, str], blog: Site, tmp_path: Path) -> None:
+    """A newcomer's walk: an empty run, a source added twice, a post that does not exist."""
+    assert invoke(env, "init")[0] == 0
+    for kind in ("capture", "check"):
+        code, _, err = invoke(env, kind)
+        assert code == 0
+        assert f"{kind}: nothing due now (no links to {kind} yet" in err
+        assert "0 of 0" not in err
+
+    _, _, err = invoke(env, "add", blog.url("/feed.xml"))
+    assert f"added feed source #1: {blog.url('/feed.xml')}" in err
+    _, _, err = invoke(env, "add", blog.url("/feed.xml"))
+    assert f"already added as source #1 (feed): {blog.url('/feed.xml')}" in err
+
+    assert invoke(env, "run")[0] == 0
+    code, _, err = invoke(env, "capture")
+    assert code == 0
+    # Every link was just captured, so the next capture is a day or more away.
+    assert re.fullmatch(r"capture: nothing due now \(next: \d{4}-\d\d-\d\d \d\d:\d\d UTC, "
+                        r"in \d+d \d+h, or --all to do every link now\)\n", err), err
+
+    output = str(tmp_path / "one.cdxj")
+    code, _, err = invoke(env, "export", "--format", "cdxj", "-o", output, "--post", "99")
+    assert (code, err.strip()) == (2, "error: --post 99: no such post")
+    assert not os.path.exists(output)
+    code, _, err = invoke(env, "export", "--format", "wacz", "-o", str(tmp_path / "one.wacz"),
+                          "--post", "1")
+    assert code == 0
+    assert re.search(r"\(\d+ records, 1 WARC file, \d+ pages\)", err), err
+
+
+def test_hash_password_prints_the_hash_alone_on_stdout(env: dict[str, str]) -> None:
+    code, out, err = invoke(env, "hash-password", "--password", "correct horse battery")
+    assert code == 0
+    hashed = out.strip()
+    assert "\n" not in hashed and hashed.count("$") >= 2
+    assert err == ("put it in your settings file as:\n[web]\n"
+                   f"admin_password_hash = '{hashed}'\n")

@@ -86,10 +86,14 @@ class ExportSummary:
 
     def line(self) -> str:
         """One-line summary for the CLI."""
-        parts = f"{self.records} records"
+        parts = _count(self.records, "record")
         if self.warc_files:
-            parts += f", {self.warc_files} WARC files, {self.pages} pages"
+            parts += f", {_count(self.warc_files, 'WARC file')}, {_count(self.pages, 'page')}"
         return f"export: {self.path} ({parts})"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def sorted_lines(entries: Iterable[CdxjEntry]) -> list[str]:
