@@ -150,8 +150,9 @@ def web(ctx: Context, host: str | None, port: int | None, workers: int | None) -
 @run_safely
 def demo(ctx: Context, host: str | None, port: int | None, no_serve: bool) -> None:
     """Archive a bundled fixture blog on loopback and serve the UI (no network needed)."""
-    from archiver.demo.run import prepare_demo
+    from archiver.demo.run import demo_announcer, prepare_demo, quiet_demo_logs
 
+    quiet_demo_logs()
     with prepare_demo(ctx.settings, say=ctx.say) as archive:
         if not no_serve:
-            serve_with_scheduler(archive, host, port, ctx.say)
+            serve_with_scheduler(archive, host, port, demo_announcer(archive, ctx.say))
