@@ -4,6 +4,9 @@ VENV ?= .venv
 INTEROP_VENV ?= .venv-interop
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The demo needs the package alone: not the test tools (playwright, moto, mypy...), hundreds
+# of megabytes a first look should not cost.  `make test` adds them to the same environment.
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: demo test lint unit interop-tools system-tools config clean
 
@@ -15,6 +18,11 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+$(DEMO_STAMP): $(BIN)/python pyproject.toml
+	@echo "installing link-archiver into $(VENV) (about a minute the first time)"
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $(DEMO_STAMP)
 
 # Tools other archives are read and written with, in their own environment (pywb pins its own
 # dependencies); the interoperability tests run them as separate programs.
@@ -33,7 +41,7 @@ interop-tools: $(INTEROP_STAMP)
 system-tools:
 	@./.ci/install-system-tools
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/archiver demo
 
 lint: $(STAMP)
