@@ -232,7 +232,10 @@ def _nothing_due(archive: Archive, kind: WorkKind) -> str:
     if upcoming is None:
         return (f"{kind}: nothing due now (no links to {kind} yet: `archiver add` a source, "
                 "then `archiver discover`)")
-    wait = max(upcoming - utcnow(), timedelta(0))
+    wait = upcoming - utcnow()
+    if wait <= timedelta(0):  # due, but leased: another run claimed them first
+        return (f"{kind}: nothing left to do now: the links due are in another run's hands "
+                "(it finishes them, or gives them back when its lease runs out)")
     when = f"{upcoming:%Y-%m-%d %H:%M} UTC, in {_span(wait)}"
     return f"{kind}: nothing due now (next: {when}, or --all to do every link now)"
 

@@ -274,3 +274,18 @@ def test_hash_password_prints_the_hash_alone_on_stdout(env: dict[str, str]) -> N
     assert "\n" not in hashed and hashed.count("$") >= 2
     assert err == ("put it in your settings file as:\n[web]\n"
                    f"admin_password_hash = '{hashed}'\n")
+
+
+def test_capture_says_when_the_due_links_are_another_runs(env: dict[str, str], blog: Site) -> None:
+    from archiver.jobs import WorkKind, claim_due
+    from archiver.settings import load_settings
+
+    assert invoke(env, "init")[0] == 0
+    assert invoke(env, "add", blog.url("/feed.xml"))[0] == 0
+    assert invoke(env, "discover")[0] == 0
+    with Archive.open(load_settings(env=env)) as archive:
+        assert len(claim_due(archive, WorkKind.CAPTURE, None)) == 3  # another run's lease
+    code, _, err = invoke(env, "capture")
+    assert code == 0
+    assert err == ("capture: nothing left to do now: the links due are in another run's hands "
+                   "(it finishes them, or gives them back when its lease runs out)\n")
