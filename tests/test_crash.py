@@ -423,11 +423,12 @@ def capture_lane(config: Path, lane: int, runs: list[Run], lock: threading.Lock)
                                "capture"], capture_output=True, text=True, env=child_env(),
                               cwd=ROOT, timeout=60, check=False)
         assert done.returncode == 0, done.stderr
-        match = re.search(r"capture: \d+ of (\d+) links", done.stderr)
+        match = re.search(r"capture: (?:\d+ of (\d+) links|nothing)", done.stderr)
         assert match, done.stderr
+        claimed = int(match.group(1) or 0)  # "capture: nothing due now / leased by another"
         with lock:
-            runs.append(Run(lane, began, time.monotonic(), int(match.group(1))))
-        if match.group(1) == "0":
+            runs.append(Run(lane, began, time.monotonic(), claimed))
+        if claimed == 0:
             return
 
 

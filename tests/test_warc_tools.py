@@ -319,7 +319,7 @@ def test_cdxj_export_is_sorted_and_pywb_replays_from_it(filled: Archive, refs: S
     assert code == 0, err
     code, _, err = invoke(filled, "export", "--format", "cdxj", "--post", "999", "--output",
                           str(tmp_path / "none.cdxj"))
-    assert code == 1 and "no post #999" in err
+    assert code == 2 and "--post 999: no such post" in err
     assert not (tmp_path / "none.cdxj").exists()
     text = (tmp_path / "index.cdxj").read_text()
     lines = text.splitlines()
