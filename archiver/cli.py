@@ -23,6 +23,7 @@ from archiver.errors import ArchiverError, ConfigError, StorageError
 from archiver.logs import configure_logging
 from archiver.models import LinkState
 from archiver.settings import Settings, load_settings
+from archiver.wording import plural
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -447,7 +448,8 @@ def verify(ctx: Context) -> None:
         files = len(archive.store.files())
     for problem in problems:
         click.echo(problem.line())
-    ctx.say(f"verify: {captures} captures in {files} WARC files, {len(problems)} problems")
+    ctx.say(f"verify: {plural(captures, 'capture')} in {plural(files, 'WARC file')}, "
+            f"{plural(len(problems), 'problem')}")
     if problems:
         sys.exit(1)
 

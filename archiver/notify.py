@@ -44,6 +44,7 @@ from archiver.clock import utcnow
 from archiver.models import Link, LinkState, link_is_ignored
 from archiver.net.client import FetchError
 from archiver.settings import Settings
+from archiver.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class NotifySummary:
         """One-line human summary."""
         if self.links == 0:
             return "notify: no newly dead links"
-        noun = _plural(self.links, "newly dead link")
+        noun = plural(self.links, "newly dead link")
         if self.webhook is None and self.email is None:
             return (f"notify: {noun} not reported: no webhook (notify.webhook_url) or e-mail "
                     "(notify.smtp_host and notify.email_to) configured")
@@ -327,10 +328,6 @@ def _human_time(iso: str | None) -> str:
     if not iso:
         return "unknown"
     return iso.removesuffix("Z").replace("T", " ")[:16] + " UTC"
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _shorten(text: str) -> str:

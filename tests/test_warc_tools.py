@@ -135,7 +135,7 @@ def test_verify_is_clean_on_our_captures(filled: Archive) -> None:
     assert out == ""
     count = snapshot(filled)[1]
     assert count >= 5  # pages, the redirect, requisites and revisits
-    assert f"verify: {count} captures in 1 WARC files, 0 problems" in err
+    assert f"verify: {count} captures in 1 WARC file, 0 problems" in err
 
 
 def test_verify_reports_a_corrupted_byte(filled: Archive, refs: Site) -> None:
@@ -194,7 +194,7 @@ def test_verify_reports_a_row_at_a_wrong_offset(filled: Archive, refs: Site) -> 
     assert [p.offset for p in problems] == [capture.offset + 1], problems
     code, out, err = invoke(filled, "verify")
     assert code == 1
-    assert len(out.splitlines()) == 1 and "1 problems" in err
+    assert len(out.splitlines()) == 1 and "1 problem\n" in err
 
 
 def test_verify_reports_a_missing_file(filled: Archive) -> None:

@@ -42,6 +42,7 @@ from archiver.urls import resolve
 from archiver.warc.records import GZIP_LEVEL
 from archiver.warc.store import SOFTWARE, WARC_VERSION, WarcStore, open_record
 from archiver.warc.verify import read_indexed
+from archiver.wording import plural
 
 WACZ_VERSION = "1.1.1"
 INDEX_PATH = "indexes/index.cdxj"
@@ -86,14 +87,10 @@ class ExportSummary:
 
     def line(self) -> str:
         """One-line summary for the CLI."""
-        parts = _count(self.records, "record")
+        parts = plural(self.records, "record")
         if self.warc_files:
-            parts += f", {_count(self.warc_files, 'WARC file')}, {_count(self.pages, 'page')}"
+            parts += f", {plural(self.warc_files, 'WARC file')}, {plural(self.pages, 'page')}"
         return f"export: {self.path} ({parts})"
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def sorted_lines(entries: Iterable[CdxjEntry]) -> list[str]:
