@@ -28,6 +28,11 @@ from archiver.urls import canonicalize
 log = logging.getLogger(__name__)
 
 _NAME_RE = re.compile(r"[A-Za-z_][\w.:-]*")
+# Query parameters that only say where a reader came from: a post's URL is the same post
+# without them (feed services add utm_* to every item link, sitemaps list the bare URL).
+_TRACKING_PREFIXES = ("utm_",)
+_TRACKING_NAMES = frozenset({"fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid",
+                             "_hsenc", "_hsmi", "mkt_tok"})
 
 
 @dataclass(frozen=True)
@@ -135,11 +140,27 @@ def _after_declaration(head: str, position: int) -> int:
 
 
 def canonical_or_raw(url: str) -> str:
-    """The canonical form of a post URL, or the URL as given when it has none."""
+    """The canonical form of a post URL, tracking parameters dropped, or the URL as given
+    when it has none."""
     try:
-        return canonicalize(url)
+        return canonicalize(_without_tracking(url.strip()))
     except ValueError:  # InvalidURL, or the normaliser choking on something odd
         return url.strip()
+
+
+def _without_tracking(url: str) -> str:
+    """``url`` without its utm_* and click-id query parameters, the others kept as written."""
+    head, mark, rest = url.partition("?")
+    if not mark:
+        return url
+    query, hash_mark, fragment = rest.partition("#")
+    kept = [pair for pair in query.split("&") if not _is_tracking(pair.split("=", 1)[0])]
+    return head + ("?" + "&".join(kept) if kept else "") + hash_mark + fragment
+
+
+def _is_tracking(name: str) -> bool:
+    lowered = name.lower()
+    return lowered.startswith(_TRACKING_PREFIXES) or lowered in _TRACKING_NAMES
 
 
 def to_utc(value: object) -> datetime | None:
