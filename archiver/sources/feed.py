@@ -70,8 +70,9 @@ def _post(entry: Any, feed_url: str) -> PostData | None:
         log.warning("%s: skipping an entry with a malformed link %r", feed_url, link)
         return None
     title = _plain(str(entry.get("title") or ""), (entry.get("title_detail") or {}).get("type"))
+    html, base = _content(entry)
     return PostData(url=canonical_or_raw(link), title=title,
-                    published_at=_published(entry), html=_content(entry))
+                    published_at=_published(entry), html=_with_base(html, base, feed_url))
 
 
 def _plain(text: str, kind: object) -> str | None:
@@ -81,8 +82,9 @@ def _plain(text: str, kind: object) -> str | None:
     return " ".join(text.split()) or None
 
 
-def _content(entry: Any) -> str:
-    """The fullest body an entry has: HTML content, else any content, else the summary."""
+def _content(entry: Any) -> tuple[str, str]:
+    """The fullest body an entry has (HTML content, else any content, else the summary) and
+    the base URL feedparser worked out for it from xml:base."""
     contents = entry.get("content") or []
     chosen = next((item for item in contents if "html" in str(item.get("type") or "")), None)
     if chosen is None and contents:
@@ -91,9 +93,18 @@ def _content(entry: Any) -> str:
         detail = entry.get("summary_detail") or {}
         value, kind = entry.get("summary") or "", str(detail.get("type") or "text/html")
     else:
+        detail = chosen
         value, kind = chosen.get("value") or "", str(chosen.get("type") or "text/html")
     text = str(value)
-    return text if "html" in kind else html_lib.escape(text)
+    return (text if "html" in kind else html_lib.escape(text)), str(detail.get("base") or "")
+
+
+def _with_base(html: str, base: str, feed_url: str) -> str:
+    """Keep an xml:base with the content as a <base href>, so its relative links resolve
+    against it; without one (the base is the feed's URL) they resolve against the post."""
+    if not html or not base or base == feed_url or scheme_of(base) not in FETCHABLE_SCHEMES:
+        return html
+    return f'<base href="{html_lib.escape(base, quote=True)}">{html}'
 
 
 def _published(entry: Any) -> datetime | None:
