@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import select
 
 from archiver.archive import Archive
@@ -9,7 +11,8 @@ from archiver.demo.fixtureweb import Site
 from archiver.discover import add_source, discover
 from archiver.extract import extract_links
 from archiver.models import Post
-from archiver.sources import detect_kind, read_posts
+from archiver.sources import PostData, detect_kind, read_posts
+from archiver.sources.wxr import read_wxr
 
 PAGE = """<!doctype html><html><head><title>A</title></head>
 <body><article><p>Cites <a href="https://cited.example.org/a">this</a>.</p></article></body></html>"""
@@ -62,3 +65,52 @@ def test_atom_xml_base_is_the_base_of_relative_links_in_content(site: Site, arch
     assert two.url == site.url("/blog/2024/post-two")
     assert '<base href="' + site.url("/blog/") + '">' in two.html
     assert extract_links(two.html, two.url) == []
+
+
+WXR = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/"
+ xmlns:wp="http://wordpress.org/export/1.2/"><channel><title>b</title>
+<link>https://blog.example.com</link>{items}</channel></rss>"""
+WXR_ITEM = """<item><title>{title}</title><link>https://blog.example.com/{title}/</link>
+<content:encoded><![CDATA[{body}]]></content:encoded><wp:post_type>post</wp:post_type>
+<wp:status>publish</wp:status><wp:post_password><![CDATA[{password}]]></wp:post_password>
+</item>"""
+
+
+def _wxr(tmp_path: Path, *items: tuple[str, str, str]) -> list[PostData]:
+    path = tmp_path / "export.xml"
+    path.write_text(WXR.format(items="".join(
+        WXR_ITEM.format(title=title, body=body, password=password)
+        for title, body, password in items)), encoding="utf-8")
+    return list(read_wxr(path))
+
+
+def test_wxr_password_protected_post_is_not_imported(tmp_path: Path) -> None:
+    posts = _wxr(tmp_path, ("open", '<a href="https://ext.example.org/">e</a>', ""),
+                 ("locked", '<a href="https://secret.example.org/">s</a>', "hunter2"))
+    assert [post.title for post in posts] == ["open"]
+
+
+def test_wxr_embeds_written_as_bare_urls_are_references(tmp_path: Path) -> None:
+    # WordPress stores a post's source: an embed is a URL alone on its line (classic editor),
+    # inside a block's wrapper (block editor) or in an [embed] shortcode.
+    body = """Intro with <a href="https://linked.example.org/">a link</a>.
+
+https://www.youtube.com/watch?v=abc
+
+<!-- wp:embed {"url":"https://vimeo.com/123"} -->
+<figure class="wp-block-embed"><div class="wp-block-embed__wrapper">
+https://vimeo.com/123
+</div></figure>
+<!-- /wp:embed -->
+<p>https://twitter.com/someone/status/1</p>
+[embed width="500"]https://soundcloud.com/a/b[/embed]
+Not an embed: see https://inline.example.org/x in a sentence.
+<pre>
+https://code.example.org/in-pre
+</pre>"""
+    (post,) = _wxr(tmp_path, ("embeds", body, ""))
+    assert [link.url for link in extract_links(post.html, post.url)] == [
+        "https://linked.example.org/", "https://www.youtube.com/watch?v=abc",
+        "https://vimeo.com/123", "https://twitter.com/someone/status/1",
+        "https://soundcloud.com/a/b"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as html_lib
 import logging
 import re
 from collections.abc import Iterator
@@ -28,6 +29,15 @@ log = logging.getLogger(__name__)
 _WP_NAMESPACE_RE = re.compile(r"https?://wordpress\.org/export/\d+(?:\.\d+)*/?")
 _CONTENT_NAMESPACE = "http://purl.org/rss/1.0/modules/content/"
 POST_TYPES = frozenset({"post", "page"})
+# WordPress stores a post's source, where an embed is a bare URL: alone on its line (also
+# inside a block's wrapper <div>), alone in a paragraph, or in an [embed] shortcode.  These
+# are WordPress's own auto-embed patterns (WP_Embed::autoembed); <pre> is left as written.
+_PRE_RE = re.compile(r"(<pre\b.*?</pre>)", re.IGNORECASE | re.DOTALL)
+_EMBED_PATTERNS = (
+    re.compile(r"\[embed\b[^\]]*\]()\s*(https?://[^\s<>\"\[]+)\s*()\[/embed\]", re.IGNORECASE),
+    re.compile(r'(<p(?: [^>]*)?>\s*)(https?://[^\s<>"]+)(\s*</p>)', re.IGNORECASE),
+    re.compile(r'^(\s*)(https?://[^\s<>"]+)(\s*)$', re.IGNORECASE | re.MULTILINE),
+)
 
 
 def looks_like_wxr(path: Path) -> bool:
@@ -98,8 +108,8 @@ def _post(item: Element, path: Path) -> PostData | None:
             content = text
     if wordpress.get("post_type", "post") not in POST_TYPES:
         return None
-    if wordpress.get("status") != "publish":
-        return None
+    if wordpress.get("status") != "publish" or wordpress.get("post_password"):
+        return None  # drafts, private and password-protected posts are not public
     url = plain.get("link", "")
     if scheme_of(url) not in FETCHABLE_SCHEMES:
         guid = plain.get("guid", "")
@@ -112,4 +122,18 @@ def _post(item: Element, path: Path) -> PostData | None:
                  or to_utc(plain.get("pubDate", ""))
                  or to_utc(wordpress.get("post_date", "")))  # site-local time: a last resort
     return PostData(url=canonical_or_raw(url), title=title, published_at=published,
-                    html=content)
+                    html=link_embeds(content))
+
+
+def link_embeds(content: str) -> str:
+    """WordPress post source with its bare-URL embeds made into links, <pre> untouched."""
+    pieces = _PRE_RE.split(content)
+    for index in range(0, len(pieces), 2):  # odd indexes are the <pre> blocks
+        for pattern in _EMBED_PATTERNS:
+            pieces[index] = pattern.sub(_embed_link, pieces[index])
+    return "".join(pieces)
+
+
+def _embed_link(match: re.Match[str]) -> str:
+    url = html_lib.escape(html_lib.unescape(match.group(2)), quote=True)
+    return f'{match.group(1)}<a href="{url}">{url}</a>{match.group(3)}'
