@@ -114,3 +114,32 @@ https://code.example.org/in-pre
         "https://linked.example.org/", "https://www.youtube.com/watch?v=abc",
         "https://vimeo.com/123", "https://twitter.com/someone/status/1",
         "https://soundcloud.com/a/b"]
+
+
+def _atom_page(base: str, number: int, next_path: str | None) -> str:
+    following = f'<link rel="next" href="{next_path}"/>' if next_path else ""
+    return f"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>urn:f</id>
+<updated>2024-01-01T00:00:00Z</updated><link rel="self" href="{base}/feed?page={number}"/>
+{following}<entry><title>p{number}</title><id>urn:p{number}</id>
+<link href="{base}/posts/{number}"/><updated>2024-01-01T00:00:00Z</updated>
+<content type="html">x</content></entry></feed>"""
+
+
+def test_paged_feed_is_followed_through_rel_next_and_bounded(site: Site,
+                                                            archive: Archive) -> None:
+    from archiver.sources import feed
+
+    base = site.base_url
+    # RFC 5005 paging: each page names the next; the last page links back to the first.
+    site.page("/feed", _atom_page(base, 1, "/feed2"), content_type="application/atom+xml")
+    site.page("/feed2", _atom_page(base, 2, "/feed3"), content_type="application/atom+xml")
+    site.page("/feed3", _atom_page(base, 3, "/feed"), content_type="application/atom+xml")
+    client = archive.client()
+    posts = list(read_posts(detect_kind(site.url("/feed"), client), site.url("/feed"), client))
+    assert [post.title for post in posts] == ["p1", "p2", "p3"]
+    for number in range(4, 4 + feed.MAX_FEED_PAGES):
+        site.page(f"/feed{number - 1}", _atom_page(base, number - 1, f"/feed{number}"),
+                  content_type="application/atom+xml")
+    posts = list(read_posts(detect_kind(site.url("/feed"), client), site.url("/feed"), client))
+    assert len(posts) == feed.MAX_FEED_PAGES

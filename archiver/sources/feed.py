@@ -24,16 +24,41 @@ FEED_TYPES = frozenset({"application/rss+xml", "application/atom+xml", "applicat
                         "application/feed+xml", "application/x-rss+xml"})
 FEED_ROOTS = frozenset({"rss", "feed", "rdf"})
 _PROLOG_END_RE = re.compile(rb"<[A-Za-z_]")
+MAX_FEED_PAGES = 20  # rel="next" pages read per feed, the first included
 
 
 def read_feed(client: HttpClient, url: str) -> Iterator[PostData]:
-    """Fetch a feed and yield its entries as posts."""
-    document = fetch_document(client, url)
-    yield from parse_feed(document.body, document.url, document.content_type_header)
+    """Fetch a feed and yield its entries as posts, following its rel="next" pages (RFC 5005)
+    up to MAX_FEED_PAGES; a later page that cannot be read ends the walk, not the source."""
+    visited = {url}
+    page: str | None = url
+    for number in range(MAX_FEED_PAGES):
+        assert page is not None
+        try:
+            document = fetch_document(client, page)
+            posts, following = _parse(document.body, document.url,
+                                      document.content_type_header)
+        except SourceError as exc:
+            if number == 0:
+                raise
+            log.warning("%s: stopped at feed page %s: %s", url, page, exc)
+            return
+        yield from posts
+        visited.add(document.url)
+        if following is None or following in visited:
+            return
+        visited.add(following)
+        page = following
+    log.warning("%s: feed pages beyond %d are not read", url, MAX_FEED_PAGES)
 
 
 def parse_feed(data: bytes, url: str, content_type: str = "") -> list[PostData]:
     """Entries of a feed document; a document that is no feed at all is a SourceError."""
+    return _parse(data, url, content_type)[0]
+
+
+def _parse(data: bytes, url: str, content_type: str) -> tuple[list[PostData], str | None]:
+    """Entries of a feed document and the URL of its next page, if it names one."""
     prolog_end = _PROLOG_END_RE.search(data)
     if b"<!ENTITY" in data[:prolog_end.start() if prolog_end else len(data)]:
         raise SourceError(f"{url}: refused a feed that declares XML entities")
@@ -52,7 +77,20 @@ def parse_feed(data: bytes, url: str, content_type: str = "") -> list[PostData]:
     if not posts and (parsed.get("bozo") or not parsed.get("version")):
         problem = parsed.get("bozo_exception") or "not an RSS, Atom or RDF feed"
         raise SourceError(f"{url}: cannot read the feed: {problem}")
-    return posts
+    return posts, _next_page(parsed.get("feed") or {}, url)
+
+
+def _next_page(feed: Any, url: str) -> str | None:
+    """The feed's rel="next" link (Atom, or atom:link in RSS) as an http(s) URL."""
+    for link in feed.get("links") or []:
+        if str(link.get("rel") or "") != "next":
+            continue
+        try:
+            following = resolve(str(link.get("href") or "").strip(), url)
+        except ValueError:
+            return None
+        return following if scheme_of(following) in FETCHABLE_SCHEMES else None
+    return None
 
 
 def _post(entry: Any, feed_url: str) -> PostData | None:
