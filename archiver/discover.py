@@ -125,6 +125,9 @@ def discover(archive: Archive,
     summary = DiscoverSummary()
     with archive.db.session() as session:
         source_ids = list(session.scalars(select(Source.id).order_by(Source.id)))
+    # A post read twice in one run (a duplicated feed entry, a feed and a sitemap listing it)
+    # keeps its first copy: storing each in turn would make it change back and forth.
+    read_urls: set[str] = set()
     for done, source_id in enumerate(source_ids, start=1):
         summary.sources += 1
         with archive.db.session() as session:
@@ -134,6 +137,11 @@ def discover(archive: Archive,
             try:
                 for data in read_posts(SourceKind(source.kind), source.location,
                                        archive.client()):
+                    if data.url in read_urls:
+                        log.info("%s: %s was already read in this run", source.location,
+                                 data.url)
+                        continue
+                    read_urls.add(data.url)
                     store_post(archive, session, source, data, summary)
                     session.commit()  # each post kept as soon as it is read
                 source.last_error = None

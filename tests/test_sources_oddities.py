@@ -143,3 +143,30 @@ def test_paged_feed_is_followed_through_rel_next_and_bounded(site: Site,
                   content_type="application/atom+xml")
     posts = list(read_posts(detect_kind(site.url("/feed"), client), site.url("/feed"), client))
     assert len(posts) == feed.MAX_FEED_PAGES
+
+
+def test_a_post_listed_twice_is_stored_once_and_stays_unchanged(site: Site,
+                                                                archive: Archive) -> None:
+    base = site.base_url
+    # Two entries for one post (a duplicated GUID and link), and the same post in a sitemap:
+    # each run used to store every copy in turn, so the post flip-flopped and was "changed".
+    site.page("/feed.xml", f"""<?xml version="1.0"?><rss version="2.0"><channel>
+<title>t</title><link>{base}/</link><description>d</description>
+<item><title>New</title><link>{base}/posts/a</link><guid>g1</guid>
+<description>&lt;a href="https://new.example.org/"&gt;n&lt;/a&gt;</description></item>
+<item><title>Old</title><link>{base}/posts/a</link><guid>g1</guid>
+<description>&lt;a href="https://old.example.org/"&gt;o&lt;/a&gt;</description></item>
+</channel></rss>""", content_type="application/rss+xml")
+    site.page("/sitemap.xml", f"""<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+<url><loc>{base}/posts/a</loc></url></urlset>""", content_type="application/xml")
+    site.page("/posts/a", PAGE)
+    add_source(archive, site.url("/feed.xml"))
+    add_source(archive, site.url("/sitemap.xml"))
+    first = discover(archive)
+    assert (first.posts_new, first.posts_changed) == (1, 0)
+    again = discover(archive)
+    assert (again.posts_new, again.posts_changed) == (0, 0)
+    with archive.db.session() as session:
+        (post,) = session.scalars(select(Post))
+        assert post.title == "New"
+        assert [citation.link.url for citation in post.citations] == ["https://new.example.org/"]
