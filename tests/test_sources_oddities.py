@@ -170,3 +170,20 @@ def test_a_post_listed_twice_is_stored_once_and_stays_unchanged(site: Site,
         (post,) = session.scalars(select(Post))
         assert post.title == "New"
         assert [citation.link.url for citation in post.citations] == ["https://new.example.org/"]
+
+
+def test_utf8_page_served_as_latin1_keeps_its_links(site: Site, archive: Archive) -> None:
+    # An old server default (AddDefaultCharset ISO-8859-1) in front of a UTF-8 blog: bytes that
+    # are valid UTF-8 are UTF-8, else every IDN or accented link points somewhere else.
+    page = ('<html><head><meta charset="utf-8"><title>Café</title></head><body><article>'
+            '<a href="https://bücher.example/ä">b</a></article></body></html>')
+    site.page("/post", page.encode("utf-8"), content_type="text/html; charset=ISO-8859-1")
+    latin = page.replace('charset="utf-8"', 'charset="iso-8859-1"').encode("latin-1")
+    site.page("/latin", latin, content_type="text/html; charset=ISO-8859-1")
+    client = archive.client()
+    (post,) = read_posts(detect_kind(site.url("/post"), client), site.url("/post"), client)
+    assert post.title == "Café"
+    assert [link.url for link in extract_links(post.html, post.url)] == [
+        "https://xn--bcher-kva.example/%C3%A4"]
+    (real,) = read_posts(detect_kind(site.url("/latin"), client), site.url("/latin"), client)
+    assert real.title == "Café"  # a page that really is Latin-1 is still read as Latin-1

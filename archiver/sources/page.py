@@ -19,6 +19,8 @@ CONTENT_SELECTORS = ("article", "main", "[itemprop=articleBody]", ".entry-conten
                      ".post-content", ".post", "#content")
 # Page furniture dropped when only ``body`` is left, so blogrolls and menus are not taken.
 _FURNITURE = "nav, aside, header, footer, script, style, template"
+_LATIN1_NAMES = frozenset({"iso-8859-1", "iso8859-1", "latin-1", "latin1", "l1",
+                           "windows-1252", "cp1252", "us-ascii", "ascii"})
 
 
 def read_page(client: HttpClient, url: str) -> PostData:
@@ -26,8 +28,20 @@ def read_page(client: HttpClient, url: str) -> PostData:
     document = fetch_document(client, url)
     if document.content_type and document.content_type not in HTML_TYPES:
         raise SourceError(f"{url} is not an HTML page ({document.content_type})")
-    text = decode_text(document.body, document.charset)
-    return post_from_html(text, canonical_or_raw(document.url))
+    return post_from_html(_decode(document.body, document.charset),
+                          canonical_or_raw(document.url))
+
+
+def _decode(body: bytes, charset: str | None) -> str:
+    """The page's text; a body declared Latin-1 that is valid UTF-8 beyond ASCII is UTF-8
+    (a server default in front of a UTF-8 blog: real Latin-1 text is almost never valid
+    UTF-8), so its accented and international links keep their meaning."""
+    if (charset or "").strip().lower() in _LATIN1_NAMES and not body.isascii():
+        try:
+            return body.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            pass
+    return decode_text(body, charset)
 
 
 def post_from_html(text: str, url: str, title: str | None = None,
