@@ -187,3 +187,23 @@ def test_utf8_page_served_as_latin1_keeps_its_links(site: Site, archive: Archive
         "https://xn--bcher-kva.example/%C3%A4"]
     (real,) = read_posts(detect_kind(site.url("/latin"), client), site.url("/latin"), client)
     assert real.title == "Café"  # a page that really is Latin-1 is still read as Latin-1
+
+
+def test_feedburner_item_is_its_original_post_not_the_proxy(site: Site,
+                                                            archive: Archive) -> None:
+    base = site.base_url
+    # FeedBurner rewrites item links to its redirector and keeps the post's own in origLink;
+    # the redirector URL would make the post a second one and the blog's own links outbound.
+    site.page("/fb.xml", f"""<?xml version="1.0"?>
+<rss version="2.0" xmlns:feedburner="http://rssnamespace.org/feedburner/ext/1.0"><channel>
+<title>t</title><link>{base}/</link><description>d</description>
+<item><title>A</title><link>http://feedproxy.google.com/~r/Blog/~3/abc/</link>
+<feedburner:origLink>{base}/posts/a</feedburner:origLink>
+<description>&lt;a href="{base}/posts/older"&gt;older&lt;/a&gt;
+&lt;a href="https://cited.example.org/a"&gt;c&lt;/a&gt;</description></item>
+</channel></rss>""", content_type="application/rss+xml")
+    client = archive.client()
+    (post,) = read_posts(detect_kind(site.url("/fb.xml"), client), site.url("/fb.xml"), client)
+    assert post.url == site.url("/posts/a")
+    assert [link.url for link in extract_links(post.html, post.url)] == [
+        "https://cited.example.org/a"]

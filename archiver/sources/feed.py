@@ -94,7 +94,8 @@ def _next_page(feed: Any, url: str) -> str | None:
 
 
 def _post(entry: Any, feed_url: str) -> PostData | None:
-    link = str(entry.get("link") or "").strip()
+    # FeedBurner's origLink is the post's own URL; its <link> is a redirector's.
+    link = str(entry.get("feedburner_origlink") or entry.get("link") or "").strip()
     if not link:
         identifier = str(entry.get("id") or "").strip()
         link = identifier if scheme_of(identifier) in FETCHABLE_SCHEMES else ""
