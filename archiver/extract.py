@@ -46,6 +46,13 @@ _BREAKS = _BLOCKS | {"br", "hr", "ul", "ol", "dl", "table", "tr", "img", "iframe
                      "audio", "embed", "object"}
 _SILENT = frozenset({"script", "style", "template", "noscript"})
 
+# Besides SKIPPED_SCHEMES: scripts and the app links of share bars and contact buttons, which
+# are on every post and are no reference (ftp: and the like still are, just not fetchable).
+_IGNORED_SCHEMES = SKIPPED_SCHEMES | frozenset({
+    "vbscript", "livescript", "view-source", "intent", "sip", "sips", "skype", "whatsapp",
+    "viber", "fb-messenger", "tg", "line", "wechat", "weixin", "slack", "zoommtg", "facetime",
+    "facetime-audio", "fax", "xmpp",
+})
 _SPACE_RE = re.compile(r"\s+")
 _SENTENCE_END_RE = re.compile(r"[.!?\u2026](?=[\s\"'\u201d\u2019)\]]*\s)")
 _START, _END = "\ue000", "\ue001"  # private-use marks around the link while collapsing
@@ -139,7 +146,7 @@ def _target(href: str, base: str, own_site: str) -> tuple[str | None, str | None
     """(canonical URL, verdict) of a reference, or None when it is not an outbound one."""
     if not href or href.startswith("#"):
         return None
-    if scheme_of(href) in SKIPPED_SCHEMES:
+    if scheme_of(href) in _IGNORED_SCHEMES:
         return None
     if href.startswith("//") and scheme_of(base) not in FETCHABLE_SCHEMES:
         base = "https://localhost/"  # a protocol-relative link in a local file means the web
@@ -150,7 +157,7 @@ def _target(href: str, base: str, own_site: str) -> tuple[str | None, str | None
             return None
     except ValueError:
         return None, "invalid_url"
-    if scheme_of(absolute) in SKIPPED_SCHEMES:
+    if scheme_of(absolute) in _IGNORED_SCHEMES:
         return None  # e.g. a relative link inside a post read from a local file
     return _canonical(absolute, own_site)
 

@@ -207,3 +207,15 @@ def test_feedburner_item_is_its_original_post_not_the_proxy(site: Site,
     assert post.url == site.url("/posts/a")
     assert [link.url for link in extract_links(post.html, post.url)] == [
         "https://cited.example.org/a"]
+
+
+def test_share_buttons_and_script_schemes_are_not_references() -> None:
+    # A blog's share bar is app links on every post; they are no link to keep or to review.
+    html = """<p><a href="whatsapp://send?text=hi">WhatsApp</a>
+<a href="fb-messenger://share?link=x">Messenger</a> <a href="skype:echo123?call">Skype</a>
+<a href="viber://forward?text=x">Viber</a> <a href="VBScript:MsgBox(1)">vb</a>
+<a href="intent://scan/#Intent;scheme=zxing;end">app</a> <a href="sip:a@example.org">sip</a>
+<a href="ftp://ftp.example.org/file.txt">a file</a></p>"""
+    found = [(link.href, link.verdict)
+             for link in extract_links(html, "https://blog.example.com/post")]
+    assert found == [("ftp://ftp.example.org/file.txt", "unsupported_scheme")]
