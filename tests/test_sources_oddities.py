@@ -116,8 +116,8 @@ https://code.example.org/in-pre
         "https://soundcloud.com/a/b"]
 
 
-def _atom_page(base: str, number: int, next_path: str | None) -> str:
-    following = f'<link rel="next" href="{next_path}"/>' if next_path else ""
+def _atom_page(base: str, number: int, next_path: str | None, rel: str = "next") -> str:
+    following = f'<link rel="{rel}" href="{next_path}"/>' if next_path else ""
     return f"""<?xml version="1.0" encoding="utf-8"?>
 <feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>urn:f</id>
 <updated>2024-01-01T00:00:00Z</updated><link rel="self" href="{base}/feed?page={number}"/>
@@ -126,14 +126,15 @@ def _atom_page(base: str, number: int, next_path: str | None) -> str:
 <content type="html">x</content></entry></feed>"""
 
 
-def test_paged_feed_is_followed_through_rel_next_and_bounded(site: Site,
+def test_paged_and_archived_feeds_are_followed_and_bounded(site: Site,
                                                             archive: Archive) -> None:
     from archiver.sources import feed
 
     base = site.base_url
     # RFC 5005 paging: each page names the next; the last page links back to the first.
     site.page("/feed", _atom_page(base, 1, "/feed2"), content_type="application/atom+xml")
-    site.page("/feed2", _atom_page(base, 2, "/feed3"), content_type="application/atom+xml")
+    site.page("/feed2", _atom_page(base, 2, "/feed3", rel="prev-archive"),
+              content_type="application/atom+xml")  # an archived feed's older archive
     site.page("/feed3", _atom_page(base, 3, "/feed"), content_type="application/atom+xml")
     client = archive.client()
     posts = list(read_posts(detect_kind(site.url("/feed"), client), site.url("/feed"), client))

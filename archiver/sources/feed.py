@@ -24,11 +24,13 @@ FEED_TYPES = frozenset({"application/rss+xml", "application/atom+xml", "applicat
                         "application/feed+xml", "application/x-rss+xml"})
 FEED_ROOTS = frozenset({"rss", "feed", "rdf"})
 _PROLOG_END_RE = re.compile(rb"<[A-Za-z_]")
-MAX_FEED_PAGES = 20  # rel="next" pages read per feed, the first included
+MAX_FEED_PAGES = 20  # older pages read per feed, the first included
+# RFC 5005: a paged feed names its next page, an archived feed its previous archive.
+_OLDER_PAGE_RELS = ("next", "prev-archive")
 
 
 def read_feed(client: HttpClient, url: str) -> Iterator[PostData]:
-    """Fetch a feed and yield its entries as posts, following its rel="next" pages (RFC 5005)
+    """Fetch a feed and yield its entries as posts, following its older pages (RFC 5005)
     up to MAX_FEED_PAGES; a later page that cannot be read ends the walk, not the source."""
     visited = {url}
     page: str | None = url
@@ -81,9 +83,9 @@ def _parse(data: bytes, url: str, content_type: str) -> tuple[list[PostData], st
 
 
 def _next_page(feed: Any, url: str) -> str | None:
-    """The feed's rel="next" link (Atom, or atom:link in RSS) as an http(s) URL."""
+    """The feed's link to its older entries (Atom, or atom:link in RSS), an http(s) URL."""
     for link in feed.get("links") or []:
-        if str(link.get("rel") or "") != "next":
+        if str(link.get("rel") or "") not in _OLDER_PAGE_RELS:
             continue
         try:
             following = resolve(str(link.get("href") or "").strip(), url)
