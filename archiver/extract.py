@@ -31,7 +31,11 @@ _WINDOW = 2 * CONTEXT_CHARS  # raw characters looked at on each side of a link
 _SELECTOR = ", ".join((
     "a[href]", "iframe[src]", "video[src]", "audio[src]", "video source[src]",
     "audio source[src]", "embed[src]", "object[data]", "base[href]",
+    "iframe[data-src]", "iframe[data-lazy-src]", "video[data-src]", "audio[data-src]",
 ))
+# Where lazy-load plugins keep an embed's address while ``src`` is empty or a placeholder.
+_LAZY_ATTRIBUTES = ("data-src", "data-lazy-src")
+_PLACEHOLDER_SCHEMES = frozenset({"about", "data", "javascript", "blob"})
 _ATTRIBUTE = {"a": "href", "iframe": "src", "video": "src", "audio": "src", "source": "src",
               "embed": "src", "object": "data"}
 
@@ -98,7 +102,7 @@ def extract_links(html: str, page_url: str, site_url: str | None = None) -> list
         attribute = _ATTRIBUTE.get(element)
         if attribute is None:
             continue
-        href = (node.attributes.get(attribute) or "").strip()
+        href = _reference(node, attribute)
         target = _target(href, base, own_site)
         if target is None:
             continue
@@ -112,6 +116,20 @@ def extract_links(html: str, page_url: str, site_url: str | None = None) -> list
             anchor_text=_anchor_text(node), context=_context(node, blocks),
         ))
     return links
+
+
+def _reference(node: LexborNode, attribute: str) -> str:
+    """The address an element refers to; for an embed, a lazy-load attribute's when ``src`` is
+    empty or a placeholder."""
+    attributes = node.attributes
+    href = (attributes.get(attribute) or "").strip()
+    if attribute != "src" or (href and scheme_of(href) not in _PLACEHOLDER_SCHEMES):
+        return href
+    for name in _LAZY_ATTRIBUTES:
+        lazy = (attributes.get(name) or "").strip()
+        if lazy:
+            return lazy
+    return href
 
 
 def _parse(html: str) -> LexborHTMLParser | None:

@@ -220,3 +220,21 @@ def test_share_buttons_and_script_schemes_are_not_references() -> None:
     found = [(link.href, link.verdict)
              for link in extract_links(html, "https://blog.example.com/post")]
     assert found == [("ftp://ftp.example.org/file.txt", "unsupported_scheme")]
+
+
+def test_lazy_loaded_embeds_are_references() -> None:
+    # Lazy-load plugins keep the real address in data-src / data-lazy-src and put a
+    # placeholder (or nothing) in src until the embed scrolls into view.
+    html = """<p>Watch <iframe data-src="https://www.youtube.com/embed/abc" src="about:blank">
+</iframe> <iframe data-lazy-src="https://player.vimeo.com/video/1"
+ src="data:image/gif;base64,R0lGODlhAQABAAAAACw="></iframe>
+<iframe data-src="https://open.spotify.com/embed/x"></iframe>
+<video data-src="https://media.example.org/clip.mp4"></video>
+<iframe src="https://kept.example.org/e" data-src="https://lazy.example.org/e"></iframe></p>"""
+    found = [(link.url, link.element)
+             for link in extract_links(html, "https://blog.example.com/post")]
+    assert found == [("https://www.youtube.com/embed/abc", "iframe"),
+                     ("https://player.vimeo.com/video/1", "iframe"),
+                     ("https://open.spotify.com/embed/x", "iframe"),
+                     ("https://media.example.org/clip.mp4", "video"),
+                     ("https://kept.example.org/e", "iframe")]
