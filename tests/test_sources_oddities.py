@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -238,3 +239,19 @@ def test_lazy_loaded_embeds_are_references() -> None:
                      ("https://open.spotify.com/embed/x", "iframe"),
                      ("https://media.example.org/clip.mp4", "video"),
                      ("https://kept.example.org/e", "iframe")]
+
+
+def test_hugo_toml_front_matter_is_read(tmp_path: Path, archive: Archive) -> None:
+    # Hugo's default front matter is TOML between +++ lines.
+    (tmp_path / "post.md").write_text(
+        '+++\ntitle = "Hugo post"\ndate = 2024-01-03T10:00:00+01:00\n'
+        'url = "https://blog.example.com/hugo-post/"\n+++\n'
+        "See [mine](https://blog.example.com/other/) and [theirs](https://ext.example.org/y).\n",
+        encoding="utf-8")
+    client = archive.client()
+    (post,) = read_posts(detect_kind(str(tmp_path), client), str(tmp_path), client)
+    assert (post.url, post.title) == ("https://blog.example.com/hugo-post/", "Hugo post")
+    assert post.published_at == datetime(2024, 1, 3, 9, 0)
+    assert "+++" not in post.html
+    assert [link.url for link in extract_links(post.html, post.url)] == [
+        "https://ext.example.org/y"]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import re
+import tomllib
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import frontmatter
+from frontmatter.default_handlers import BaseHandler
 from markdown_it import MarkdownIt
 from selectolax.lexbor import LexborHTMLParser
 
@@ -27,6 +29,21 @@ _MARKDOWN = MarkdownIt("commonmark")
 
 
 MAX_POST_BYTES = 20 * 1024 * 1024  # a "post" larger than this is not one; it is skipped
+
+
+class _TomlFrontMatter(BaseHandler):
+    """Hugo's TOML front matter between ``+++`` lines (the library's own needs a third-party
+    TOML package; the standard library reads TOML)."""
+
+    FM_BOUNDARY = re.compile(r"^\+{3,}\s*$", re.MULTILINE)
+    START_DELIMITER = END_DELIMITER = "+++"
+
+    def load(self, fm: str, **kwargs: object) -> Any:
+        """The front matter's fields."""
+        return tomllib.loads(fm)
+
+
+_TOML = _TomlFrontMatter()
 
 
 def read_folder(root: Path) -> Iterator[PostData]:
@@ -66,7 +83,7 @@ def read_file(path: Path) -> PostData | None:
         log.warning("skipping unreadable file %s: %s", path, exc.strerror or exc)
         return None
     try:
-        metadata, body = frontmatter.parse(text)
+        metadata, body = frontmatter.parse(text, handler=_TOML if _TOML.detect(text) else None)
     except Exception as exc:  # YAML and handler errors come in many types
         log.warning("skipping %s: bad front matter: %s", path, exc)
         return None
