@@ -255,3 +255,30 @@ def test_hugo_toml_front_matter_is_read(tmp_path: Path, archive: Archive) -> Non
     assert "+++" not in post.html
     assert [link.url for link in extract_links(post.html, post.url)] == [
         "https://ext.example.org/y"]
+
+
+def test_link_blog_entry_is_the_blog_post_and_cites_the_linked_article(
+        site: Site, archive: Archive) -> None:
+    base = site.base_url
+    # A "linked list" entry: <link> is the article commented on, the post's own address is a
+    # rel="related" link (Atom) or a permalink GUID (RSS).
+    site.page("/atom.xml", f"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>urn:f</id>
+<link rel="alternate" type="text/html" href="{base}/"/><updated>2024-01-01T00:00:00Z</updated>
+<entry><title>Linked</title><id>tag:blog,2024:/linked/1</id>
+<link rel="alternate" type="text/html" href="https://ext.example.org/article"/>
+<link rel="related" type="text/html" href="{base}/linked/1"/>
+<updated>2024-01-01T00:00:00Z</updated>
+<content type="html">Good &lt;a href="/linked/0"&gt;again&lt;/a&gt;.</content></entry></feed>""",
+              content_type="application/atom+xml")
+    site.page("/rss.xml", f"""<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>
+<link>{base}/</link><description>d</description><item><title>Linked 2</title>
+<link>https://ext.example.org/other</link><guid isPermaLink="true">{base}/linked/2</guid>
+<description>Read it.</description></item></channel></rss>""",
+              content_type="application/rss+xml")
+    client = archive.client()
+    for path, post_path, article in (("/atom.xml", "/linked/1", "https://ext.example.org/article"),
+                                     ("/rss.xml", "/linked/2", "https://ext.example.org/other")):
+        (post,) = read_posts(detect_kind(site.url(path), client), site.url(path), client)
+        assert post.url == site.url(post_path)
+        assert [link.url for link in extract_links(post.html, post.url)] == [article]

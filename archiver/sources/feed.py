@@ -16,7 +16,7 @@ from selectolax.lexbor import LexborHTMLParser
 from archiver.errors import SourceError
 from archiver.net.client import HttpClient
 from archiver.sources.common import PostData, canonical_or_raw, fetch_document
-from archiver.urls import FETCHABLE_SCHEMES, resolve, scheme_of
+from archiver.urls import FETCHABLE_SCHEMES, resolve, scheme_of, site_of
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _parse(data: bytes, url: str, content_type: str) -> tuple[list[PostData], st
                                    resolve_relative_uris=False, sanitize_html=False)
     posts = []
     for entry in parsed.get("entries") or []:
-        post = _post(entry, url)
+        post = _post(entry, url, str((parsed.get("feed") or {}).get("link") or ""))
         if post is not None:
             posts.append(post)
     # A broken document can still yield a half-entry; without a usable post it is no feed.
@@ -95,7 +95,7 @@ def _next_page(feed: Any, url: str) -> str | None:
     return None
 
 
-def _post(entry: Any, feed_url: str) -> PostData | None:
+def _post(entry: Any, feed_url: str, blog_url: str) -> PostData | None:
     # FeedBurner's origLink is the post's own URL; its <link> is a redirector's.
     link = str(entry.get("feedburner_origlink") or entry.get("link") or "").strip()
     if not link:
@@ -112,8 +112,37 @@ def _post(entry: Any, feed_url: str) -> PostData | None:
         return None
     title = _plain(str(entry.get("title") or ""), (entry.get("title_detail") or {}).get("type"))
     html, base = _content(entry)
+    html = _with_base(html, base, feed_url)
+    permalink = _permalink_on_blog(entry, link, blog_url)
+    if permalink is not None:
+        # A link-blog entry: the post is the blog's page, the linked article its reference.
+        cited = html_lib.escape(link, quote=True)
+        html = f'<p><a href="{cited}">{html_lib.escape(title or link)}</a></p>{html}'
+        link = permalink
     return PostData(url=canonical_or_raw(link), title=title,
-                    published_at=_published(entry), html=_with_base(html, base, feed_url))
+                    published_at=_published(entry), html=html)
+
+
+def _permalink_on_blog(entry: Any, link: str, blog_url: str) -> str | None:
+    """The entry's own address on the blog when its <link> points to another site (a link-blog
+    entry): a rel="related"/"alternate" link or the GUID, on the blog's site."""
+    blog = _site(blog_url)
+    if not blog or _site(link) == blog:
+        return None
+    candidates = [str(item.get("href") or "").strip() for item in entry.get("links") or []
+                  if str(item.get("rel") or "alternate") in ("related", "alternate")]
+    candidates.append(str(entry.get("id") or "").strip())
+    for candidate in candidates:
+        if scheme_of(candidate) in FETCHABLE_SCHEMES and _site(candidate) == blog:
+            return candidate
+    return None
+
+
+def _site(url: str) -> str:
+    try:
+        return site_of(url)
+    except ValueError:
+        return ""
 
 
 def _plain(text: str, kind: object) -> str | None:
