@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -282,3 +283,13 @@ def test_link_blog_entry_is_the_blog_post_and_cites_the_linked_article(
         (post,) = read_posts(detect_kind(site.url(path), client), site.url(path), client)
         assert post.url == site.url(post_path)
         assert [link.url for link in extract_links(post.html, post.url)] == [article]
+
+
+def test_wxr_embed_search_stays_linear_on_long_blank_runs() -> None:
+    from archiver.sources.wxr import link_embeds
+
+    # A post pasted with thousands of empty lines: the own-line pattern once took minutes.
+    started = time.monotonic()
+    assert link_embeds(" \n" * 50_000 + "https://x.example.org/").endswith(
+        '<a href="https://x.example.org/">https://x.example.org/</a>')
+    assert time.monotonic() - started < 2

@@ -36,7 +36,8 @@ _PRE_RE = re.compile(r"(<pre\b.*?</pre>)", re.IGNORECASE | re.DOTALL)
 _EMBED_PATTERNS = (
     re.compile(r"\[embed\b[^\]]*\]()\s*(https?://[^\s<>\"\[]+)\s*()\[/embed\]", re.IGNORECASE),
     re.compile(r'(<p(?: [^>]*)?>\s*)(https?://[^\s<>"]+)(\s*</p>)', re.IGNORECASE),
-    re.compile(r'^(\s*)(https?://[^\s<>"]+)(\s*)$', re.IGNORECASE | re.MULTILINE),
+    # Blanks only, not \s: \s* spanning lines makes a long run of empty lines quadratic.
+    re.compile(r'^([ \t]*)(https?://[^\s<>"]+)([ \t]*\r?)$', re.IGNORECASE | re.MULTILINE),
 )
 
 
