@@ -21,6 +21,7 @@ from archiver.urls import (
     resolve,
     scheme_of,
     site_of,
+    site_or_empty,
 )
 
 CONTEXT_CHARS = 300
@@ -93,7 +94,7 @@ def extract_links(html: str, page_url: str, site_url: str | None = None) -> list
         if node.tag == "base":
             base = _base_url(node.attributes.get("href") or "", page_url)
             break
-    own_site = _site(site_url or page_url)
+    own_site = site_or_empty(site_url or page_url)
     blocks: dict[int, _BlockText] = {}
     seen: set[tuple[str, str]] = set()
     links: list[ExtractedLink] = []
@@ -140,13 +141,6 @@ def _parse(html: str) -> LexborHTMLParser | None:
         return LexborHTMLParser(html.encode("utf-8", "replace").decode("utf-8"))
     except (TypeError, ValueError):
         return None
-
-
-def _site(url: str) -> str:
-    try:
-        return site_of(url)
-    except ValueError:
-        return ""
 
 
 def _base_url(href: str, page_url: str) -> str:

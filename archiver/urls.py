@@ -115,6 +115,14 @@ def site_of(url: str) -> str:
     return host_of(url).removeprefix("www.")
 
 
+def site_or_empty(url: str) -> str:
+    """:func:`site_of`, or "" for a URL it cannot read (it matches no site)."""
+    try:
+        return site_of(url)
+    except ValueError:
+        return ""
+
+
 def scheme_of(reference: str) -> str:
     """Lower-case scheme of a reference, or '' when it has none."""
     try:

@@ -16,7 +16,7 @@ from selectolax.lexbor import LexborHTMLParser
 from archiver.errors import SourceError
 from archiver.net.client import HttpClient
 from archiver.sources.common import PostData, canonical_or_raw, fetch_document
-from archiver.urls import FETCHABLE_SCHEMES, resolve, scheme_of, site_of
+from archiver.urls import FETCHABLE_SCHEMES, resolve, scheme_of, site_or_empty
 
 log = logging.getLogger(__name__)
 
@@ -126,23 +126,16 @@ def _post(entry: Any, feed_url: str, blog_url: str) -> PostData | None:
 def _permalink_on_blog(entry: Any, link: str, blog_url: str) -> str | None:
     """The entry's own address on the blog when its <link> points to another site (a link-blog
     entry): a rel="related"/"alternate" link or the GUID, on the blog's site."""
-    blog = _site(blog_url)
-    if not blog or _site(link) == blog:
+    blog = site_or_empty(blog_url)
+    if not blog or site_or_empty(link) == blog:
         return None
     candidates = [str(item.get("href") or "").strip() for item in entry.get("links") or []
                   if str(item.get("rel") or "alternate") in ("related", "alternate")]
     candidates.append(str(entry.get("id") or "").strip())
     for candidate in candidates:
-        if scheme_of(candidate) in FETCHABLE_SCHEMES and _site(candidate) == blog:
+        if scheme_of(candidate) in FETCHABLE_SCHEMES and site_or_empty(candidate) == blog:
             return candidate
     return None
-
-
-def _site(url: str) -> str:
-    try:
-        return site_of(url)
-    except ValueError:
-        return ""
 
 
 def _plain(text: str, kind: object) -> str | None:
