@@ -578,13 +578,13 @@ def _scan_gzipped(handle: Readable, unchecked: frozenset[int],
 
 
 @contextmanager
-def _reading(what: str) -> Iterator[None]:
+def _reading() -> Iterator[None]:
     """Turn a gzip member's ScanError into the plain error of a single record's bytes."""
     try:
         yield
     except ScanError as exc:
         if "partial tail" in exc.reason:
-            raise StorageError(f"the bytes end inside a {what} (length too short)") from exc
+            raise StorageError("the bytes end inside a gzip member (length too short)") from exc
         raise StorageError(exc.reason) from exc
 
 
@@ -603,7 +603,7 @@ def read_exact(source: Readable, gzipped: bool, *, check: bool = True) -> \
     if start != GZIP_MAGIC:
         raise StorageError("the bytes do not start a gzip member")
     member = GzipMember(source, start)
-    with _reading("gzip member"):
+    with _reading():
         record = read_record(member.stream, check=check)
         more = member.stream.read(1)
         length = member.finish()

@@ -122,20 +122,6 @@ class RemoteStorage:
         self._call("reach", self.address.bucket, lambda: self._s3().head_bucket(
             Bucket=self.address.bucket))
 
-    def read_range(self, name: str, offset: int, length: int) -> bytes:
-        """``length`` bytes of file ``name`` from ``offset`` (one ranged GET)."""
-        if length <= 0:
-            return b""
-        key = self.address.key_of(name)
-
-        def get() -> bytes:
-            answer = self._s3().get_object(Bucket=self.address.bucket, Key=key,
-                                           Range=f"bytes={offset}-{offset + length - 1}")
-            data: bytes = answer["Body"].read()
-            return data
-
-        return bytes(self._call("read", name, get))
-
     @contextmanager
     def open_range(self, name: str, offset: int, length: int) -> Iterator[Readable]:
         """``length`` bytes of file ``name`` from ``offset`` (one ranged GET), as a stream

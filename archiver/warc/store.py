@@ -432,20 +432,9 @@ class WarcStore:
         return self._root / warc_file
 
     def read_range(self, warc_file: str, offset: int, length: int) -> bytes:
-        """Up to ``length`` bytes of a file from ``offset``: from the folder while the file
-        is there, else from the object storage."""
-        path = self.path_of(warc_file)
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                return handle.read(length)
-        except FileNotFoundError as exc:
-            if self.remote is None:
-                raise MissingFileError(f"cannot read {warc_file}@{offset}: "
-                                       "no such WARC file") from exc
-        except OSError as exc:
-            raise StorageError(f"cannot read {warc_file}@{offset}: {exc}") from exc
-        return self.remote.read_range(warc_file, offset, length)
+        """Up to ``length`` bytes of a file from ``offset`` (see :meth:`open_range`)."""
+        with self.open_range(warc_file, offset, length) as source:
+            return b"".join(iter(lambda: source.read(length), b""))
 
     @contextmanager
     def open_range(self, warc_file: str, offset: int, length: int) -> Iterator[Readable]:
