@@ -56,9 +56,9 @@ def read_indexed(store: WarcStore, capture: Capture, *, check: bool = True) -> \
     if capture.warc_file.endswith(".gz"):
         with store.open_range(capture.warc_file, capture.offset, capture.length) as source:
             return read_exact(source, gzipped=True, check=check)
-    size = store.file_size(capture.warc_file) or 0
-    extra = max(0, min(len(RECORD_TRAILER), size - capture.offset - capture.length))
-    with store.open_range(capture.warc_file, capture.offset, capture.length + extra) as source:
+    # Up to the trailer past the row's length: a range past the file's end just reads less.
+    with store.open_range(capture.warc_file, capture.offset,
+                          capture.length + len(RECORD_TRAILER)) as source:
         record, length = read_exact(source, gzipped=False, check=check)
     if length < capture.length:
         raise StorageError("more than one record at that location (length too long)")
