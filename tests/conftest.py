@@ -3,8 +3,10 @@ web sites on port 0 and the Flask test client. Nothing here talks to anything bu
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,55 @@ def read_request_head(conn: socket.socket) -> bytes:
             return b""
         data += chunk
     return data.split(b"\r\n\r\n", 1)[0]
+
+
+Answer = Callable[[str, str], bytes]  # (method, path) -> the exact bytes to send
+
+
+def response(status: bytes, extra: bytes = b"", body: bytes = b"") -> bytes:
+    """A complete HTTP/1.1 answer that closes its connection."""
+    return (b"HTTP/1.1 " + status + b"\r\nContent-Type: text/html\r\nConnection: close\r\n"
+            + extra + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
+class RawSite:
+    """A loopback server that writes the exact bytes ``answer(method, path)`` returns, so
+    headers can hold what no framework would send (raw UTF-8, stray latin-1 bytes); it keeps
+    each request head exactly as it arrived in ``heads``."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.heads: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            head = read_request_head(conn)
+            if not head:
+                return
+            self.heads.append(head + b"\r\n\r\n")
+            method, path, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            answer = self.answer(method, path)
+            if method == "HEAD":
+                answer = answer.split(b"\r\n\r\n")[0] + b"\r\n\r\n"
+            with contextlib.suppress(OSError):  # the client gave up (its deadline cut it)
+                conn.sendall(answer)
+
+    def close(self) -> None:
+        self.listener.close()
 
 
 def post(title: str, url: str, text: str, date: str | None = "2008-06-14") -> str:

@@ -3,10 +3,8 @@ check's retries, Retry-After values that cannot park or crash a link, raw UTF-8 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,53 +22,9 @@ from archiver.models import Check, Link, LinkState
 from archiver.net.client import FetchError, HttpClient
 from archiver.urls import host_of, url_key
 from archiver.verdicts import Verdict
-from tests.conftest import make_settings, read_request_head
+from tests.conftest import Answer, RawSite, make_settings, response
 
-Answer = Callable[[str, str], bytes]
 PAGE = b"<html><body><p>A real article with plenty of its own words in it.</p></body></html>"
-
-
-def response(status: bytes, extra: bytes = b"", body: bytes = b"") -> bytes:
-    """A complete HTTP/1.1 answer that closes its connection."""
-    return (b"HTTP/1.1 " + status + b"\r\nContent-Type: text/html\r\nConnection: close\r\n"
-            + extra + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-
-
-class RawSite:
-    """A loopback server that writes the exact bytes ``answer(method, path)`` returns, so
-    headers can hold what no framework would send (raw UTF-8, stray latin-1 bytes)."""
-
-    def __init__(self, answer: Answer) -> None:
-        self.answer = answer
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        with conn:
-            head = read_request_head(conn)
-            if not head:
-                return
-            method, path, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
-            answer = self.answer(method, path)
-            if method == "HEAD":
-                answer = answer.split(b"\r\n\r\n")[0] + b"\r\n\r\n"
-            with contextlib.suppress(OSError):  # the client gave up (its deadline cut it)
-                conn.sendall(answer)
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 @pytest.fixture

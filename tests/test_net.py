@@ -19,7 +19,7 @@ from archiver.net.client import ByteBudget, ByteBudgetSpent, FetchError, HttpCli
 from archiver.net.guard import forbidden_reason
 from archiver.net.politeness import HostQueue
 from archiver.verdicts import Verdict
-from tests.conftest import make_settings, read_request_head
+from tests.conftest import RawSite, make_settings, response
 
 # Every spelling must be refused before a single byte is sent (no server needed).
 FORBIDDEN_URLS = [
@@ -181,33 +181,10 @@ def test_headers_that_never_come_are_a_timeout(client: HttpClient) -> None:
         listener.close()
 
 
-class HeadRecorder:
-    """A raw loopback server that keeps each request head exactly as it arrived and answers 200."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.heads: list[bytes] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            with conn:
-                self.heads.append(read_request_head(conn) + b"\r\n\r\n")
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n"
-                             b"\r\nok")
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 @pytest.fixture
-def recorder() -> Iterator[HeadRecorder]:
-    server = HeadRecorder()
+def recorder() -> Iterator[RawSite]:
+    """A raw server that answers 200 "ok" and keeps each request head as it arrived."""
+    server = RawSite(lambda _method, _path: response(b"200 OK", body=b"ok"))
     yield server
     server.close()
 
@@ -220,7 +197,7 @@ def recorder() -> Iterator[HeadRecorder]:
     ("\uff11\uff12\uff17.\uff10.\uff10.\uff11", "/x", "GET /x HTTP/1.1", "127.0.0.1"),
 ])
 def test_the_recorded_request_head_is_what_the_server_received(
-        client: HttpClient, recorder: HeadRecorder, host: str, path: str, request_line: str,
+        client: HttpClient, recorder: RawSite, host: str, path: str, request_line: str,
         host_header: str) -> None:
     url = f"http://{host}:{recorder.port}{path}"
     final = client.fetch(url).final
@@ -233,7 +210,7 @@ def test_the_recorded_request_head_is_what_the_server_received(
 
 
 def test_a_request_body_and_its_length_are_recorded(client: HttpClient,
-                                                    recorder: HeadRecorder) -> None:
+                                                    recorder: RawSite) -> None:
     final = client.fetch(f"http://127.0.0.1:{recorder.port}/form", "POST", body=b"a=1",
                          headers={"Content-Type": "application/x-www-form-urlencoded"}).final
     assert recorder.heads == [final.request_head]
@@ -241,7 +218,7 @@ def test_a_request_body_and_its_length_are_recorded(client: HttpClient,
 
 
 def test_credentials_in_the_url_become_basic_auth(client: HttpClient,
-                                                 recorder: HeadRecorder) -> None:
+                                                 recorder: RawSite) -> None:
     final = client.fetch(f"http://user:p%40ss@127.0.0.1:{recorder.port}/private").final
     assert recorder.heads == [final.request_head]
     assert b"\r\nAuthorization: Basic dXNlcjpwQHNz\r\n" in final.request_head  # user:p@ss
