@@ -96,6 +96,27 @@ class RawSite:
         self.listener.close()
 
 
+class InFlight:
+    """Counts the requests a test server is answering, and the most at once (``peak``)."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def one(self) -> Iterator[None]:
+        """Count one request for as long as it is being answered."""
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.now -= 1
+
+
 def post(title: str, url: str, text: str, date: str | None = "2008-06-14") -> str:
     """A Markdown post: front matter (title, date, canonical URL), then ``text``."""
     dated = f"date: {date}\n" if date else ""

@@ -21,7 +21,7 @@ from archiver.demo.fixtureweb import Site
 from archiver.fingerprint import TEXT_READ_BYTES, sketch
 from archiver.jobs import capture_link
 from archiver.models import Capture, Link
-from tests.conftest import make_settings
+from tests.conftest import InFlight, make_settings
 from tests.test_capture import PNG, add_link
 
 KB = 1000
@@ -159,17 +159,11 @@ def test_requisites_on_slow_hosts_are_fetched_side_by_side(tmp_path: Path, site:
     """Eight images on four hosts, each answering after 0.3 s, two at a time per host, with the
     default caps (60 MB a page, 50 MB a fetch): all eight are in flight at once (one round of
     0.3 s), not two at a time as when each fetch set aside its 50 MB first (four rounds)."""
-    lock = threading.Lock()
-    active = peak = 0
+    answering = InFlight()
 
     def slow(request: Request) -> Response:
-        nonlocal active, peak
-        with lock:
-            active += 1
-            peak = max(peak, active)
-        time.sleep(0.3)
-        with lock:
-            active -= 1
+        with answering.one():
+            time.sleep(0.3)
         body = PNG + request.url.encode()  # no revisits
         if request.path.endswith("1.png"):  # streamed: no Content-Length
             return Response(iter([body]), mimetype="image/png")
@@ -190,7 +184,7 @@ def test_requisites_on_slow_hosts_are_fetched_side_by_side(tmp_path: Path, site:
             elapsed = time.monotonic() - started
             images = [url for url in stored_payloads(archive) if url.endswith(".png")]
     assert len(images) == 8
-    assert peak >= 6, peak
+    assert answering.peak >= 6, answering.peak
     assert elapsed < 0.9, elapsed  # 2 at a time: at least 4 x 0.3 s
 
 

@@ -19,7 +19,7 @@ from archiver.net.client import ByteBudget, ByteBudgetSpent, FetchError, HttpCli
 from archiver.net.guard import forbidden_reason
 from archiver.net.politeness import HostQueue
 from archiver.verdicts import Verdict
-from tests.conftest import RawSite, make_settings, response
+from tests.conftest import InFlight, RawSite, make_settings, response
 
 # Every spelling must be refused before a single byte is sent (no server needed).
 FORBIDDEN_URLS = [
@@ -306,25 +306,18 @@ def test_unfetchable_urls(client: HttpClient, url: str, verdict: Verdict) -> Non
 
 
 def test_per_host_concurrency_holds(tmp_path: Path, site: Site) -> None:
-    active = 0
-    peak = 0
-    lock = threading.Lock()
+    answering = InFlight()
 
     def slow(_request: Request) -> Response:
-        nonlocal active, peak
-        with lock:
-            active += 1
-            peak = max(peak, active)
-        time.sleep(0.1)
-        with lock:
-            active -= 1
+        with answering.one():
+            time.sleep(0.1)
         return Response("ok")
 
     site.route("/slow", slow)
     polite = HttpClient(make_settings(tmp_path, fetch__per_host_concurrency=2))
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: polite.fetch(site.url("/slow")), range(8)))
-    assert peak == 2
+    assert answering.peak == 2
 
 
 def test_per_host_delay_spaces_request_starts(tmp_path: Path, site: Site) -> None:
