@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from archiver.archive import Archive
 from archiver.clock import utcnow
 from archiver.errors import ArchiverError, SourceError
-from archiver.extract import ExtractedLink, extract_links
+from archiver.extract import EXTRACTION_RULES, ExtractedLink, extract_links
 from archiver.health import apply_verdict
 from archiver.models import Citation, Link, Post, Source, SourceKind
 from archiver.settings import Settings
@@ -91,7 +91,10 @@ def _link_for(session: Session, found: ExtractedLink, settings: Settings) -> tup
 def store_post(archive: Archive, session: Session, source: Source, data: PostData,
                summary: DiscoverSummary) -> None:
     """Insert or update one post and replace its citations when its content changed."""
-    digest = hashlib.sha256(data.html.encode("utf-8", "replace")).hexdigest()
+    # The extraction rules are part of the hash: when they change, every post is read again
+    # once and its citations replaced by what the new rules find.
+    digest = hashlib.sha256(f"rules {EXTRACTION_RULES}\n{data.html}".encode(
+        "utf-8", "replace")).hexdigest()
     post = session.scalar(select(Post).where(Post.url == data.url))
     if post is not None and post.content_hash == digest:
         return

@@ -3,6 +3,11 @@
 One parse per post, one CSS query for every kind of reference, and each block's text walked
 once however many links it holds, so a large import stays cheap.  Nothing here raises on bad
 input: a reference that is not a usable URL comes back with ``url=None`` and a verdict.
+
+Addresses written as plain text are references too (element ``text``): a Markdown site
+(GitHub, Hugo) or WordPress shows a bare ``https://`` or ``www.`` address as a link, and
+a reader of any post can follow one.  Text inside code (``pre``, ``code``, ...) is an example,
+not a citation, and is left out, as lychee does.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from linkify_it import LinkifyIt
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from archiver.urls import (
@@ -58,6 +64,18 @@ _IGNORED_SCHEMES = SKIPPED_SCHEMES | frozenset({
     "viber", "fb-messenger", "tg", "line", "wechat", "weixin", "slack", "zoommtg", "facetime",
     "facetime-audio", "fax", "xmpp",
 })
+# Where an address in the text is no citation: inside a link already, or in code.
+_NOT_CITED = frozenset({"a", "pre", "code", "kbd", "samp", "var", "tt", "textarea", "title"})
+# Bare addresses as GitHub's Markdown finds them: any scheme, or a host starting "www."
+# (a bare "example.com" or "ASP.NET" is too often not meant as a link).
+_LINKIFY = LinkifyIt(options={"fuzzy_link": True, "fuzzy_email": False, "fuzzy_ip": False})
+# Only these can start an address we keep (mailto: and the like are not references).
+_MAYBE_ADDRESS = re.compile(r"://|www\.", re.IGNORECASE)
+_TEXT_ELEMENT = "text"
+_TRAILING = "?!.,:;*_~'\""
+# Raised when the rules change what is extracted from the same HTML: a post is read again
+# (its citations replaced) the next time its source is read, even when it did not change.
+EXTRACTION_RULES = 2
 _SPACE_RE = re.compile(r"\s+")
 _SENTENCE_END_RE = re.compile(r"[.!?\u2026](?=[\s\"'\u201d\u2019)\]]*\s)")
 _START, _END = "\ue000", "\ue001"  # private-use marks around the link while collapsing
@@ -77,14 +95,17 @@ class ExtractedLink:
 
 @dataclass
 class _BlockText:
-    """A block's raw text and where each link's text starts and ends in it."""
+    """A block's raw text, where each link's text starts and ends in it, and where each text
+    node starts."""
 
     text: str
     spans: dict[int, tuple[int, int]]
+    text_starts: dict[int, int]
 
 
 def extract_links(html: str, page_url: str, site_url: str | None = None) -> list[ExtractedLink]:
-    """Outbound references of a post in document order, deduplicated by (url or href, element)."""
+    """Outbound references of a post in document order, deduplicated by (url or href, element);
+    an address in the text is left out when an element already cites it."""
     tree = _parse(html)
     if tree is None:
         return []
@@ -97,7 +118,8 @@ def extract_links(html: str, page_url: str, site_url: str | None = None) -> list
     own_site = site_or_empty(site_url or page_url)
     blocks: dict[int, _BlockText] = {}
     seen: set[tuple[str, str]] = set()
-    links: list[ExtractedLink] = []
+    positions, bare = _walk_document(tree)
+    links: list[tuple[int, ExtractedLink]] = []
     for node in nodes:
         element = node.tag or ""
         attribute = _ATTRIBUTE.get(element)
@@ -112,11 +134,62 @@ def extract_links(html: str, page_url: str, site_url: str | None = None) -> list
         if key in seen:
             continue
         seen.add(key)
-        links.append(ExtractedLink(
+        links.append((positions.get(node.mem_id, 0), ExtractedLink(
             href=href, url=url, verdict=verdict, element=element,
             anchor_text=_anchor_text(node), context=_context(node, blocks),
-        ))
-    return links
+        )))
+    cited = {url for url, _element in seen}
+    for position, node, href, within in bare:
+        target = _target(href, base, own_site)
+        if target is None or (target[0] or href) in cited:
+            continue
+        url, verdict = target
+        cited.add(url or href)
+        links.append((position, ExtractedLink(
+            href=href, url=url, verdict=verdict, element=_TEXT_ELEMENT, anchor_text=None,
+            context=_context(node, blocks, within=within))))
+    links.sort(key=lambda pair: pair[0])
+    return [link for _position, link in links]
+
+
+_Bare = tuple[int, LexborNode, str, tuple[int, int]]
+
+
+def _walk_document(tree: LexborHTMLParser) -> tuple[dict[int, int], list[_Bare]]:
+    """Every element's position in document order, and the addresses written as plain text:
+    (position, text node, address, where it is in the node's text)."""
+    positions: dict[int, int] = {}
+    bare: list[_Bare] = []
+    root = tree.root
+    if root is None:
+        return positions, bare
+    for position, node in enumerate(root.traverse(include_text=True)):
+        if not node.is_text_node:
+            positions[node.mem_id] = position
+            continue
+        text = node.text_content or ""
+        if _MAYBE_ADDRESS.search(text) is None:
+            continue  # spare the matcher most of a post's text
+        if not _cited_here(node):
+            continue
+        for match in _LINKIFY.match(text) or ():
+            if match.schema not in ("", "//") or match.raw.lower().startswith("www."):
+                # Trailing punctuation ends the sentence, not the address (as in GitHub's
+                # Markdown), also before a closing bracket: "(see https://x.org/a!)".
+                url = match.url.rstrip(_TRAILING)
+                end = match.last_index - (len(match.url) - len(url))
+                bare.append((position, node, url, (match.index, end)))
+    return positions, bare
+
+
+def _cited_here(node: LexborNode) -> bool:
+    """Whether an address in this text node is a citation (not in a link, code or script)."""
+    current = node.parent
+    while current is not None and not current.is_document_node:
+        if current.tag in _NOT_CITED or current.tag in _SILENT:
+            return False
+        current = current.parent
+    return True
 
 
 def _reference(node: LexborNode, attribute: str) -> str:
@@ -225,6 +298,7 @@ def _walk_block(block: LexborNode) -> _BlockText:
     pieces: list[str] = []
     length = 0
     spans: dict[int, tuple[int, int]] = {}
+    text_starts: dict[int, int] = {}
     opened: dict[int, int] = {}
     # A reference's text ends where the walk reaches the first node after its subtree.
     closes_at: dict[int, list[int]] = {}
@@ -236,6 +310,7 @@ def _walk_block(block: LexborNode) -> _BlockText:
             if parent is not None and parent.tag in _SILENT:
                 continue
             text = child.text_content or ""
+            text_starts[child.mem_id] = length
             pieces.append(text)
             length += len(text)
         elif child.is_element_node:
@@ -250,7 +325,7 @@ def _walk_block(block: LexborNode) -> _BlockText:
                 length += 1
     for link_id, start in opened.items():
         spans[link_id] = (start, length)
-    return _BlockText("".join(pieces), spans)
+    return _BlockText("".join(pieces), spans, text_starts)
 
 
 def _following(node: LexborNode, block: LexborNode) -> LexborNode | None:
@@ -264,7 +339,9 @@ def _following(node: LexborNode, block: LexborNode) -> LexborNode | None:
     return None
 
 
-def _context(node: LexborNode, blocks: dict[int, _BlockText]) -> str | None:
+def _context(node: LexborNode, blocks: dict[int, _BlockText],
+             within: tuple[int, int] | None = None) -> str | None:
+    """The sentence around a reference: an element's text, or ``within`` a text node."""
     block = _block_of(node)
     if block is None:
         return None
@@ -272,7 +349,11 @@ def _context(node: LexborNode, blocks: dict[int, _BlockText]) -> str | None:
     if walked is None:
         walked = _walk_block(block)
         blocks[block.mem_id] = walked
-    span = walked.spans.get(node.mem_id)
+    if within is None:
+        span = walked.spans.get(node.mem_id)
+    else:
+        node_start = walked.text_starts.get(node.mem_id)
+        span = None if node_start is None else (node_start + within[0], node_start + within[1])
     if span is None:
         return None
     start, end = span

@@ -107,7 +107,7 @@ https://vimeo.com/123
 <!-- /wp:embed -->
 <p>https://twitter.com/someone/status/1</p>
 [embed width="500"]https://soundcloud.com/a/b[/embed]
-Not an embed: see https://inline.example.org/x in a sentence.
+Not an embed, but WordPress shows it as a link: see https://inline.example.org/x in a sentence.
 <pre>
 https://code.example.org/in-pre
 </pre>"""
@@ -115,7 +115,7 @@ https://code.example.org/in-pre
     assert [link.url for link in extract_links(post.html, post.url)] == [
         "https://linked.example.org/", "https://www.youtube.com/watch?v=abc",
         "https://vimeo.com/123", "https://twitter.com/someone/status/1",
-        "https://soundcloud.com/a/b"]
+        "https://soundcloud.com/a/b", "https://inline.example.org/x"]
 
 
 def _atom_page(base: str, number: int, next_path: str | None, rel: str = "next") -> str:
