@@ -83,11 +83,19 @@ class CaptureResult:
     requisites: int = 0
     revisits: int = 0
     skipped: list[str] = field(default_factory=list)
+    status: int | None = None  # the page's final HTTP status, when it answered
 
     @property
     def ok(self) -> bool:
         """True when the page itself was archived."""
         return self.outcome is CaptureOutcome.ARCHIVED
+
+    def summary(self) -> str:
+        """The outcome as a run counts it: an archived error page says its status, since it
+        is kept as evidence but is no copy of the page a reader wants."""
+        if self.ok and self.status is not None and self.status >= 400:
+            return f"{self.outcome} (HTTP {self.status})"
+        return str(self.outcome)
 
 
 def _media_type(exchange: Exchange) -> str:
@@ -244,6 +252,7 @@ class Capturer:
             result.error = error.message if error else "no response"
             result.verdict = error.verdict if error else None
             return result
+        result.status = final.status
         html = (_decoded(final)
                 if final.content_type in HTML_TYPES and 200 <= final.status < 300 else None)
         if self.robots is not None and forbids_archiving(final, (html or "")[:65536]):

@@ -349,9 +349,10 @@ def capture_link(archive: Archive, link_id: int, due: DueLink | None = None) -> 
             apply_capture, result=result, captured_at=now, settings=archive.settings))
         if changed:  # Core, not the ORM bulk update: 0.5 against 0.9 ms of CPU with the commit
             session.execute(update(_LINKS).where(_LINKS.c.id == link_id).values(changed))
-    log.info("captured %s: %s (%d requisites, %d revisits)", url, result.outcome,
+    outcome = result.summary()
+    log.info("captured %s: %s (%d requisites, %d revisits)", url, outcome,
              result.requisites, result.revisits, extra={"link_id": link_id})
-    return str(result.outcome)
+    return outcome
 
 
 _BATCH_SETTING = {WorkKind.CHECK: "health.batch_size", WorkKind.CAPTURE: "capture.batch_size"}

@@ -430,3 +430,18 @@ def test_a_recapture_of_the_same_bytes_reuses_the_pages_sketch(archive: Archive,
         link = session.get(Link, link_id)
         assert link is not None and link.last_fingerprint not in {"abc,def", made, None}
         assert link.sketched_digest == payload_digest(body.replace("word1 ", "other ").encode())
+
+
+def test_a_run_says_when_what_it_archived_was_an_error_page(archive: Archive,
+                                                            site: Site) -> None:
+    """An answer of 404 is kept as evidence, but the run must not count it as a copy."""
+    site.page("/ok", "<p>here</p>")
+    site.page("/gone", "<p>no such page</p>", status=404)
+    add_link(archive, site.url("/ok"))
+    gone_id = add_link(archive, site.url("/gone"))
+    summary = run_due(archive, WorkKind.CAPTURE)
+    assert summary.outcomes == {"archived": 1, "archived (HTTP 404)": 1}
+    assert "1 archived (HTTP 404)" in summary.line()
+    with archive.db.session() as session:
+        gone = session.get(Link, gone_id)
+        assert gone is not None and gone.last_capture_outcome == "archived"
