@@ -438,3 +438,26 @@ def test_host_queue_hands_out_nothing_after_a_stop() -> None:
     work.done("a")
     assert work.take("a") is None
     assert work.drop() == 1
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/a", "http://[::1]:9/a",
+                                 "http://localhost:9/a", "http://app.localhost:9/a"])
+def test_a_refusal_known_without_resolving_waits_for_no_turn(tmp_path: Path, url: str) -> None:
+    """Nothing reaches the host, so the per-host delay has nothing to space out: three
+    refusals come at once, not a delay apart."""
+    guarded = HttpClient(make_settings(tmp_path, fetch__allow_private_networks=False,
+                                       fetch__per_host_delay="1s"))
+    started = time.monotonic()
+    for _ in range(3):
+        with pytest.raises(FetchError) as caught:
+            guarded.fetch(url)
+        assert caught.value.verdict is Verdict.FORBIDDEN_ADDRESS
+        assert "refused (set fetch.allow_private_networks = true" in caught.value.message
+    assert time.monotonic() - started < 0.9
+
+
+def test_a_trusted_loopback_network_still_reaches_localhost(tmp_path: Path, site: Site) -> None:
+    site.page("/", "intranet page")
+    trusting = HttpClient(make_settings(tmp_path, fetch__allow_private_networks=False,
+                                        fetch__allowed_networks="127.0.0.0/8"))
+    assert trusting.fetch(site.url("/").replace("127.0.0.1", "localhost")).final.status == 200

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import heapq
+import ipaddress
 import itertools
 import socket
 import threading
@@ -431,8 +432,8 @@ class HttpClient:
         self.limiter = limiter or HostLimiter(settings["fetch.per_host_concurrency"],
                                               settings["fetch.per_host_delay"],
                                               settings["fetch.concurrency"])
-        policy = AddressPolicy(self.allow_private,
-                               parse_networks(settings["fetch.allowed_networks"]))
+        policy = self.policy = AddressPolicy(self.allow_private,
+                                             parse_networks(settings["fetch.allowed_networks"]))
         # A plain PoolManager: no proxy from the environment (it would bypass the guard), no
         # retries and no redirects of its own (fetch follows them, checking each hop).
         self.pool = PoolManager(num_pools=64, maxsize=max(10, settings["fetch.concurrency"] * 2),
@@ -526,6 +527,9 @@ class HttpClient:
             spent = "fetch.timeout" if budgets[0].left <= 0 else "the time budget"
             raise FetchError(Verdict.TIMEOUT, f"{spent} was used up before requesting {url}",
                              result.exchanges)
+        refused = self._refused_before_asking(parts.hostname)
+        if refused:  # nothing will reach the host: no turn of its to wait for
+            raise FetchError(Verdict.FORBIDDEN_ADDRESS, refused, result.exchanges)
         started_at = utcnow()
         started = time.monotonic()
         with self.limiter.slot(host_of(url)):
@@ -550,6 +554,23 @@ class HttpClient:
                 _DEADLINE.disarm()
                 for budget in budgets:
                     budget.spent += time.monotonic() - entered
+
+    def _refused_before_asking(self, hostname: str) -> str | None:
+        """The guard's refusal, when it is known without resolving the name: an address
+        written in the URL, or a loopback name (RFC 6761).  Other names are checked at connect,
+        after resolution, as before."""
+        name = hostname.rstrip(".").lower()
+        if name == "localhost" or name.endswith(".localhost"):
+            addresses = ["127.0.0.1", "::1"]
+        else:
+            try:
+                addresses = [str(ipaddress.ip_address(name.split("%", 1)[0]))]
+            except ValueError:
+                return None
+        reasons = [self.policy.refusal(address) for address in addresses]
+        if all(reasons):
+            return refusal_message([reason for reason in reasons if reason])
+        return None
 
     def _exchange(self, url: str, method: str, request_headers: dict[str, str],
                   body: bytes | None, cap: int, started_at: datetime, started: float,
