@@ -23,6 +23,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
+from archiver.bounded import RecentDict
 from archiver.fingerprint import body_sketch, similarity
 from archiver.net.client import Budget, Exchange, FetchError, FetchResult, HttpClient
 from archiver.settings import Settings
@@ -31,6 +32,7 @@ from archiver.verdicts import Verdict
 
 # Body bytes read by a GET check: enough to recognise a page, not enough to cost much.
 CHECK_BODY_BYTES = 256 * 1024
+MAX_PROBES = 50_000  # probe answers kept in memory (site and parent path each)
 EVIDENCE_HEADERS = ("content-type", "content-length", "location", "retry-after", "server",
                     "last-modified", "etag", "cf-ray", "cf-mitigated", "x-robots-tag")
 # Headers that change when the page changes: a HEAD check reads the body only when they do.
@@ -265,13 +267,16 @@ class ProbeCache:
     """
 
     def __init__(self, ttl: float, known: Iterable[tuple[str, float, Probe]] = (),
-                 keep: Callable[[str, Probe], None] | None = None) -> None:
+                 keep: Callable[[str, Probe], None] | None = None,
+                 max_entries: int = MAX_PROBES) -> None:
         self.ttl = ttl
         self._keep = keep
         self._lock = threading.Lock()
         now = time.monotonic()
-        self._entries: dict[str, tuple[float, Probe | None]] = {
-            key: (now - age, probe) for key, age, probe in known}
+        # The most recent answers only: a scheduler keeps this cache for its whole life.
+        self._entries: RecentDict[str, tuple[float, Probe | None]] = RecentDict(max_entries)
+        for key, age, probe in sorted(known, key=lambda item: -item[1]):  # the oldest first
+            self._entries[key] = (now - age, probe)
         self._inflight: dict[str, threading.Lock] = {}
 
     def _cached(self, key: str) -> tuple[bool, Probe | None]:

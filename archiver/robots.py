@@ -13,12 +13,14 @@ import time
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
 
+from archiver.bounded import RecentDict
 from archiver.net.client import Exchange, FetchError, HttpClient
 from archiver.net.content import ContentError, decode_text, undo_content_encoding
 
 ROBOTS_BYTES = 512 * 1024  # RFC 9309: parse at least 500 KiB
 ROBOTS_TTL = 24 * 3600
 UNREACHABLE_TTL = 600  # an unreachable robots.txt is asked again this soon (it is a passing state)
+MAX_ORIGINS = 10_000  # rules kept in memory (a large robots.txt is a few hundred KB parsed)
 ROBOTS_AGENT = "link-archiver"
 DISALLOW_ALL = ["User-agent: *", "Disallow: /"]
 _META_ROBOTS = re.compile(
@@ -35,12 +37,15 @@ class RobotsPolicy:
     """robots.txt rules per origin, fetched through the HTTP module and kept for a day (an
     unreachable one for ``UNREACHABLE_TTL``)."""
 
-    def __init__(self, client: HttpClient, ttl: float = ROBOTS_TTL) -> None:
+    def __init__(self, client: HttpClient, ttl: float = ROBOTS_TTL,
+                 max_origins: int = MAX_ORIGINS) -> None:
         self.client = client
         self.ttl = ttl
         self._lock = threading.Lock()
-        # origin: (when read, its rules, why it could not be read or None, how long it holds)
-        self._rules: dict[str, tuple[float, RobotFileParser, str | None, float]] = {}
+        # origin: (when read, its rules, why it could not be read or None, how long it holds);
+        # the origins read last only, as a scheduler keeps this for its whole life
+        self._rules: RecentDict[str, tuple[float, RobotFileParser, str | None, float]] = \
+            RecentDict(max_origins)
 
     def _load(self, origin: str) -> tuple[RobotFileParser, str | None]:
         """The origin's rules, and why its robots.txt could not be read (None when it was)."""

@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.cookiejar import CookieJar
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
@@ -45,9 +44,10 @@ from urllib3.exceptions import (
 )
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.poolmanager import PoolManager
-from urllib3.util import SKIP_HEADER, parse_url
+from urllib3.util import SKIP_HEADER
 
 from archiver.clock import utcnow
+from archiver.net.cookies import SiteCookies
 from archiver.net.guard import AddressPolicy, parse_networks, refusal_message
 from archiver.net.politeness import HostLimiter
 from archiver.settings import Settings
@@ -440,9 +440,9 @@ class HttpClient:
                                 retries=False)
         self.pool.pool_classes_by_scheme = _pool_classes(policy)
         self.base_headers = {"User-Agent": self.user_agent, **BASE_HEADERS}
-        # Cookies a site sets are sent back to it for the rest of the run, as a browser would
-        # (a redirect that sets a cookie and expects it on the next hop works).
-        self.cookies = CookieJar()
+        # Cookies a site sets are sent back to it, as a browser would (a redirect that sets a
+        # cookie and expects it on the next hop works), for an hour after its last request.
+        self.cookies = SiteCookies()
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -579,8 +579,8 @@ class HttpClient:
         reusable = False
         # urllib3 percent-encodes the path and query itself; Exchange.url stays as given.
         wire_url = url if url.isascii() else _ascii_host(url)
-        if self.cookies and "Cookie" not in request_headers:
-            request_headers = _with_cookies(self.cookies, wire_url, request_headers)
+        if "Cookie" not in request_headers:
+            request_headers = self.cookies.add_to(wire_url, request_headers)
         raw = self.pool.urlopen(method, wire_url, body=body, headers=request_headers,
                                 redirect=False, retries=False, timeout=remaining,
                                 preload_content=False, decode_content=False)
@@ -590,7 +590,7 @@ class HttpClient:
             truncated: str | None = None
             headers = list(raw.headers.items())
             if "Set-Cookie" in raw.headers or "Set-Cookie2" in raw.headers:
-                _keep_cookies(self.cookies, wire_url, headers)
+                self.cookies.keep(wire_url, headers)
             skipped = want_body is not None and not want_body(raw.status, headers)
             if method != "HEAD" and not skipped:
                 while True:
@@ -661,40 +661,6 @@ def _ascii_host(url: str) -> str:
     except idna.IDNAError as exc:
         raise LocationParseError(f"invalid host name {host!r}: {exc}") from exc
     return parts._replace(netloc=f"{userinfo}{at}{host}{colon}{port}").geturl()
-
-
-def _cookie_request(url: str, headers: dict[str, str]) -> Any:
-    """The urllib Request that http.cookiejar wants, for the URL as it goes on the wire."""
-    from urllib.request import Request  # only when a site sets cookies
-
-    return Request(parse_url(url).url, headers=headers)  # noqa: S310 (never opened)
-
-
-def _with_cookies(jar: CookieJar, url: str, headers: dict[str, str]) -> dict[str, str]:
-    """``headers`` plus the Cookie header the jar holds for ``url`` (if any)."""
-    request = _cookie_request(url, headers)
-    jar.add_cookie_header(request)
-    cookie = request.unredirected_hdrs.get("Cookie")
-    return {**headers, "Cookie": cookie} if cookie else headers
-
-
-class _CookieResponse:
-    """The slice of a urllib response that http.cookiejar reads: the Set-Cookie headers."""
-
-    def __init__(self, headers: list[tuple[str, str]]) -> None:
-        self.headers = headers
-
-    def info(self) -> _CookieResponse:
-        return self
-
-    def get_all(self, name: str, default: Any = None) -> Any:
-        lowered = name.lower()
-        return [value for key, value in self.headers if key.lower() == lowered] or default
-
-
-def _keep_cookies(jar: CookieJar, url: str, headers: list[tuple[str, str]]) -> None:
-    """Store the cookies a response sets."""
-    jar.extract_cookies(_CookieResponse(headers), _cookie_request(url, {}))  # type: ignore[arg-type]
 
 
 def _describe(exc: BaseException) -> str:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+PRUNE_EVERY = 1024  # hosts noted between two sweeps of past start times
 
 
 class HostLimiter:
@@ -22,7 +23,10 @@ class HostLimiter:
         self.per_host_delay = per_host_delay
         self._total = threading.Semaphore(total_concurrency) if total_concurrency else None
         self._lock = threading.Lock()
+        # Only hosts with a request held or waiting have a semaphore (a scheduler meets
+        # hundreds of thousands of hosts in its life), counted by ``_users``.
         self._slots: dict[str, threading.Semaphore] = {}
+        self._users: Counter[str] = Counter()
         self._next_start: dict[str, float] = {}
 
     def _semaphore(self, host: str) -> threading.Semaphore:
@@ -30,31 +34,52 @@ class HostLimiter:
             slot = self._slots.get(host)
             if slot is None:
                 slot = self._slots[host] = threading.Semaphore(self.per_host_concurrency)
+            self._users[host] += 1
             return slot
+
+    def _leave(self, host: str) -> None:
+        with self._lock:
+            self._users[host] -= 1
+            if self._users[host] <= 0:
+                del self._users[host], self._slots[host]
 
     def _wait_turn(self, host: str, delay: float, starts: dict[str, float]) -> None:
         """Sleep until ``host``'s next start in ``starts``, moving that one ``delay`` on."""
         with self._lock:
             now = time.monotonic()
             start = max(now, starts.get(host, now))
-            starts[host] = start + delay
+            self._set_next_start(starts, host, start + delay)
         if start > now:
             time.sleep(start - now)
+
+    @staticmethod
+    def _set_next_start(starts: dict[str, float], host: str, at: float) -> None:
+        """Note when ``host`` may start next (the caller holds the lock); past starts, which
+        mean no wait as much as no entry does, are dropped now and then."""
+        new = host not in starts
+        starts[host] = at
+        if new and len(starts) % PRUNE_EVERY == 0:
+            now = time.monotonic()
+            for gone in [name for name, when in starts.items() if when <= now]:
+                del starts[gone]
 
     @contextmanager
     def slot(self, host: str) -> Iterator[None]:
         """Hold one of ``host``'s slots, starting no sooner than the delay allows."""
         semaphore = self._semaphore(host)
-        semaphore.acquire()
-        if self._total is not None:
-            self._total.acquire()
         try:
-            self._wait_turn(host, self.per_host_delay, self._next_start)
-            yield
-        finally:
+            semaphore.acquire()
             if self._total is not None:
-                self._total.release()
-            semaphore.release()
+                self._total.acquire()
+            try:
+                self._wait_turn(host, self.per_host_delay, self._next_start)
+                yield
+            finally:
+                if self._total is not None:
+                    self._total.release()
+                semaphore.release()
+        finally:
+            self._leave(host)
 
 
 class HostQueue(Generic[T]):

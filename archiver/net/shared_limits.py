@@ -132,7 +132,7 @@ class SharedHostLimiter(HostLimiter):
             if taken:
                 start = time.monotonic() + wait_ms / 1000
                 with self._lock:  # should Redis fail next, local spacing goes on from here
-                    self._local_next[host] = start + self.per_host_delay
+                    self._set_next_start(self._local_next, host, start + self.per_host_delay)
                 if wait_ms > 0:
                     time.sleep(wait_ms / 1000)
                 return token
