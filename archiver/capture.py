@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, Protocol, cast
 from sqlalchemy import Row, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
+from archiver.bounded import RecentDict
 from archiver.check import VALIDATORS
 from archiver.fingerprint import HTML_TYPES, TEXT_READ_BYTES
 from archiver.models import Capture
@@ -149,7 +150,7 @@ class Capturer:
         self.reuse: float = settings["capture.requisite_reuse"]
         # Requisites captured lately (URL -> when, what they load), shared by the pages of a
         # run: a site's style sheet is fetched once, not once per page.
-        self._recent: dict[str, tuple[float, list[str]]] = {}
+        self._recent: RecentDict[str, tuple[float, list[str]]] = RecentDict(RECENT_MEMORY)
         self._recent_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max(REQUISITE_WORKERS, settings["fetch.concurrency"]),
                                         thread_name_prefix="requisite")
@@ -170,9 +171,6 @@ class Capturer:
                 return seen[1]
             if self.reuse > 0:
                 self._recent[url] = (now, [])  # in flight: other pages will not fetch it too
-                if len(self._recent) > RECENT_MEMORY:
-                    self._recent = {u: v for u, v in self._recent.items()
-                                    if now - v[0] < self.reuse}
             return None
 
     def _remember(self, url: str, children: list[str]) -> None:

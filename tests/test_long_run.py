@@ -177,3 +177,26 @@ def test_a_host_in_use_keeps_its_limit_while_others_come_and_go() -> None:
     holder.join(5)
     waiter.join(5)
     assert entered == ["second"] and limiter._slots == {}
+
+
+def test_requisites_remembered_for_reuse_stay_bounded(
+        tmp_path: Path, site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within capture.requisite_reuse every requisite was kept, and above the bound the whole
+    memory was copied on each new one: a large first capture grew and slowed without end."""
+    from archiver import capture as capture_module
+    from archiver.archive import Archive, initialise
+
+    monkeypatch.setattr(capture_module, "RECENT_MEMORY", 3)
+    images = "".join(f'<img src="/i{n}.png">' for n in range(6))
+    site.page("/page", f"<html><body>{images}</body></html>")
+    for n in range(6):
+        site.page(f"/i{n}.png", b"\x89PNG" + bytes([n]), headers={"Content-Type": "image/png"})
+    settings = make_settings(tmp_path / "data", capture__requisite_reuse="1h")
+    initialise(settings)
+    archive = Archive.open(settings)
+    try:
+        capturer = archive.capturer()
+        assert capturer.capture(site.url("/page")).requisites == 6
+        assert len(capturer._recent) == 3
+    finally:
+        archive.close()
