@@ -22,7 +22,7 @@ from archiver.archive import Archive, Stopping, initialise
 from archiver.errors import ArchiverError, ConfigError, StorageError
 from archiver.logs import configure_logging
 from archiver.models import LinkState
-from archiver.settings import Settings, load_settings
+from archiver.settings import Settings, format_duration, load_settings
 from archiver.wording import plural
 
 if TYPE_CHECKING:
@@ -337,6 +337,24 @@ def _require_post(session: Session, post_id: int) -> None:
 
     if not 0 < post_id < 2**63 or session.get(Post, post_id) is None:
         raise ConfigError(f"--post {post_id}: no such post")
+
+
+@cli.command(name="thin-checks")
+@pass_context
+@run_safely
+def thin_checks_command(ctx: Context) -> None:
+    """Drop old checks that repeat the success before and after them (health.check_history);
+    the scheduler does this daily."""
+    from archiver.history import thin_checks
+
+    with ctx.open() as archive:
+        keep_for: float = archive.settings["health.check_history"]
+        if keep_for <= 0:
+            ctx.say("thin-checks: health.check_history is 0s, so every check is kept")
+            return
+        removed = thin_checks(archive.db, keep_for)
+    ctx.say(f"thin-checks: {plural(removed, 'check')} older than "
+            f"{format_duration(keep_for)} dropped (repeats of their neighbours)")
 
 
 @cli.command()

@@ -4,6 +4,7 @@ the CLI, and what is due is read from the database at every tick."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -68,8 +69,18 @@ def discover_tick(archive: Archive) -> None:
     log.info(discover(archive).line())
 
 
+def history_tick(archive: Archive) -> None:
+    """Thin out old checks that only repeat their neighbours (``health.check_history``)."""
+    from archiver.history import thin_checks
+
+    removed = thin_checks(archive.db, archive.settings["health.check_history"])
+    if removed:
+        log.info("thin-checks: %d old checks that repeated their neighbours dropped", removed)
+
+
 def build_scheduler(archive: Archive, *, blocking: bool) -> BaseScheduler:
-    """A scheduler with the discover and tick jobs; both start at once, then at intervals."""
+    """A scheduler with the discover and tick jobs, both started at once, then at their
+    intervals; and the daily thinning of old checks, first ten minutes after it starts."""
     scheduler: BaseScheduler = BlockingScheduler(timezone="UTC") if blocking \
         else BackgroundScheduler(timezone="UTC")
     settings = archive.settings
@@ -79,4 +90,6 @@ def build_scheduler(archive: Archive, *, blocking: bool) -> BaseScheduler:
                       seconds=settings["scheduler.discover_interval"], **common)
     scheduler.add_job(tick, "interval", args=[archive], id="tick",
                       seconds=settings["scheduler.tick_interval"], **common)
+    scheduler.add_job(history_tick, "interval", args=[archive], id="history", days=1,
+                      **{**common, "next_run_time": utcnow() + timedelta(minutes=10)})
     return scheduler

@@ -291,6 +291,10 @@ REGISTRY: tuple[Setting, ...] = (
     _s("health.drift_threshold", "float", 0.5,
        "Drift (0 = same text as the first capture, 1 = unrelated) above which a link is "
        "flagged as changed and captured again.", low=0, high=1),
+    _s("health.check_history", "duration", "180d",
+       "Checks older than this that only repeat the checks before and after them (the same "
+       "success, status and final URL) are dropped daily, keeping the first and last of each "
+       "run; failures are always kept. 0s keeps every check.", low=0, high=MAX_DURATION),
     _s("health.max_retry_after", "duration", "10s",
        "Longest Retry-After waited for within one check; longer ones move the next check.",
        low=0, high=DAY),

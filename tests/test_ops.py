@@ -47,8 +47,8 @@ def test_metrics(client: FlaskClient, archive: Archive, site: Site) -> None:
     text = client.get("/metrics").get_data(as_text=True)
     samples = {s.name + json.dumps(s.labels, sort_keys=True): s.value
                for family in text_string_to_metric_families(text) for s in family.samples}
-    assert samples['archiver_checks_total{"verdict": "ok"}'] == 1
-    assert samples['archiver_checks_total{"verdict": "not_found"}'] == 1
+    assert samples['archiver_checks_last_day{"verdict": "ok"}'] == 1
+    assert samples['archiver_checks_last_day{"verdict": "not_found"}'] == 1
     assert samples['archiver_links{"state": "failing"}'] == 1
     assert samples['archiver_queue_depth{"kind": "capture"}'] == 0
     assert samples['archiver_records_total{"type": "response"}'] == 2

@@ -56,6 +56,10 @@ from archiver.warc.records import RecordLocation
 from tests.conftest import make_settings
 from tests.pg import PostgresServer, fresh_pg_url, pg_server, pg_url  # noqa: F401
 from tests.test_author import test_the_ignored_flag_follows_the_domains  # noqa: F401
+from tests.test_check_history import (  # noqa: F401
+    test_runs_of_old_identical_successes_keep_their_first_and_last,
+    test_thinning_leaves_a_links_restated_state_unchanged,
+)
 from tests.test_jobs import (  # noqa: F401
     add_links,
     test_expired_leases_are_taken_over,
