@@ -1,4 +1,5 @@
-"""Finding captures in the index: nearest to a time, latest good one, and replay paths."""
+"""Finding captures in the index: nearest to a time, latest good one, the response a revisit
+repeats, where a redirect leads, and replay paths."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from archiver.clock import warc_timestamp
+from archiver.errors import StorageError
 from archiver.models import Capture
-from archiver.urls import url_key
+from archiver.urls import resolve, url_key
+from archiver.warc.store import WarcStore, open_record
 
 REPLAY_PREFIX = "/web/"
 REPLAYABLE_TYPES = ("response", "revisit", "resource")
@@ -149,3 +152,33 @@ def capture_counts(session: Session, keys: list[str]) -> dict[str, int]:
         .where(Capture.url_key.in_(keys), Capture.record_type.in_(REPLAYABLE_TYPES))
         .group_by(Capture.url_key)).all()
     return {key: int(count) for key, count in rows}
+
+
+def original_response(session: Session, capture: Capture) -> Capture | None:
+    """The capture whose record holds ``capture``'s payload: itself, or for a revisit the
+    earliest response with its digest (None when the archive lacks it, as in a crawl
+    imported without the earlier files it refers to)."""
+    if capture.record_type != "revisit":
+        return capture
+    return session.scalars(
+        select(Capture).where(Capture.payload_digest == capture.payload_digest,
+                              Capture.record_type == "response")
+        .order_by(Capture.captured_at).limit(1)).first()
+
+
+def redirect_target(store: WarcStore, capture: Capture) -> str | None:
+    """Where a 3xx capture's Location header points, made absolute (None when it cannot be
+    read or says nowhere)."""
+    try:
+        record = open_record(store.read_record_bytes(capture.warc_file, capture.offset,
+                                                     capture.length))
+    except StorageError:
+        return None
+    headers = record.http_headers
+    location = headers.get_header("Location") if headers is not None else None
+    if not location:
+        return None
+    try:
+        return resolve(location, capture.url)
+    except ValueError:
+        return None

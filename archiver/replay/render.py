@@ -12,7 +12,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from warcio.archiveiterator import ArchiveIterator
 
@@ -20,6 +19,7 @@ from archiver.clock import warc_timestamp
 from archiver.errors import StorageError
 from archiver.models import Capture
 from archiver.net.content import charset_of, decode_reversibly
+from archiver.replay.lookup import original_response
 from archiver.replay.rewrite import UrlRewriter, rewrite_css, rewrite_html
 from archiver.warc.store import WarcStore, open_record
 
@@ -69,12 +69,7 @@ class ReplayError(StorageError):
 
 def _payload_capture(session: Session, capture: Capture) -> Capture:
     """The capture whose record holds the payload: itself, or the response a revisit repeats."""
-    if capture.record_type != "revisit":
-        return capture
-    original = session.scalars(
-        select(Capture).where(Capture.payload_digest == capture.payload_digest,
-                              Capture.record_type == "response")
-        .order_by(Capture.captured_at).limit(1)).first()
+    original = original_response(session, capture)
     if original is None:  # a crawl imported without the earlier WARC files it refers to
         raise ReplayError(f"revisit {capture.record_id} repeats a payload that is not in the "
                           f"archive ({capture.payload_digest})")

@@ -36,9 +36,8 @@ from archiver.errors import ArchiverError, MissingFileError, StorageError
 from archiver.fingerprint import HTML_TYPES, TEXT_READ_BYTES
 from archiver.models import Capture, Citation, Link, Post
 from archiver.net.content import charset_of, decode_text
-from archiver.replay.lookup import nearest_capture
+from archiver.replay.lookup import nearest_capture, original_response, redirect_target
 from archiver.replay.rewrite import embedded_urls_css, embedded_urls_html
-from archiver.urls import resolve
 from archiver.warc.records import GZIP_LEVEL
 from archiver.warc.store import SOFTWARE, WARC_VERSION, WarcStore, open_record
 from archiver.warc.verify import read_indexed
@@ -114,34 +113,10 @@ def _cited_links(session: Session, post_id: int | None) -> list[Link]:
     return list(session.scalars(query))
 
 
-def _revisited(session: Session, capture: Capture) -> Capture | None:
-    """The response a revisit's payload comes from (the one replay uses)."""
-    return session.scalars(
-        select(Capture).where(Capture.payload_digest == capture.payload_digest,
-                              Capture.record_type == "response")
-        .order_by(Capture.captured_at).limit(1)).first()
-
-
-def _redirect_target(store: WarcStore, capture: Capture) -> str | None:
-    """Where a 3xx capture's Location header points, made absolute."""
-    try:
-        record = open_record(store.read_record_bytes(capture.warc_file, capture.offset,
-                                                     capture.length))
-    except StorageError:
-        return None
-    headers = record.http_headers
-    location = headers.get_header("Location") if headers is not None else None
-    if not location:
-        return None
-    try:
-        return resolve(location, capture.url)
-    except ValueError:
-        return None
-
 def _payload_text(session: Session, store: WarcStore, capture: Capture) -> str | None:
     """The decoded text of an HTML or CSS capture (a revisit's from the record it repeats)."""
     if capture.record_type == "revisit":
-        original = _revisited(session, capture)
+        original = original_response(session, capture)
         if original is None:
             return None
         capture = original
@@ -185,11 +160,11 @@ def post_captures(session: Session, store: WarcStore, post_id: int) -> list[Capt
             continue
         chosen[capture.id] = capture
         if capture.record_type == "revisit" and capture.payload_digest:
-            original = _revisited(session, capture)
+            original = original_response(session, capture)
             if original is not None:
                 queue.append((original, depth))
         if capture.status is not None and 300 <= capture.status < 400:
-            target = _redirect_target(store, capture)
+            target = redirect_target(store, capture)
             following = nearest_capture(session, target, capture.captured_at) \
                 if target else None
             if following is not None:
