@@ -337,8 +337,9 @@ def _judge_soft_404(client: HttpClient, url: str, outcome: CheckOutcome, setting
         if body.verdict not in SUCCESS:
             return body
         outcome.sketch = body.sketch
-    if outcome.sketch is not None and probe.sketch is not None:
-        alike = similarity(outcome.sketch, probe.sketch)
+    alike = (similarity(outcome.sketch, probe.sketch)
+             if outcome.sketch is not None and probe.sketch is not None else None)
+    if alike is not None:
         outcome.evidence["probe"]["similarity"] = round(alike, 3)
         if alike >= settings["health.soft_404_similarity"]:
             outcome.verdict = Verdict.SOFT_404

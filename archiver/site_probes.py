@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from archiver.check import Probe
 from archiver.clock import utcnow
 from archiver.db import Database
+from archiver.fingerprint import is_current
 from archiver.models import SiteProbe
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,10 @@ def stored_probes(db: Database, ttl: float) -> list[tuple[str, float, Probe]]:
     with db.session() as session:
         rows = session.scalars(select(SiteProbe)
                                .where(SiteProbe.probed_at > now - timedelta(seconds=ttl)))
+        # An answer sketched another way cannot be compared with today's pages: ask again.
         return [(row.key, (now - row.probed_at).total_seconds(),
-                 Probe(row.url, row.status, row.final_url, row.sketch)) for row in rows]
+                 Probe(row.url, row.status, row.final_url, row.sketch)) for row in rows
+                if row.sketch is None or is_current(row.sketch)]
 
 
 def store_probe(db: Database, ttl: float, key: str, probe: Probe) -> None:

@@ -22,7 +22,7 @@ from archiver.archive import Archive, initialise
 from archiver.capture import CaptureOutcome
 from archiver.clock import utcnow
 from archiver.demo.fixtureweb import Site
-from archiver.fingerprint import body_sketch, sketch
+from archiver.fingerprint import body_sketch, is_current, similarity, sketch
 from archiver.jobs import WorkKind, capture_link, run_due
 from archiver.models import Capture, Link
 from archiver.sketch_pool import SketchPool
@@ -268,14 +268,21 @@ def test_large_media_is_skipped_but_the_page_is_kept(tmp_path: Path, site: Site)
 
 def test_page_sketches_keep_their_values() -> None:
     """Sketches are stored (a link's first fingerprint) and compared with later ones for years,
-    so the hashes behind them must never change: these were written by the first version."""
-    assert sketch("The archive keeps a copy of every page an author cites, so readers see it.") \
-        == ("a8d06a514017cc5,196a164521804f09,1e7e6318d537d0ee,23fd7198f753dd5d,"
-            "375e1dc522dda764,495d23be94c16e8c,738b554ffe1f561d,9466e1e0cfd5da04,"
-            "a3822529e7a11625,d70f4b3cac450178,e789b08189d7cdaa,f422b902c0479250,"
-            "fadbdf4f7da77a84")
-    assert sketch("two words") == "b0ce94d70c1661cc"
-    assert sketch("") == ""
+    so the hashes behind a version must never change: these were written by version 2.  Those
+    of version 1 (no prefix) are still read, and known not to compare with them."""
+    text = "The archive keeps a copy of every page an author cites, so readers see it."
+    assert sketch(text) == ("2:aff02ff,134f6fcd,333ae8af,3626f93e,470e0078,471d833d,8687f2d4,"
+                            "93e768e7,95e38a7f,970c12ed,97dfc08f,bc5bff32,e82d0f51")
+    assert sketch("two words") == "2:20dece55"
+    assert sketch("") == "2:"
+    version_1 = ("a8d06a514017cc5,196a164521804f09,1e7e6318d537d0ee,23fd7198f753dd5d,"
+                 "375e1dc522dda764,495d23be94c16e8c,738b554ffe1f561d,9466e1e0cfd5da04,"
+                 "a3822529e7a11625,d70f4b3cac450178,e789b08189d7cdaa,f422b902c0479250,"
+                 "fadbdf4f7da77a84")  # the same text, as version 1 sketched it
+    assert similarity(version_1, version_1) == 1.0
+    assert similarity(version_1, sketch(text)) is None
+    assert similarity(sketch(text), sketch(text.replace("readers", "people"))) < 1.0
+    assert is_current(sketch(text)) and not is_current(version_1) and not is_current(None)
 
 
 def test_sketches_made_in_the_helper_process_match_and_survive_its_death() -> None:
@@ -419,16 +426,21 @@ def test_a_recapture_of_the_same_bytes_reuses_the_pages_sketch(archive: Archive,
         link = session.get(Link, link_id)
         assert link is not None and link.last_fingerprint == made
         assert link.sketched_digest == payload_digest(body.encode())
-        link.last_fingerprint = "abc,def"  # what the sketch was, as far as a reuse can tell
+        link.last_fingerprint = "2:abc,def"  # what the sketch was, as far as a reuse can tell
     assert capture_link(archive, link_id) == "archived"  # the same bytes: not sketched again
     with archive.db.session() as session:
         link = session.get(Link, link_id)
-        assert link is not None and link.last_fingerprint == "abc,def"
+        assert link is not None and link.last_fingerprint == "2:abc,def"
+        link.last_fingerprint = "abc,def"  # made by version 1: not reused
+    assert capture_link(archive, link_id) == "archived"
+    with archive.db.session() as session:
+        link = session.get(Link, link_id)
+        assert link is not None and link.last_fingerprint == made
     site.page("/p", body.replace("word1 ", "other "))  # other bytes: sketched again
     assert capture_link(archive, link_id) == "archived"
     with archive.db.session() as session:
         link = session.get(Link, link_id)
-        assert link is not None and link.last_fingerprint not in {"abc,def", made, None}
+        assert link is not None and link.last_fingerprint not in {"2:abc,def", made, None}
         assert link.sketched_digest == payload_digest(body.replace("word1 ", "other ").encode())
 
 
