@@ -21,6 +21,7 @@ from archiver.models import Capture
 from archiver.net.content import charset_of, decode_reversibly
 from archiver.replay.lookup import original_response
 from archiver.replay.rewrite import UrlRewriter, rewrite_css, rewrite_html
+from archiver.warc.records import RecordError, status_code
 from archiver.warc.store import WarcStore, open_record
 
 DEFAULT_MAX_DECODED = 256 * 1024 * 1024
@@ -107,11 +108,13 @@ def _status(http_headers: Any) -> int:
     """The archived status, refused (ReplayError) unless it is a final answer HTTP can send:
     1xx is interim (101 would claim a protocol switch on a plain GET), and 0 or above 599 is
     no status at all."""
-    code = http_headers.get_statuscode() or "200"
-    if not (code.isascii() and code.isdigit() and len(code) == 3):
+    try:
+        status = status_code(http_headers.get_statuscode() or "200")
+    except RecordError:
+        status = None
+    if status is None:
         raise ReplayError(f"the archived HTTP status line is unreadable: "
                           f"{http_headers.protocol} {http_headers.statusline}"[:200])
-    status = int(code)
     if not 200 <= status <= 599:
         raise ReplayError(f"the archived response has status {status}, which is not a final "
                           "HTTP answer (200-599) a browser can be sent")

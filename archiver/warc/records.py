@@ -57,9 +57,10 @@ def _captured_at(headers: StatusAndHeaders) -> datetime:
         raise RecordError(f"WARC-Date {text[:40]!r} is not a date") from exc
 
 
-def _status(code: str | None) -> int | None:
-    """An HTTP status code; None when the status line has none (as warcio reads it)."""
-    if not code or not code.isdigit():
+def status_code(code: str | None) -> int | None:
+    """An HTTP status code as warcio reads it from a status line; None when there is none
+    (no digits), RecordError when its digits are not three."""
+    if not code or not (code.isascii() and code.isdigit()):
         return None
     if len(code) != 3:
         raise RecordError(f"HTTP status {code[:20]!r} is not a three-digit code")
@@ -92,7 +93,7 @@ def location_from_record(record: ParsedRecord, warc_file: str, offset: int,
     else:
         http_headers = record.http_headers()
         if http_headers is not None:
-            status = _status(http_headers.get_statuscode())
+            status = status_code(http_headers.get_statuscode())
             mime = _mime(http_headers.get_header("Content-Type"))
     return RecordLocation(
         warc_file=warc_file, offset=offset, length=length, record_type=rec_type,
