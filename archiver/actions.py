@@ -73,8 +73,10 @@ def restate_from_checks(session: Session, link: Link, settings: Settings) -> Non
         return
     notified = link.dead_notified_at  # replaying a success must not make old news new
     link.consecutive_failures, link.first_failure_at, link.last_alive_at = 0, None, None
+    known = {str(verdict) for verdict in Verdict}
     for verdict, checked_at in checks:
-        apply_verdict(link, Verdict(verdict), checked_at, settings)
+        if verdict in known:  # a verdict an older version stored and this one dropped: skip
+            apply_verdict(link, Verdict(verdict), checked_at, settings)
     link.dead_notified_at = notified
 
 

@@ -298,3 +298,22 @@ def test_unignoring_normalises_and_tells_whether_anything_changed(archive: Archi
     actions.ignore_domain(archive, "example.com")
     assert actions.unignore_domain(archive, "https://www.Example.com/") == "example.com"
     assert actions.unignore_domain(archive, "not a domain!") is None
+
+
+def test_undoing_an_override_skips_verdicts_this_version_does_not_know(archive: Archive,
+                                                                       site: Site) -> None:
+    """A check stored by another version with a verdict since dropped must not turn the
+    author's "undo" into an error."""
+    from archiver.models import Check
+
+    site.page("/gone", "no", status=404)
+    [link_id] = add_links(archive, [site.url("/gone")])
+    actions.recheck(archive, link_id)
+    actions.mark_not_broken(archive, link_id)
+    with archive.db.session() as session:
+        session.execute(update(Check).where(Check.link_id == link_id)
+                        .values(verdict="verdict_of_another_version"))
+    actions.recheck(archive, link_id)  # held: still not_found
+    actions.clear_override(archive, link_id)
+    link = link_of(archive, link_id)
+    assert (link.state, link.consecutive_failures) == (LinkState.FAILING, 1)
