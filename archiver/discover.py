@@ -33,14 +33,26 @@ class DiscoverSummary:
     sources: int = 0
     posts_new: int = 0
     posts_changed: int = 0
+    posts_reread: int = 0  # unchanged, read again because the extraction rules changed
     links_new: int = 0
     errors: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         """One-line human summary."""
+        reread = (f", {self.posts_reread} read again under new extraction rules"
+                  if self.posts_reread else "")
         text = (f"discover: {self.sources} sources, {self.posts_new} new posts, "
-                f"{self.posts_changed} changed, {self.links_new} new links")
+                f"{self.posts_changed} changed{reread}, {self.links_new} new links")
         return text + (f", {len(self.errors)} sources failed" if self.errors else "")
+
+
+def content_hash(html: str, rules: int | None = None) -> str:
+    """The stored hash of a post's HTML read under extraction rules ``rules`` (the current
+    ones by default): when the rules change, every post is read again once and its citations
+    replaced by what the new rules find.  The first rules hashed the HTML alone."""
+    rules = EXTRACTION_RULES if rules is None else rules
+    text = html if rules == 1 else f"rules {rules}\n{html}"
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
 
 
 def add_source(archive: Archive, location: str) -> tuple[Source, bool]:
@@ -91,10 +103,7 @@ def _link_for(session: Session, found: ExtractedLink, settings: Settings) -> tup
 def store_post(archive: Archive, session: Session, source: Source, data: PostData,
                summary: DiscoverSummary) -> None:
     """Insert or update one post and replace its citations when its content changed."""
-    # The extraction rules are part of the hash: when they change, every post is read again
-    # once and its citations replaced by what the new rules find.
-    digest = hashlib.sha256(f"rules {EXTRACTION_RULES}\n{data.html}".encode(
-        "utf-8", "replace")).hexdigest()
+    digest = content_hash(data.html)
     post = session.scalar(select(Post).where(Post.url == data.url))
     if post is not None and post.content_hash == digest:
         return
@@ -103,7 +112,11 @@ def store_post(archive: Archive, session: Session, source: Source, data: PostDat
         session.add(post)
         summary.posts_new += 1
     else:
-        summary.posts_changed += 1
+        if post.content_hash in {content_hash(data.html, rules)
+                                 for rules in range(1, EXTRACTION_RULES)}:
+            summary.posts_reread += 1
+        else:
+            summary.posts_changed += 1
         post.content_hash = digest
         post.updated_at = utcnow()
         post.citations.clear()

@@ -115,7 +115,8 @@ def test_posts_read_under_older_rules_are_read_again_once(
     assert _cited(archive) == [("a", "https://linked.example.org/")]
     monkeypatch.undo()
     summary = discover(archive)
-    assert summary.posts_changed == 1
+    assert (summary.posts_changed, summary.posts_reread) == (0, 1)
+    assert "1 read again under new extraction rules" in summary.line()
     assert _cited(archive) == [("text", "https://old-rules.example.org/x"),
                                ("a", "https://linked.example.org/")]
     assert discover(archive).posts_changed == 0  # once, not at every run
