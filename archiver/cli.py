@@ -160,18 +160,22 @@ def init(ctx: Context) -> None:
 
 @cli.command()
 @click.argument("source")
+@click.option("--site", "site_url", metavar="URL",
+              help="The blog's own address, when its posts do not say it (a folder of posts "
+                   "without url front matter): links to it are not references.")
 @pass_context
 @run_safely
-def add(ctx: Context, source: str) -> None:
+def add(ctx: Context, source: str, site_url: str | None) -> None:
     """Register a feed, sitemap, post URL, WordPress export file or folder of posts."""
     from archiver.discover import add_source
 
     with ctx.open() as archive:
-        added, new = add_source(archive, source)
+        added, new = add_source(archive, source, site_url)
+    site = f" (the blog: {added.site_url})" if added.site_url else ""
     if new:
-        ctx.say(f"added {added.kind} source #{added.id}: {added.location}")
+        ctx.say(f"added {added.kind} source #{added.id}: {added.location}{site}")
     else:
-        ctx.say(f"already added as source #{added.id} ({added.kind}): {added.location}")
+        ctx.say(f"already added as source #{added.id} ({added.kind}): {added.location}{site}")
 
 
 @cli.command(name="discover")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,7 +20,7 @@ from archiver.health import apply_verdict
 from archiver.models import Citation, Link, Post, Source, SourceKind
 from archiver.settings import Settings
 from archiver.sources import PostData, detect_kind, read_posts
-from archiver.urls import host_of, url_key
+from archiver.urls import FETCHABLE_SCHEMES, host_of, scheme_of, site_or_empty, url_key
 from archiver.verdicts import Verdict
 
 log = logging.getLogger(__name__)
@@ -55,24 +55,42 @@ def content_hash(html: str, rules: int | None = None) -> str:
     return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
 
 
-def add_source(archive: Archive, location: str) -> tuple[Source, bool]:
+def add_source(archive: Archive, location: str,
+               site_url: str | None = None) -> tuple[Source, bool]:
     """Detect the kind of ``location`` and register it; an unknown kind raises SourceError.
-    A file or folder is stored as an absolute path, so any later run finds it.  Returns the
-    source and whether it is new (False: it was already registered)."""
+    A file or folder is stored as an absolute path, so any later run finds it.  ``site_url``
+    is the blog's own address (links to it are not references); given for a source already
+    registered, it replaces the one stored and its posts are read again at the next run.
+    Returns the source and whether it is new (False: it was already registered)."""
     location = location.strip()
     if not location:
         raise SourceError("no source given: give a feed, sitemap or page URL, a WordPress "
                           "export file or a folder")
+    site = _site_address(site_url) if site_url is not None else None
     kind = detect_kind(location, archive.client())
     if kind in (SourceKind.FOLDER, SourceKind.WXR):
         location = str(Path(location).expanduser().resolve())
     with archive.db.session() as session:
         existing = session.scalar(select(Source).where(Source.location == location))
         if existing is not None:
+            if site is not None and site != existing.site_url:
+                existing.site_url = site
+                # What is the blog's own changed: its posts' citations are found again.
+                session.execute(update(Post).where(Post.source_id == existing.id)
+                                .values(content_hash=""))
             return existing, False
-        source = Source(kind=kind, location=location)
+        source = Source(kind=kind, location=location, site_url=site)
         session.add(source)
     return source, True
+
+
+def _site_address(site_url: str) -> str:
+    """A ``--site`` value checked: an http(s) address with a host (SourceError otherwise)."""
+    site = site_url.strip()
+    if scheme_of(site) not in FETCHABLE_SCHEMES or not site_or_empty(site):
+        raise SourceError(f"--site {site_url!r}: give the blog's address, such as "
+                          "https://myblog.example/")
+    return site
 
 
 def _link_for(session: Session, found: ExtractedLink, settings: Settings) -> tuple[Link, bool]:
@@ -124,7 +142,7 @@ def store_post(archive: Archive, session: Session, source: Source, data: PostDat
     post.title = data.title
     post.published_at = data.published_at
     seen: set[tuple[int, str]] = set()
-    for found in extract_links(data.html, data.url):
+    for found in extract_links(data.html, data.url, source.site_url):
         link, created = _link_for(session, found, archive.settings)
         summary.links_new += int(created)
         key = (link.id, found.href)

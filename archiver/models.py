@@ -85,6 +85,8 @@ class Source(Base):
     kind: Mapped[str] = mapped_column(String(16))
     location: Mapped[str] = mapped_column(Text, unique=True)
     title: Mapped[str | None] = mapped_column(Text)
+    # The blog's own address when the posts do not say it: links to it are not references.
+    site_url: Mapped[str | None] = mapped_column(Text)
     added_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_read_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,72 @@
+"""`archiver add --site`: the blog's own address for posts that do not say it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from archiver.archive import Archive
+from archiver.cli import cli
+from archiver.discover import add_source, discover
+from archiver.errors import SourceError
+from archiver.models import Citation, Link
+
+POST = """---
+title: No url in the front matter
+---
+See [my older post](https://myblog.example/2019/older/), [its home](https://www.myblog.example/)
+and [the cited article](https://news.example.org/story).
+"""
+
+
+def _cited(archive: Archive) -> list[str]:
+    with archive.db.session() as session:
+        return list(session.scalars(select(Link.url).join(Citation).order_by(Citation.id)))
+
+
+def _folder(tmp_path: Path) -> Path:
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    (posts / "post.md").write_text(POST, encoding="utf-8")
+    return posts
+
+
+def test_links_to_the_blog_itself_are_not_references(tmp_path: Path, archive: Archive) -> None:
+    add_source(archive, str(_folder(tmp_path)), "https://myblog.example/")
+    discover(archive)
+    assert _cited(archive) == ["https://news.example.org/story"]
+
+
+def test_giving_the_site_later_reads_the_posts_again(tmp_path: Path, archive: Archive) -> None:
+    posts = _folder(tmp_path)
+    add_source(archive, str(posts))
+    discover(archive)
+    assert len(_cited(archive)) == 3  # without it, the blog's own pages look like references
+    source, new = add_source(archive, str(posts), "https://myblog.example")
+    assert not new and source.site_url == "https://myblog.example"
+    summary = discover(archive)
+    assert summary.posts_changed == 1
+    assert _cited(archive) == ["https://news.example.org/story"]
+
+
+@pytest.mark.parametrize("site", ["myblog.example", "ftp://myblog.example/", "https://", " "])
+def test_a_site_that_is_no_web_address_is_refused(tmp_path: Path, archive: Archive,
+                                                  site: str) -> None:
+    with pytest.raises(SourceError, match="--site"):
+        add_source(archive, str(_folder(tmp_path)), site)
+    with archive.db.session() as session:
+        assert session.scalars(select(Link)).first() is None
+
+
+def test_the_command_takes_and_shows_the_site(tmp_path: Path, archive: Archive) -> None:
+    env = {"ARCHIVER_DATA_DIR": str(archive.settings.data_dir), "ARCHIVER_LOG_LEVEL": "WARNING"}
+    posts = _folder(tmp_path)
+    result = CliRunner().invoke(cli, ["add", str(posts), "--site", "https://myblog.example/"],
+                                env=env)
+    assert result.exit_code == 0, result.output
+    assert "(the blog: https://myblog.example/)" in result.output
+    refused = CliRunner().invoke(cli, ["add", str(posts), "--site", "myblog"], env=env)
+    assert refused.exit_code != 0 and "--site 'myblog'" in refused.output
