@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from archiver.check import ProbeCache
 from archiver.db import Database
 from archiver.net.client import HttpClient
+from archiver.net.politeness import HostLimiter
 from archiver.settings import Settings
 from archiver.site_probes import store_probe, stored_probes
 from archiver.warc.remote import RemoteStorage
@@ -24,9 +25,9 @@ from archiver.warc.store import WarcStore
 
 if TYPE_CHECKING:  # imported when first used: checks need none of the capture code
     from archiver.capture import Capturer
-    from archiver.net.shared_limits import SharedHostLimiter  # needs redis: celery extra
 
 log = logging.getLogger(__name__)
+POLITENESS_FILE = "politeness.lock"  # per-host limits shared by this machine's processes
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Archive:
     db: Database
     store: WarcStore
     _client: HttpClient | None = field(default=None, repr=False)
-    _shared: SharedHostLimiter | None = field(default=None, repr=False)  # the client's, if any
+    _shared: HostLimiter | None = field(default=None, repr=False)  # the client's limiter
     _probes: ProbeCache | None = field(default=None, repr=False)
     _capturer: Capturer | None = field(default=None, repr=False)
     # Set (by a SIGTERM handler) to ask runs to start nothing new and finish what is in hand.
@@ -86,15 +87,21 @@ class Archive:
                 self._client = HttpClient(self.settings, self._shared)
             return self._client
 
-    def _shared_limiter(self) -> SharedHostLimiter | None:
-        """With ``queue.backend = celery`` every process of the archive (workers above all)
-        keeps per-host limits in Redis, next to the broker, so they hold across processes;
-        otherwise (None) the client limits this process alone."""
-        if self.settings["queue.backend"] != "celery":
-            return None
-        from archiver.net.shared_limits import shared_limiter
+    def _shared_limiter(self) -> HostLimiter:
+        """Per-host limits every process of the archive keeps together: with
+        ``queue.backend = celery`` in Redis, next to the broker (workers on several machines);
+        otherwise in a file of the data folder, for the scheduler, the web process and any
+        command run meanwhile on this machine."""
+        if self.settings["queue.backend"] == "celery":
+            from archiver.net.shared_limits import shared_limiter
 
-        return shared_limiter(self.settings)
+            return shared_limiter(self.settings)
+        from archiver.net.machine_limits import machine_limiter
+
+        return machine_limiter(self.settings.data_dir / POLITENESS_FILE,
+                               self.settings["fetch.per_host_concurrency"],
+                               self.settings["fetch.per_host_delay"],
+                               self.settings["fetch.concurrency"])
 
     def probes(self) -> ProbeCache:
         """Soft-404 probe answers shared by this process's checks."""

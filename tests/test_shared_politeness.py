@@ -31,7 +31,7 @@ from archiver.demo.fixtureweb import Site
 from archiver.jobs import WorkKind
 from archiver.models import Capture, Link
 from archiver.net.client import DeadlinePassed, HttpClient
-from archiver.net.politeness import HostLimiter
+from archiver.net.machine_limits import MachineHostLimiter
 from archiver.net.shared_limits import SharedHostLimiter, holders_key
 from archiver.queue import dispatch_due
 from archiver.settings import Settings
@@ -174,10 +174,11 @@ def test_two_processes_share_each_hosts_slots_and_delay(
 
 def test_only_a_distributed_archive_keeps_its_limits_in_redis(
         tmp_path: Path, redis_url: str) -> None:  # noqa: F811
-    """The embedded default keeps the plain in-memory limiter (nothing asks for Redis); with
-    the celery backend the archive's client limits hosts through Redis."""
+    """The embedded default keeps its limits in the data folder, for this machine's processes
+    (nothing asks for Redis); with the celery backend the archive's client limits hosts
+    through Redis."""
     with Archive.open(initialised(tmp_path / "embedded")) as archive:
-        assert type(archive.client().limiter) is HostLimiter
+        assert type(archive.client().limiter) is MachineHostLimiter
     with Archive.open(initialised(tmp_path / "distributed", queue__backend="celery",
                                   queue__broker_url=redis_url)) as archive:
         assert isinstance(archive.client().limiter, SharedHostLimiter)

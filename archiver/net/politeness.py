@@ -63,6 +63,9 @@ class HostLimiter:
             for gone in [name for name, when in starts.items() if when <= now]:
                 del starts[gone]
 
+    def close(self) -> None:
+        """Let go of what the limiter holds outside this process (nothing, here)."""
+
     @contextmanager
     def slot(self, host: str) -> Iterator[None]:
         """Hold one of ``host``'s slots, starting no sooner than the delay allows."""
