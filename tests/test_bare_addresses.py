@@ -109,8 +109,9 @@ def test_posts_read_under_older_rules_are_read_again_once(
     # As stored by a version whose rules found only the Markdown link.
     monkeypatch.setattr(discover_module, "EXTRACTION_RULES", 1)
     monkeypatch.setattr(discover_module, "extract_links",
-                        lambda html, url: [link for link in extract_links(html, url)
-                                           if link.element != "text"])
+                        lambda html, url, site=None: [
+                            link for link in extract_links(html, url, site)
+                            if link.element != "text"])
     discover(archive)
     assert _cited(archive) == [("a", "https://linked.example.org/")]
     monkeypatch.undo()
