@@ -177,6 +177,7 @@ class DueLink:
     url: str
     validators: dict[str, str] | None
     sketch: KnownSketch | None = None  # the page's last sketch and the payload it was made from
+    old_baseline: bool = False  # its first fingerprint was made another way: make it again
 
 
 def load_due(archive: Archive, link_ids: list[int]) -> list[DueLink]:
@@ -187,10 +188,12 @@ def load_due(archive: Archive, link_ids: list[int]) -> list[DueLink]:
     with archive.db.session() as session:
         rows = {row.id: row for row in session.execute(
             select(Link.id, Link.url, Link.validators, Link.sketched_digest,
-                   Link.last_fingerprint).where(Link.id.in_(link_ids))).all()}
+                   Link.last_fingerprint, Link.first_fingerprint)
+            .where(Link.id.in_(link_ids))).all()}
     return [DueLink(i, row.url, row.validators,
                     KnownSketch(row.sketched_digest, row.last_fingerprint)
-                    if row.sketched_digest and is_current(row.last_fingerprint) else None)
+                    if row.sketched_digest and is_current(row.last_fingerprint) else None,
+                    row.first_fingerprint is not None and not is_current(row.first_fingerprint))
             for i in link_ids if (row := rows.get(i)) is not None]
 
 
@@ -346,7 +349,14 @@ def capture_link(archive: Archive, link_id: int, due: DueLink | None = None) -> 
             return None
         due = found[0]
     url = due.url
+    started = utcnow()
     result = archive.capturer().capture(url, known=due.sketch)
+    baseline = None
+    if result.sketch is not None and due.old_baseline:  # read before the write transaction
+        from archiver.baseline import first_page_sketch
+
+        baseline = first_page_sketch(archive.db, archive.store, url, started,
+                                     archive.settings["fetch.max_body_bytes"])
     now = utcnow()
     with archive.db.session() as session:
         archive.store.sync()  # the records are on disk before their index rows exist
@@ -354,13 +364,8 @@ def capture_link(archive: Archive, link_id: int, due: DueLink | None = None) -> 
         before = session.execute(_CAPTURED_ROW, {"id": link_id}).first()
         if before is None:
             return None
-        baseline = None
-        if result.sketch is not None and before.first_fingerprint is not None and \
-                not is_current(before.first_fingerprint):
-            from archiver.baseline import first_page_sketch
-
-            baseline = first_page_sketch(session, archive.store, url,
-                                         archive.settings["fetch.max_body_bytes"])
+        if is_current(before.first_fingerprint):
+            baseline = None  # made meanwhile by another capture
         changed = _changes(link_id, _CAPTURED_COLUMNS, before, partial(
             apply_capture, result=result, captured_at=now, settings=archive.settings,
             baseline=baseline))
@@ -397,7 +402,7 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
         # unbegun is given back here, so that the next run takes it at once. A job that failed
         # keeps its lease until it lapses: a back-off, so a link that always fails is not
         # tried again at every tick.
-        if summary.done < len(ids) or summary.outcomes["stopped"]:
+        if summary.done < len(ids) or summary.outcomes["stopped"] or summary.outcomes["lost"]:
             release_claims(archive, kind, owner, ids)
     summary.seconds = time.monotonic() - started
     RUN_ID.reset(run_token)
@@ -419,16 +424,31 @@ def _work_through(archive: Archive, kind: WorkKind, ids: list[int], summary: Run
     due = load_due(archive, ids)  # every link in one query, not one session each
     for _gone in range(len(ids) - len(due)):
         count(None)
+    if kind is WorkKind.CAPTURE:
+        from archiver.capture_pool import capture_in_processes, process_count
+
+        processes = process_count(archive.settings, len(due))
+        if processes > 1:
+            capture_in_processes(archive, due, processes, count)
+        else:
+            capture_all(archive, due, count)
+        return
     with ThreadPoolExecutor(max_workers=archive.settings["fetch.concurrency"],
                             thread_name_prefix=str(kind)) as pool:
-        if kind is WorkKind.CAPTURE:  # the pool takes jobs in order, so hosts take turns
-            jobs = [pool.submit(contextvars.copy_context().run, _safely,
-                                partial(capture_link, due=link), archive, link.id)
-                    for link in interleave_by_host(due)]
-            for job in jobs:
-                count(job.result())
-        else:
-            _run_checks(archive, due, pool, count)
+        _run_checks(archive, due, pool, count)
+
+
+def capture_all(archive: Archive, due: list[DueLink],
+                count: Callable[[str | None], None]) -> None:
+    """Capture ``due`` with ``fetch.concurrency`` threads, counting each outcome."""
+    with ThreadPoolExecutor(max_workers=archive.settings["fetch.concurrency"],
+                            thread_name_prefix="capture") as pool:
+        # The pool takes jobs in order, so hosts take turns.
+        jobs = [pool.submit(contextvars.copy_context().run, _safely,
+                            partial(capture_link, due=link), archive, link.id)
+                for link in interleave_by_host(due)]
+        for job in jobs:
+            count(job.result())
 
 
 def _run_checks(archive: Archive, due: list[DueLink], pool: ThreadPoolExecutor,
