@@ -121,3 +121,16 @@ def test_posts_read_under_older_rules_are_read_again_once(
     assert _cited(archive) == [("text", "https://old-rules.example.org/x"),
                                ("a", "https://linked.example.org/")]
     assert discover(archive).posts_changed == 0  # once, not at every run
+
+
+def test_typographic_closing_punctuation_ends_a_bare_address() -> None:
+    """WordPress feeds are texturized: the author's "https://x/a" and "see https://x/b..."
+    arrive with curly quotes and an ellipsis character.  They end the address as their ASCII
+    forms do (``_TRAILING``); taken into it they make a URL that does not exist, which is then
+    checked, found 404 and reported dead."""
+    html = ("<p>He called it &#8220;https://example.org/page&#8221; in 2008, and also "
+            "&#8216;https://example.org/single&#8217;. More at https://example.org/more&#8230; "
+            "or &#171;https://example.org/fr&#187;.</p>")
+    assert [link.url for link in extract_links(html, PAGE)] == [
+        "https://example.org/page", "https://example.org/single", "https://example.org/more",
+        "https://example.org/fr"]
