@@ -3,7 +3,10 @@ soft-404 probes and per-host politeness state are forgotten, not piled up, as si
 
 from __future__ import annotations
 
+import random
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -88,6 +91,52 @@ def test_a_site_setting_endless_cookies_does_not_grow_its_jar_without_bound() ->
         _set(cookies, "https://tracker.example/", f"c{n}=1")
     sent = _sent(cookies, "https://tracker.example/") or ""
     assert sent.count("=") <= MAX_PER_SITE
+
+
+def test_a_sites_cookie_survives_other_sites_under_the_same_public_suffix() -> None:
+    """Hosts are grouped by their last two labels, so every blog on a shared host
+    (x.substack.com, x.github.io) or under a two-label suffix (x.co.uk) shares one jar: past
+    MAX_PER_SITE cookies the sites that set the most lose theirs, not the site that set one
+    (a consent wall setting a cookie on one redirect hop and wanting it on the next)."""
+    cookies = SiteCookies()
+    per_blog = 4
+    for n in range(MAX_PER_SITE // per_blog):  # 50 other blogs, 4 cookies each, within the hour
+        for k in range(per_blog):
+            _set(cookies, f"https://blog{n}.substack.com/", f"c{k}=v; Path=/")
+    assert site_group("mine.substack.com") == site_group("blog0.substack.com")
+    _set(cookies, "https://mine.substack.com/consent", "consent=yes; Path=/")
+    assert _sent(cookies, "https://mine.substack.com/next") == "consent=yes"
+
+
+def test_emptying_a_full_jar_does_not_break_a_concurrent_request_of_its_site() -> None:
+    """CookieJar counts and empties itself without its lock: trimming a full jar while another
+    thread built a Cookie header from it raised KeyError out of HttpClient.fetch (seen with a
+    loopback site setting many cookies and a page's requisites fetched in parallel)."""
+    cookies = SiteCookies()
+    errors: list[BaseException] = []
+    until = time.monotonic() + 4
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        while not errors and time.monotonic() < until:
+            url = f"https://s{rng.randrange(300)}.example.com/p{rng.randrange(50)}/x"
+            try:
+                _set(cookies, url, f"k{rng.randrange(4)}=v")
+                _sent(cookies, url)
+            except Exception as exc:  # anything raised here is the defect
+                errors.append(exc)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads change often: the race shows within a second
+    try:
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert not errors, repr(errors[0])
 
 
 def test_the_client_sends_a_site_only_its_own_cookies(tmp_path: Path, site: Site) -> None:

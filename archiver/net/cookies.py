@@ -5,8 +5,12 @@ whose images need its session cookie, works.  One ``http.cookiejar.CookieJar`` f
 does not scale: it walks all its cookies for every request, which cost 9 ms of CPU per request
 once 1,000 sites had set one, and 75 ms at 10,000, and it grew for as long as the process ran.
 Cookies are kept here per site group (the host's last two labels, which every domain a cookie
-may be set for shares), so a request reads only its own site's jar; a site's cookies are
+may be set for shares), so a request reads only its own group's jar; a group's cookies are
 forgotten ``lifetime`` seconds after its last request, and at most ``max_sites`` are kept.
+A group can hold unrelated sites (the blogs of one host, ``*.substack.com``; names under a
+two-label suffix, ``*.co.uk``): past ``MAX_PER_SITE`` cookies, the domain that set the most
+loses its cookies first, so one site's many never cost another its one.  Each jar is used
+under its own lock: ``CookieJar`` counts and empties itself without taking its lock.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from http.cookiejar import CookieJar
 from typing import Any
@@ -44,13 +49,13 @@ class SiteCookies:
         self.lifetime = lifetime
         self._clock = clock
         self._lock = threading.Lock()
-        self._jars: RecentDict[str, tuple[float, CookieJar]] = RecentDict(max_sites)
+        self._jars: RecentDict[str, tuple[float, _Jar]] = RecentDict(max_sites)
 
     def __len__(self) -> int:
         """How many sites' cookies are held."""
         return len(self._jars)
 
-    def _jar(self, url: str, *, create: bool) -> CookieJar | None:
+    def _jar(self, url: str, *, create: bool) -> _Jar | None:
         group = site_group(parse_url(url).host or "")
         now = self._clock()
         with self._lock:
@@ -62,7 +67,7 @@ class SiteCookies:
             entry = self._jars.get(group)
             if entry is None and not create:
                 return None
-            jar = entry[1] if entry is not None else CookieJar()
+            jar = entry[1] if entry is not None else _Jar()
             self._jars[group] = (now, jar)
             return jar
 
@@ -74,7 +79,8 @@ class SiteCookies:
         if jar is None:
             return headers
         request = _cookie_request(url, headers)
-        jar.add_cookie_header(request)
+        with jar.lock:
+            jar.cookies.add_cookie_header(request)
         cookie = request.unredirected_hdrs.get("Cookie")
         return {**headers, "Cookie": cookie} if cookie else headers
 
@@ -82,11 +88,28 @@ class SiteCookies:
         """Store the cookies a response to ``url`` sets."""
         jar = self._jar(url, create=True)
         assert jar is not None
-        jar.extract_cookies(_CookieResponse(headers), _cookie_request(url, {}))  # type: ignore[arg-type]
-        if len(jar) > MAX_PER_SITE:
-            jar.clear_expired_cookies()
-            if len(jar) > MAX_PER_SITE:
-                jar.clear()  # a site that sets this many is not owed its session
+        with jar.lock:
+            jar.cookies.extract_cookies(_CookieResponse(headers),  # type: ignore[arg-type]
+                                        _cookie_request(url, {}))
+            if len(jar.cookies) > MAX_PER_SITE:
+                _trim(jar.cookies)
+
+
+class _Jar:
+    """One site group's cookies, and the lock every use of them takes."""
+
+    def __init__(self) -> None:
+        self.cookies = CookieJar()
+        self.lock = threading.Lock()
+
+
+def _trim(jar: CookieJar) -> None:
+    """Bring ``jar`` back to ``MAX_PER_SITE`` cookies: the expired ones first, then those of
+    the domain holding the most, until it fits (its lock held by the caller)."""
+    jar.clear_expired_cookies()
+    while len(jar) > MAX_PER_SITE:
+        heaviest = Counter(cookie.domain for cookie in jar).most_common(1)[0][0]
+        jar.clear(heaviest)
 
 
 def _cookie_request(url: str, headers: dict[str, str]) -> Any:
