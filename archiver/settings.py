@@ -325,6 +325,10 @@ REGISTRY: tuple[Setting, ...] = (
        "When to try again after a capture attempt that got nothing.", low=0, high=MAX_DURATION),
     _s("capture.batch_size", "int", 100, "Links one capture run claims at most.",
        low=1, high=10000),
+    _s("capture.processes", "int", 0,
+       "Processes a capture run spreads its links over, split by host, so that captures use "
+       "more than one CPU core; 0 means one per core, at most 4. A process is started only "
+       "for 40 links or more.", low=0, high=64),
     _s("capture.lease", "duration", "30m",
        "How long a claim on a link lasts before other runs may take the work over.",
        low=0, high=MAX_DURATION),

@@ -410,10 +410,12 @@ def run_wget(bench: Bench, attempt: int) -> Result:
     return result
 
 
-def prepare_ours(bench: Bench, name: str, concurrency: int, per_host: int) -> Path:
+def prepare_ours(bench: Bench, name: str, concurrency: int, per_host: int,
+                 processes: int) -> Path:
     """A new data folder with every page as a link due for capture; return its config file."""
     return links_archive(bench.work / name, bench.work / f"{name}.toml", bench.corpus.pages,
-                         concurrency=concurrency, per_host=per_host, due="capture")
+                         concurrency=concurrency, per_host=per_host, due="capture",
+                         processes=processes)
 
 
 def run_capture(bench: Bench, config: Path, label: str) -> tuple[Result, list[Path]]:
@@ -436,9 +438,10 @@ def run_capture(bench: Bench, config: Path, label: str) -> tuple[Result, list[Pa
     return result, added
 
 
-def run_ours(bench: Bench, attempt: int, concurrency: int, per_host: int,
+def run_ours(bench: Bench, attempt: int, concurrency: int, per_host: int, processes: int,
              label: str) -> tuple[Result, Path]:
-    config = prepare_ours(bench, f"ours-c{concurrency}-{attempt}", concurrency, per_host)
+    config = prepare_ours(bench, f"ours-c{concurrency}-{attempt}", concurrency, per_host,
+                          processes)
     result, _ = run_capture(bench, config, label)
     return result, config
 
@@ -570,6 +573,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="our fetch.concurrency in the default run (default 8, as shipped)")
     parser.add_argument("--per-host", type=int, default=2,
                         help="our fetch.per_host_concurrency in the default run (default 2)")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="our capture.processes in the default run (default 0, as "
+                             "shipped: one per core, at most 4)")
     parser.add_argument("--timeout", type=float, default=0,
                         help="kill a tool after this many seconds (default max(600, 2 x pages))")
     parser.add_argument("--archiver-cmd", default="",
@@ -624,8 +630,10 @@ def main(argv: list[str] | None = None) -> int:
                           archiver_cmd=args.archiver_cmd)
             runs: dict[str, list[Result]] = {}
             configs: dict[str, Path] = {}
-            seq_label = "archiver, sequential (1 in all, 1/host)"
-            default_label = f"archiver, default ({args.concurrency} in all, {args.per_host}/host)"
+            seq_label = "archiver, sequential (1 in all, 1/host, 1 process)"
+            processes = f", {args.processes} processes" if args.processes else ""
+            default_label = (f"archiver, default ({args.concurrency} in all, "
+                             f"{args.per_host}/host{processes})")
             labels = {"wget": "wget", "sequential": seq_label, "default": default_label}
             for attempt in range(args.repeat):
                 for label in (labels[name] for name in TOOLS if name in args.tool_names):
@@ -635,10 +643,11 @@ def main(argv: list[str] | None = None) -> int:
                         if label == "wget":
                             result = run_wget(bench, attempt)
                         elif label == seq_label:
-                            result, configs[label] = run_ours(bench, attempt, 1, 1, label)
+                            result, configs[label] = run_ours(bench, attempt, 1, 1, 1, label)
                         else:
                             result, configs[label] = run_ours(
-                                bench, attempt, args.concurrency, args.per_host, label)
+                                bench, attempt, args.concurrency, args.per_host,
+                                args.processes, label)
                     except Exception as exc:  # a broken tool must not stop the others
                         result = Result(label, note=f"failed: {exc!r}", failed=True)
                     runs.setdefault(label, []).append(result)

@@ -110,17 +110,19 @@ def archiver_argv(command: str = "") -> list[str]:
 
 
 def links_archive(data: Path, config: Path, urls: list[str], *, concurrency: int,
-                  per_host: int, due: str) -> Path:
+                  per_host: int, due: str, processes: int = 0) -> Path:
     """A new data folder holding ``urls`` as links due now for ``due`` ("check" or
     "capture"), and ``config`` written to run our CLI on it from loopback with no per-host
-    delay; return ``config``."""
+    delay (``processes``: capture.processes, 0 as shipped); return ``config``."""
     config.write_text(
         f'data_dir = "{data}"\n'
         "[fetch]\n"
         "allow_private_networks = true\n"
         f"concurrency = {concurrency}\n"
         f"per_host_concurrency = {per_host}\n"
-        'per_host_delay = "0s"\n', encoding="utf-8")
+        'per_host_delay = "0s"\n'
+        "[capture]\n"
+        f"processes = {processes}\n", encoding="utf-8")
     settings = load_settings(config, env={})
     initialise(settings)
     now = utcnow()
