@@ -41,7 +41,10 @@ LOST = "lost"  # the outcome of each link of a child that died without saying ho
 
 
 def process_count(settings: Settings, links: int) -> int:
-    """How many processes ``links`` captures are spread over."""
+    """How many processes ``links`` captures are spread over (one in a daemonic process,
+    which may not start children: a worker of some process pool)."""
+    if multiprocessing.current_process().daemon:
+        return 1
     wanted: int = settings["capture.processes"] or min(os.cpu_count() or 1, MAX_AUTO)
     return max(1, min(wanted, links // MIN_SHARE))
 
@@ -69,17 +72,26 @@ def capture_in_processes(archive: Archive, due: list[DueLink], processes: int,
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     stop = context.Event()
     children: list[tuple[Any, Connection, list[DueLink]]] = []
+    mine = list(shares[0])
     for share in shares[1:]:
         receiver, sender = context.Pipe(duplex=False)
         child = context.Process(
             target=capture_share, name="archiver-capture", daemon=False,
             args=(archive.settings, share, RUN_ID.get(), level, stop, sender))
-        child.start()
-        sender.close()  # the child's end: this process keeps only the receiving one
+        try:
+            child.start()
+        except OSError as exc:  # out of processes or memory: this process captures it
+            log.warning("a capture process could not start (%s): its links are captured "
+                        "here", exc)
+            receiver.close()
+            mine.extend(share)
+            continue
+        finally:
+            sender.close()  # the child's end: this process keeps only the receiving one
         children.append((child, receiver, share))
     log.info("capture: %d links over %d processes", len(due), len(children) + 1)
     try:
-        capture_all(archive, shares[0], count)
+        capture_all(archive, mine, count)
     finally:
         _collect(archive, children, stop, count)
 

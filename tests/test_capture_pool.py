@@ -147,3 +147,18 @@ def test_a_child_that_dies_has_its_links_given_back(tmp_path: Path, sites: list[
         assert leased == 0
         again = run_due(archive, WorkKind.CAPTURE)  # the next run finishes what was lost
         assert again.outcomes["archived"] > 0 and not again.outcomes[LOST]
+
+
+def _count_in_a_daemon(settings: Settings, answer: multiprocessing.SimpleQueue[int]) -> None:
+    answer.put(process_count(settings, 10_000))
+
+
+def test_a_daemonic_process_captures_alone(tmp_path: Path) -> None:
+    """A worker of a process pool may not start children: it keeps its links itself."""
+    context = multiprocessing.get_context("spawn")
+    answer: multiprocessing.SimpleQueue[int] = context.SimpleQueue()
+    daemon = context.Process(target=_count_in_a_daemon, daemon=True,
+                             args=(make_settings(tmp_path, capture__processes=4), answer))
+    daemon.start()
+    daemon.join(60)
+    assert answer.get() == 1
