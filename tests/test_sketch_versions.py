@@ -16,6 +16,7 @@ from archiver.models import Capture, Link, SiteProbe
 from archiver.site_probes import stored_probes
 from archiver.warc.indexer import reindex
 from tests.test_capture import add_link
+from tests.test_override import link_of
 
 HTML = "text/html; charset=utf-8"
 FIRST = "<html><body><p>" + " ".join(f"first{i}" for i in range(80)) + "</p></body></html>"
@@ -34,12 +35,9 @@ def _made_old(archive: Archive, link_id: int, **more: object) -> None:
             setattr(link, name, value)
 
 
-def _link(archive: Archive, link_id: int) -> Link:
-    with archive.db.session() as session:
-        link = session.get(Link, link_id)
-        assert link is not None
-        session.expunge(link)
-        return link
+def _files_lost(archive: Archive) -> None:
+    """Every WARC file gone from the folder (the index still names them)."""
+    _files_lost(archive)
 
 
 def test_a_capture_makes_an_old_first_fingerprint_again_from_the_first_record(
@@ -48,11 +46,11 @@ def test_a_capture_makes_an_old_first_fingerprint_again_from_the_first_record(
     link_id = add_link(archive, site.url("/article"))
     assert capture_link(archive, link_id) == "archived"
     first = body_sketch(FIRST.encode(), HTML, "", 10**6)
-    assert _link(archive, link_id).first_fingerprint == first
+    assert link_of(archive, link_id).first_fingerprint == first
     _made_old(archive, link_id)
     site.page("/article", REWRITTEN)
     assert capture_link(archive, link_id) == "archived"
-    link = _link(archive, link_id)
+    link = link_of(archive, link_id)
     later = body_sketch(REWRITTEN.encode(), HTML, "", 10**6)
     assert link.first_fingerprint == first  # the page as it first was, sketched anew
     assert link.last_fingerprint == later
@@ -78,7 +76,7 @@ def test_the_first_page_is_found_through_redirects_and_revisits(archive: Archive
         first_response.captured_at = utcnow()
     _made_old(archive, link_id)
     assert capture_link(archive, link_id) == "archived"
-    link = _link(archive, link_id)
+    link = link_of(archive, link_id)
     assert link.first_fingerprint == body_sketch(FIRST.encode(), HTML, "", 10**6)
     assert link.drift == 0.0
 
@@ -88,12 +86,10 @@ def test_an_unreadable_first_record_keeps_the_old_fingerprint_and_drift(
     site.page("/article", FIRST)
     link_id = add_link(archive, site.url("/article"))
     assert capture_link(archive, link_id) == "archived"
-    archive.store.close()
-    for warc in Path(archive.settings.warc_dir).glob("*.warc.gz"):
-        warc.unlink()
+    _files_lost(archive)
     _made_old(archive, link_id)
     assert capture_link(archive, link_id) == "archived"
-    link = _link(archive, link_id)
+    link = link_of(archive, link_id)
     assert (link.first_fingerprint, link.drift) == (OLD, 0.42)
     assert is_current(link.last_fingerprint)
 
@@ -104,7 +100,7 @@ def test_a_check_leaves_an_old_fingerprints_drift_alone(archive: Archive,
     link_id = add_link(archive, site.url("/article"))
     _made_old(archive, link_id, next_check_at=utcnow(), next_capture_at=None)
     run_due(archive, WorkKind.CHECK)
-    link = _link(archive, link_id)
+    link = link_of(archive, link_id)
     assert link.last_checked_at is not None
     assert (link.first_fingerprint, link.drift) == (OLD, 0.42)
     assert link.next_capture_at is None  # a sketch of another version is no sign of change
@@ -138,7 +134,7 @@ def test_a_damaged_first_record_does_not_break_the_capture(archive: Archive,
     _made_old(archive, link_id)
     site.page("/article", REWRITTEN)
     assert capture_link(archive, link_id) == "archived"
-    link = _link(archive, link_id)
+    link = link_of(archive, link_id)
     assert (link.first_fingerprint, link.drift) == (OLD, 0.42)
     assert link.last_fingerprint == body_sketch(REWRITTEN.encode(), HTML, "", 10**6)
 
@@ -152,13 +148,11 @@ def test_a_lost_first_redirect_does_not_make_todays_page_the_first(archive: Arch
     site.page("/moved", FIRST)
     link_id = add_link(archive, site.url("/old"))
     assert capture_link(archive, link_id) == "archived"
-    archive.store.close()
-    for warc in Path(archive.settings.warc_dir).glob("*.warc.gz"):
-        warc.unlink()
+    _files_lost(archive)
     _made_old(archive, link_id)
     site.page("/moved", REWRITTEN)
     assert capture_link(archive, link_id) == "archived"
-    link = _link(archive, link_id)
+    link = link_of(archive, link_id)
     assert link.first_fingerprint != body_sketch(REWRITTEN.encode(), HTML, "", 10**6)
     assert (link.first_fingerprint, link.drift) == (OLD, 0.42)
 
@@ -170,14 +164,12 @@ def test_the_capture_just_made_is_never_taken_for_the_first_page(archive: Archiv
     site.page("/article", FIRST)
     link_id = add_link(archive, site.url("/article"))
     assert capture_link(archive, link_id) == "archived"
-    archive.store.close()
-    for warc in Path(archive.settings.warc_dir).glob("*.warc.gz"):
-        warc.unlink()
+    _files_lost(archive)
     assert reindex(archive) == 0
     _made_old(archive, link_id)
     site.page("/article", REWRITTEN)
     assert capture_link(archive, link_id) == "archived"
-    link = _link(archive, link_id)
+    link = link_of(archive, link_id)
     assert (link.first_fingerprint, link.drift) == (OLD, 0.42)
 
 
