@@ -8,14 +8,17 @@ and a spawned child each of the others.  Per-host limits hold across all of them
 locks in the data folder, or Redis: ``archiver/net/machine_limits.py``).  Each child opens the
 archive itself, writes its own WARC file and index rows and gives its links' leases back, as
 any capture does, then sends its outcomes back.  A stop (SIGTERM, Ctrl-C) reaches the children
-too, through an event rather than a signal (a child that a terminal's Ctrl-C reached already
-would take a second signal as "stop at once"): each finishes the links in hand and starts
-nothing new.  A child that dies counts its share as ``lost``, and the run gives back the
-leases of what it left undone, so the next run takes them at once.
+too, through a pipe rather than a signal (a child that a terminal's Ctrl-C reached already
+would take a second signal as "stop at once"; a ``multiprocessing.Event`` hangs its setter when
+a process waiting on it has died): each finishes the links in hand and starts nothing new, as
+it does when the run that started it is gone.  A child that dies counts its share as
+``lost``, and the run gives back the leases of what it left undone, so the next run takes them
+at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import multiprocessing
@@ -23,6 +26,7 @@ import os
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -64,66 +68,98 @@ def split_by_host(due: list[DueLink], parts: int) -> list[list[DueLink]]:
     return [share for share in shares if share]
 
 
+@dataclass
+class _Child:
+    """A child process of the run: its share, where its outcomes come from, how it is told
+    to stop."""
+
+    process: Any
+    outcomes: Connection
+    stop: Connection
+    share: list[DueLink]
+
+    def tell_to_stop(self) -> None:
+        """Ask it to finish the links in hand and start no more (once is enough)."""
+        with contextlib.suppress(OSError):  # it has ended already
+            self.stop.send(True)
+
+
 def capture_in_processes(archive: Archive, due: list[DueLink], processes: int,
                          count: Callable[[str | None], None]) -> None:
     """Capture ``due`` over ``processes`` processes (this one included), counting outcomes."""
     shares = split_by_host(due, processes)
     context = multiprocessing.get_context("spawn")  # no fork of a process with threads
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-    stop = context.Event()
-    children: list[tuple[Any, Connection, list[DueLink]]] = []
+    children: list[_Child] = []
     mine = list(shares[0])
     for share in shares[1:]:
-        receiver, sender = context.Pipe(duplex=False)
-        child = context.Process(
+        outcomes_in, outcomes_out = context.Pipe(duplex=False)
+        stop_in, stop_out = context.Pipe(duplex=False)
+        process = context.Process(
             target=capture_share, name="archiver-capture", daemon=False,
-            args=(archive.settings, share, RUN_ID.get(), level, stop, sender))
+            args=(archive.settings, share, RUN_ID.get(), level, stop_in, outcomes_out))
         try:
-            child.start()
+            process.start()
         except OSError as exc:  # out of processes or memory: this process captures it
             log.warning("a capture process could not start (%s): its links are captured "
                         "here", exc)
-            receiver.close()
+            outcomes_in.close()
+            stop_out.close()
             mine.extend(share)
             continue
-        finally:
-            sender.close()  # the child's end: this process keeps only the receiving one
-        children.append((child, receiver, share))
+        finally:  # the child's ends: this process keeps only its own
+            outcomes_out.close()
+            stop_in.close()
+        children.append(_Child(process, outcomes_in, stop_out, share))
     log.info("capture: %d links over %d processes", len(due), len(children) + 1)
+    finished = threading.Event()
+
+    def pass_stop_on() -> None:  # at once, not when this process's own share is done
+        while not finished.wait(POLL_S):
+            if archive.stopping.is_set():
+                for child in children:
+                    child.tell_to_stop()
+                return
+
+    threading.Thread(target=pass_stop_on, name="stop-children", daemon=True).start()
     try:
         capture_all(archive, mine, count)
     finally:
-        _collect(archive, children, stop, count)
+        try:
+            _collect(children, count)
+        finally:
+            finished.set()
+            for child in children:
+                child.stop.close()
 
 
-def _collect(archive: Archive, children: list[tuple[Any, Connection, list[DueLink]]],
-             stop: Any, count: Callable[[str | None], None]) -> None:
-    """Wait for each child's outcomes, passing a stop of this run on to them."""
-    for child, receiver, share in children:
+def _collect(children: list[_Child], count: Callable[[str | None], None]) -> None:
+    """Wait for each child's outcomes and count them."""
+    for child in children:
         outcomes: dict[str, int] | None = None
-        while outcomes is None and (child.is_alive() or receiver.poll()):
-            if archive.stopping.is_set():
-                stop.set()
-            if receiver.poll(POLL_S):
+        while outcomes is None and (child.process.is_alive() or child.outcomes.poll()):
+            if child.outcomes.poll(POLL_S):
                 try:
-                    outcomes = receiver.recv()
+                    outcomes = child.outcomes.recv()
                 except (EOFError, OSError):
                     break
-        child.join()
-        receiver.close()
+        child.process.join()
+        child.outcomes.close()
         if outcomes is None:
             log.error("a capture process ended (exit %s) without its outcomes; its %d links "
-                      "are counted as lost and given back", child.exitcode, len(share))
-            outcomes = {LOST: len(share)}
+                      "are counted as lost and given back", child.process.exitcode,
+                      len(child.share))
+            outcomes = {LOST: len(child.share)}
         for outcome, times in outcomes.items():
             for _each in range(times):
                 count(outcome)
 
 
 def capture_share(settings: Settings, share: list[DueLink], run_id: str | None, level: str,
-                  stop: Any, sender: Connection) -> None:
-    """A child's whole life: capture ``share`` and send its outcomes (by name) back; ``stop``
-    set by the run, or SIGTERM or Ctrl-C here, ends it after the links in hand."""
+                  stop: Connection, sender: Connection) -> None:
+    """A child's whole life: capture ``share`` and send its outcomes (by name) back.  A word
+    on ``stop``, the run's end of it closing (the run is gone), SIGTERM or Ctrl-C here: it
+    finishes the links in hand and starts no more."""
     configure_logging(level, settings["log_format"])
     RUN_ID.set(run_id)
     outcomes: Counter[str] = Counter()
@@ -133,7 +169,8 @@ def capture_share(settings: Settings, share: list[DueLink], run_id: str | None, 
 
     with Archive.open(settings) as archive, stop_gracefully(archive.stopping):
         def pass_stop_on() -> None:
-            stop.wait()
+            with contextlib.suppress(EOFError, OSError):
+                stop.recv()
             archive.stopping.set()
 
         threading.Thread(target=pass_stop_on, name="stop", daemon=True).start()
@@ -144,3 +181,4 @@ def capture_share(settings: Settings, share: list[DueLink], run_id: str | None, 
         pass
     finally:
         sender.close()
+        stop.close()

@@ -162,3 +162,34 @@ def test_a_daemonic_process_captures_alone(tmp_path: Path) -> None:
     daemon.start()
     daemon.join(60)
     assert answer.get() == 1
+
+
+def test_a_stop_reaches_the_children_while_this_process_is_still_busy(tmp_path: Path) -> None:
+    """This process's own share may hold slow captures for a while after a stop: the children
+    must not go on starting links meanwhile."""
+    settings = _settings(tmp_path)
+    started: list[float] = []
+    with ExitStack() as stack:
+        slow = stack.enter_context(Site("slow", host="127.0.0.1"))
+        fast = [stack.enter_context(Site(f"f{n}", host=f"127.0.0.{n + 2}")) for n in range(5)]
+        urls = []
+        for n in range(50):  # the largest host: this process's share
+            slow.route(f"/p{n}", lambda _r: (time.sleep(1.5), Response("<p>slow</p>",
+                                                                      mimetype="text/html"))[1])
+            urls.append(slow.url(f"/p{n}"))
+        for site in fast:
+            for n in range(10):
+                site.route(f"/p{n}", lambda _r: (started.append(time.monotonic()),
+                                                 time.sleep(0.6),
+                                                 Response("<p>fast</p>",
+                                                          mimetype="text/html"))[1])
+                urls.append(site.url(f"/p{n}"))
+        with Archive.open(settings) as archive:
+            add_links(archive, urls)
+            stop_at: list[float] = []
+            threading.Timer(2.0, lambda: (stop_at.append(time.monotonic()),
+                                          archive.stopping.set())).start()
+            summary = run_due(archive, WorkKind.CAPTURE)
+    late = [at for at in started if at > stop_at[0] + 1.0]
+    assert late == [], f"{len(late)} links of the other process begun well after the stop"
+    assert summary.outcomes["stopped"] > 50  # most of both shares were given back
