@@ -21,6 +21,9 @@ class HostLimiter:
                  total_concurrency: int | None = None) -> None:
         self.per_host_concurrency = per_host_concurrency
         self.per_host_delay = per_host_delay
+        # Spaced in memory: what this class was given, whatever a subclass that spaces starts
+        # across processes (and sets per_host_delay for that) says afterwards.
+        self._memory_delay = per_host_delay
         self._total = threading.Semaphore(total_concurrency) if total_concurrency else None
         self._lock = threading.Lock()
         # Only hosts with a request held or waiting have a semaphore (a scheduler meets
@@ -75,7 +78,8 @@ class HostLimiter:
             if self._total is not None:
                 self._total.acquire()
             try:
-                self._wait_turn(host, self.per_host_delay, self._next_start)
+                if self._memory_delay > 0:
+                    self._wait_turn(host, self._memory_delay, self._next_start)
                 yield
             finally:
                 if self._total is not None:
