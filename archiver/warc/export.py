@@ -115,11 +115,10 @@ def _cited_links(session: Session, post_id: int | None) -> list[Link]:
 
 def _payload_text(session: Session, store: WarcStore, capture: Capture) -> str | None:
     """The decoded text of an HTML or CSS capture (a revisit's from the record it repeats)."""
-    if capture.record_type == "revisit":
-        original = original_response(session, capture)
-        if original is None:
-            return None
-        capture = original
+    original = original_response(session, capture)
+    if original is None:
+        return None
+    capture = original
     try:
         record = open_record(store.read_record_bytes(capture.warc_file, capture.offset,
                                                      capture.length))
