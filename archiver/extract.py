@@ -72,7 +72,6 @@ _LINKIFY = LinkifyIt(options={"fuzzy_link": True, "fuzzy_email": False, "fuzzy_i
 # Only these can start an address we keep (mailto: and the like are not references).
 _MAYBE_ADDRESS = re.compile(r"://|www\.", re.IGNORECASE)
 _LONGEST_ADDRESS = 4096  # characters of a word read on each side of "://" or "www."
-_SPACE = re.compile(r"\s")
 _WORD_AFTER = re.compile(rf"\S{{0,{_LONGEST_ADDRESS}}}")
 _TEXT_ELEMENT = "text"
 _TRAILING = "?!.,:;*_~'\"\u201d\u2019\u2026\u00bb\u203a"  # ASCII and typographic closers
@@ -189,7 +188,7 @@ def _addresses_in(text: str) -> list[tuple[str, tuple[int, int]]]:
         if hint.start() < done:
             continue
         lo = max(done, hint.start() - _LONGEST_ADDRESS)
-        space = _SPACE.search(text[lo:hint.start()][::-1])  # the last one before the hint
+        space = _SPACE_RE.search(text[lo:hint.start()][::-1])  # the last one before the hint
         begin = hint.start() - space.start() if space else lo
         right = _WORD_AFTER.match(text, hint.start())
         done = right.end() if right else hint.end()
