@@ -29,10 +29,3 @@ class RecentDict(OrderedDict[K, V]):
         self.move_to_end(key)
         while len(self) > self.limit:
             self.popitem(last=False)
-
-    def use(self, key: K) -> V | None:
-        """The value of ``key`` (None when absent), which becomes the newest."""
-        value = self.get(key)
-        if value is not None:
-            self.move_to_end(key)
-        return value

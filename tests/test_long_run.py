@@ -43,7 +43,8 @@ def _sent(cookies: SiteCookies, url: str) -> str | None:
 def test_recent_dict_keeps_the_newest_keys() -> None:
     recent: RecentDict[str, int] = RecentDict(2)
     recent["a"], recent["b"] = 1, 2
-    assert recent.use("a") == 1  # "a" is now the newest
+    recent["a"] = 1  # stored again: "a" is now the newest
+    assert list(recent) == ["b", "a"]
     recent["c"] = 3
     assert list(recent) == ["a", "c"]
     with pytest.raises(ValueError):
