@@ -213,29 +213,34 @@ class Capturer:
             result.locations.append(location)
             result.revisits += int(original is not None)
 
-    def _fetch(self, url: str, cap: int,
-               budget: _Budget | None = None) -> tuple[list[Exchange], FetchError | None]:
+    def _fetch(self, url: str, cap: int, budget: _Budget | None = None,
+               stop: threading.Event | None = None,
+               ) -> tuple[list[Exchange], FetchError | None]:
         """A fetch's exchanges and its error, within the page's bytes and time when given;
-        NotBegun when they were spent before it began."""
+        NotBegun when they were spent (or ``stop`` was set) before it began."""
         try:
             return self.client.fetch(
                 url, max_body_bytes=cap, want_body=self._wants_body,
                 byte_budget=budget.bytes if budget else None,
-                deadline=budget.deadline if budget else None).exchanges, None
+                deadline=budget.deadline if budget else None, stop=stop).exchanges, None
         except FetchError as exc:
             return exc.exchanges, exc
 
     # -- a page ----------------------------------------------------------------------------
 
-    def capture(self, url: str, known: KnownSketch | None = None) -> CaptureResult:
+    def capture(self, url: str, known: KnownSketch | None = None,
+                stop: threading.Event | None = None) -> CaptureResult:
         """Capture ``url`` and, for an HTML page, its requisites; never raises on fetch errors.
 
         ``known`` is the page's last sketch and the payload it was made from: when the page's
         bytes are the same, the sketch is reused instead of made again (a recapture of an
         unchanged page, the usual case, then costs no hashing of its text).
+
+        ``stop``, once set, abandons a capture whose page is still waiting for its host's turn
+        (:class:`Stopped`, nothing written); one whose page was fetched is finished.
         """
         result = CaptureResult()
-        if self.robots is not None and not self.robots.allowed(url):
+        if self.robots is not None and not self.robots.allowed(url, stop):
             problem = self.robots.unreachable(url)
             if problem is None:
                 result.outcome, result.error = CaptureOutcome.REFUSED, "robots.txt disallows it"
@@ -244,7 +249,8 @@ class Capturer:
             return result
         deadline = time.monotonic() + self.settings["capture.max_page_time"]
         page_bytes: int = self.settings["capture.max_page_bytes"]
-        exchanges, error = self._fetch(url, min(self.client.max_body_bytes, page_bytes))
+        exchanges, error = self._fetch(url, min(self.client.max_body_bytes, page_bytes),
+                                       stop=stop)
         final = exchanges[-1] if exchanges else None
         if final is None:
             result.error = error.message if error else "no response"

@@ -33,6 +33,7 @@ from archiver.fingerprint import is_current, similarity
 from archiver.health import apply_verdict, with_jitter
 from archiver.logs import RUN_ID
 from archiver.models import Check, Link, link_is_ignored
+from archiver.net.client import Stopped
 from archiver.net.politeness import HostQueue
 from archiver.settings import Settings
 from archiver.urls import host_of
@@ -350,7 +351,10 @@ def capture_link(archive: Archive, link_id: int, due: DueLink | None = None) -> 
         due = found[0]
     url = due.url
     started = utcnow()
-    result = archive.capturer().capture(url, known=due.sketch)
+    try:
+        result = archive.capturer().capture(url, known=due.sketch, stop=archive.stopping)
+    except Stopped:
+        return "stopped"  # still waiting for its host's turn: given back like one not begun
     baseline = None
     if result.sketch is not None and due.old_baseline:  # read before the write transaction
         from archiver.baseline import first_page_sketch

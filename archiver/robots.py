@@ -47,11 +47,13 @@ class RobotsPolicy:
         self._rules: RecentDict[str, tuple[float, RobotFileParser, str | None, float]] = \
             RecentDict(max_origins)
 
-    def _load(self, origin: str) -> tuple[RobotFileParser, str | None]:
+    def _load(self, origin: str,
+              stop: threading.Event | None = None) -> tuple[RobotFileParser, str | None]:
         """The origin's rules, and why its robots.txt could not be read (None when it was)."""
         parser = RobotFileParser()
         try:
-            final = self.client.fetch(origin + "/robots.txt", max_body_bytes=ROBOTS_BYTES).final
+            final = self.client.fetch(origin + "/robots.txt", max_body_bytes=ROBOTS_BYTES,
+                                      stop=stop).final
         except FetchError as exc:
             parser.parse(DISALLOW_ALL)  # unreachable: assume complete disallow (RFC 9309 2.3.1.4)
             return parser, f"{exc.verdict}: {exc.message}"
@@ -69,21 +71,23 @@ class RobotsPolicy:
             parser.parse(decode_text(body, "utf-8").splitlines())
         return parser, None
 
-    def _entry(self, url: str) -> tuple[float, RobotFileParser, str | None, float]:
+    def _entry(self, url: str, stop: threading.Event | None = None,
+               ) -> tuple[float, RobotFileParser, str | None, float]:
         origin = _origin(url)
         with self._lock:
             cached = self._rules.get(origin)
         if cached is None or time.monotonic() - cached[0] > cached[3]:
-            parser, problem = self._load(origin)
+            parser, problem = self._load(origin, stop)
             holds = self.ttl if problem is None else min(self.ttl, UNREACHABLE_TTL)
             cached = (time.monotonic(), parser, problem, holds)
             with self._lock:
                 self._rules[origin] = cached
         return cached
 
-    def allowed(self, url: str) -> bool:
-        """True when the site's robots.txt lets our agent fetch ``url``."""
-        return self._entry(url)[1].can_fetch(ROBOTS_AGENT, url)
+    def allowed(self, url: str, stop: threading.Event | None = None) -> bool:
+        """True when the site's robots.txt lets our agent fetch ``url``; ``stop`` as for
+        :meth:`HttpClient.fetch` (:class:`Stopped` when it ends the wait to read it)."""
+        return self._entry(url, stop)[1].can_fetch(ROBOTS_AGENT, url)
 
     def unreachable(self, url: str) -> str | None:
         """Why the site's robots.txt could not be read (nothing is allowed meanwhile: a

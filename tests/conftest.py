@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from flask.testing import FlaskClient
 from archiver.archive import Archive, initialise
 from archiver.demo.fixtureweb import Site
 from archiver.discover import add_source, discover
+from archiver.net.politeness import HostLimiter, TurnAbandoned
 from archiver.settings import Settings, load_settings
 
 TEST_OVERRIDES = {
@@ -115,6 +117,35 @@ class InFlight:
         finally:
             with self._lock:
                 self.now -= 1
+
+
+def assert_a_stop_ends_the_wait(limiter: HostLimiter, host: str = "busy.example",
+                                hold: Callable[[], contextlib.AbstractContextManager[Any]]
+                                | None = None) -> None:
+    """With one of ``host``'s slots held (by ``hold``, else by ``limiter``), a request waiting
+    for its turn (a slot, or the delay since the last start) gives up as soon as its stop is
+    set: TurnAbandoned, not the request."""
+    stop = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def wait_for_a_turn() -> None:
+        try:
+            with limiter.slot(host, stop):
+                outcome.append(None)  # the turn came: a request would be made now
+        except BaseException as exc:  # the test reads what it was
+            outcome.append(exc)
+
+    with (hold or (lambda: limiter.slot(host)))():
+        waiter = threading.Thread(target=wait_for_a_turn)
+        waiter.start()
+        waiter.join(0.4)
+        assert waiter.is_alive() and outcome == []  # waiting for the host
+        stopped_at = time.monotonic()
+        stop.set()
+        waiter.join(2)
+        assert not waiter.is_alive()
+        assert time.monotonic() - stopped_at < 0.5
+    assert len(outcome) == 1 and isinstance(outcome[0], TurnAbandoned), outcome
 
 
 def post(title: str, url: str, text: str, date: str | None = "2008-06-14") -> str:

@@ -168,6 +168,41 @@ def test_a_stop_during_a_check_run_leaves_the_links_not_begun(tmp_path: Path,
         assert run_due(archive, WorkKind.CHECK).claimed == 7
 
 
+def test_a_stop_abandons_the_captures_waiting_for_their_hosts_turn(tmp_path: Path,
+                                                                   site: Site) -> None:
+    """Captures begun before a stop but still queued behind their host's one slot used to run
+    to the end, one by one, after it (minutes on a busy host, past a container's stop grace):
+    now only the page being fetched is finished."""
+    settings = make_settings(tmp_path / "data", fetch__per_host_concurrency=1,
+                             fetch__concurrency=4)
+    initialise(settings)
+    with Archive.open(settings) as archive:
+
+        def stop_at_the_second(request: Request) -> Response:
+            if request.path == "/2":
+                archive.stopping.set()  # as a SIGTERM would, while /2 is being fetched
+            if not request.path.removeprefix("/").isdigit():  # robots.txt
+                return Response("no", status=404)
+            return Response("<p>fine</p>", content_type="text/html")
+
+        site.fallback = stop_at_the_second
+        ids = add_links(archive, [site.url(f"/{n}") for n in range(10)])
+        summary = run_due(archive, WorkKind.CAPTURE)
+        fetched = [int(path[1:]) for path in site.hits if path[1:].isdigit()]
+        # /2 and those before it (the slot is not handed out in order); the three other
+        # threads' pages were waiting for the slot when the stop came, and none was fetched.
+        assert 2 in fetched and len(fetched) <= 3, site.hits
+        assert summary.outcomes == {"archived": len(fetched), "stopped": 10 - len(fetched)}
+        with archive.db.session() as session:
+            captured = set(session.scalars(select(Link.id).where(
+                Link.last_capture_outcome.is_not(None))))
+            leased = set(session.scalars(select(Link.id).where(
+                Link.capture_lease_owner.is_not(None))))
+        assert captured == {ids[n] for n in fetched} and leased == set()
+        archive.stopping.clear()
+        assert run_due(archive, WorkKind.CAPTURE).claimed == 10 - len(fetched)
+
+
 def test_captures_take_hosts_in_turn() -> None:
     links = [DueLink(n, f"http://{host}.example/{n}", None)
              for n, host in enumerate(["a", "a", "a", "b", "b", "c"], 1)]

@@ -3,6 +3,7 @@ locks on a file in the data folder: real processes, a real loopback site."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -12,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from werkzeug.wrappers import Response
@@ -20,7 +22,7 @@ from archiver.archive import POLITENESS_FILE, Archive
 from archiver.demo.fixtureweb import Site
 from archiver.net.machine_limits import BUCKETS, MachineHostLimiter, bucket_of
 from archiver.net.politeness import HostLimiter
-from tests.conftest import InFlight
+from tests.conftest import InFlight, assert_a_stop_ends_the_wait
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,17 +100,7 @@ def test_processes_together_keep_a_hosts_delay(tmp_path: Path, site: Site) -> No
 
 def test_a_killed_process_gives_its_slot_back(tmp_path: Path) -> None:
     lock_file = tmp_path / POLITENESS_FILE
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import time
-        from pathlib import Path
-        from archiver.net.machine_limits import MachineHostLimiter
-        limiter = MachineHostLimiter(Path({str(lock_file)!r}), 1, 0.0)
-        with limiter.slot("busy.example"):
-            print("held", flush=True)
-            time.sleep(60)
-    """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with _held_elsewhere(lock_file) as holder:
         limiter = MachineHostLimiter(lock_file, 1, 0.0)
         entered = threading.Event()
 
@@ -123,9 +115,46 @@ def test_a_killed_process_gives_its_slot_back(tmp_path: Path) -> None:
         assert entered.wait(5)  # the kernel dropped its lock with it
         taker.join(5)
         limiter.close()
+
+
+def test_a_stop_ends_the_wait_for_a_slot_held_by_another_process(tmp_path: Path) -> None:
+    lock_file = tmp_path / POLITENESS_FILE
+    limiter = MachineHostLimiter(lock_file, 1, 0.0)
+    assert_a_stop_ends_the_wait(limiter, hold=lambda: _held_elsewhere(lock_file))
+    assert limiter._held == {} and limiter._slots == {}
+    with limiter.slot("busy.example"):  # nothing of the abandoned wait is left locked
+        pass
+    limiter.close()
+
+
+def test_a_stop_ends_the_wait_for_the_machines_next_start(tmp_path: Path) -> None:
+    limiter = MachineHostLimiter(tmp_path / POLITENESS_FILE, 2, 30.0)
+    assert_a_stop_ends_the_wait(limiter)
+    assert limiter._held == {} and limiter._slots == {}
+    limiter.close()
+
+
+@contextlib.contextmanager
+def _held_elsewhere(lock_file: Path,
+                    host: str = "busy.example") -> Iterator[subprocess.Popen[str]]:
+    """``host``'s only slot held by another process (this one's locks would not conflict)."""
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from archiver.net.machine_limits import MachineHostLimiter
+        limiter = MachineHostLimiter(Path({str(lock_file)!r}), 1, 0.0)
+        with limiter.slot({host!r}):
+            print("held", flush=True)
+            time.sleep(60)
+    """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield holder
     finally:
         holder.kill()
         holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
 
 
 def test_a_next_start_left_by_an_earlier_boot_is_ignored(tmp_path: Path) -> None:

@@ -17,9 +17,15 @@ from werkzeug.wrappers import Request, Response
 from archiver.demo.fixtureweb import Site
 from archiver.net.client import ByteBudget, ByteBudgetSpent, FetchError, HttpClient
 from archiver.net.guard import forbidden_reason
-from archiver.net.politeness import HostQueue
+from archiver.net.politeness import HostLimiter, HostQueue
 from archiver.verdicts import Verdict
-from tests.conftest import InFlight, RawSite, make_settings, response
+from tests.conftest import (
+    InFlight,
+    RawSite,
+    assert_a_stop_ends_the_wait,
+    make_settings,
+    response,
+)
 
 # Every spelling must be refused before a single byte is sent (no server needed).
 FORBIDDEN_URLS = [
@@ -422,6 +428,15 @@ def test_host_queue_drop_forgets_what_was_not_handed_out() -> None:
     waiter.join(5)
     assert not waiter.is_alive()
     assert work.take() is None
+
+
+@pytest.mark.parametrize(("per_host", "delay"), [(1, 0.0), (2, 30.0)])
+def test_a_stop_ends_the_wait_for_a_hosts_slot_or_delay(per_host: int, delay: float) -> None:
+    limiter = HostLimiter(per_host, delay, total_concurrency=4)
+    assert_a_stop_ends_the_wait(limiter)
+    # Every lock the abandoned wait took was given back: no host is left with users.
+    assert limiter._slots == {} and limiter._users == {}
+    assert limiter._total is not None and limiter._total.acquire(blocking=False)
 
 
 def test_host_queue_hands_out_nothing_after_a_stop() -> None:

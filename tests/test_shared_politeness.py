@@ -37,7 +37,7 @@ from archiver.queue import dispatch_due
 from archiver.settings import Settings
 from archiver.tasks import make_celery
 from archiver.urls import host_of, url_key
-from tests.conftest import make_settings
+from tests.conftest import assert_a_stop_ends_the_wait, make_settings
 from tests.pg import fresh_pg_url, pg_server  # noqa: F401
 from tests.redis_server import redis_server, redis_url  # noqa: F401
 from tests.test_crash import child_env
@@ -134,7 +134,7 @@ import json, sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from archiver.archive import Archive
-from tests.conftest import make_settings
+from tests.conftest import assert_a_stop_ends_the_wait, make_settings
 
 data_dir, values, urls, threads = json.loads(sys.argv[1])
 with Archive.open(make_settings(Path(data_dir), **values)) as archive:
@@ -198,7 +198,7 @@ import redis
 from pathlib import Path
 from archiver.net.client import HttpClient
 from archiver.net.shared_limits import SharedHostLimiter
-from tests.conftest import make_settings
+from tests.conftest import assert_a_stop_ends_the_wait, make_settings
 
 data_dir, url, redis_url, hold = json.loads(sys.argv[1])
 limiter = SharedHostLimiter(redis.Redis.from_url(redis_url), 1, 0.0, hold=hold)
@@ -258,6 +258,24 @@ def test_the_wait_for_a_slot_held_elsewhere_counts_towards_the_deadline(
         site.unstall.set()
         holding.join()
     assert site.started("/late.css") == []
+
+
+@pytest.mark.parametrize(("per_host", "delay"), [(1, 0.0), (2, 30.0)])
+def test_a_stop_ends_the_wait_for_a_slot_or_start_in_redis(
+        redis_url: str, per_host: int, delay: float) -> None:  # noqa: F811
+    """Held by another process (its own limiter), or its next start a delay away: a stop
+    ends the wait, and the abandoned wait leaves nothing held in Redis."""
+    import redis
+
+    def limiter() -> SharedHostLimiter:
+        return SharedHostLimiter(redis.Redis.from_url(redis_url), per_host, delay)
+
+    holder, waiter = limiter(), limiter()
+    host = f"stop-{per_host}.example"
+    assert_a_stop_ends_the_wait(waiter, host, hold=lambda: holder.slot(host))
+    assert holder.redis.zcard(holders_key(host)) == 0
+    holder.close()
+    waiter.close()
 
 
 def test_a_slot_is_held_in_redis_while_its_request_is_in_flight(

@@ -49,7 +49,7 @@ from urllib3.util import SKIP_HEADER
 from archiver.clock import utcnow
 from archiver.net.cookies import SiteCookies
 from archiver.net.guard import AddressPolicy, parse_networks, refusal_message
-from archiver.net.politeness import HostLimiter
+from archiver.net.politeness import HostLimiter, TurnAbandoned
 from archiver.settings import Settings
 from archiver.urls import FETCHABLE_SCHEMES, host_of, resolve
 from archiver.verdicts import Verdict
@@ -196,6 +196,11 @@ class ByteBudgetSpent(NotBegun):
 
 class DeadlinePassed(NotBegun):
     """The fetch's ``deadline`` passed before the request could begin."""
+
+
+class Stopped(NotBegun):
+    """The fetch's ``stop`` was set before the request could begin (while it waited for its
+    host's turn, perhaps)."""
 
 
 def _utf8_header(text: str) -> str:
@@ -460,7 +465,8 @@ class HttpClient:
               want_body: BodyFilter | None = None,
               budget: Budget | None = None,
               byte_budget: ByteBudget | None = None,
-              deadline: float | None = None) -> FetchResult:
+              deadline: float | None = None,
+              stop: threading.Event | None = None) -> FetchResult:
         """Fetch ``url``, following redirects; raise :class:`FetchError` when nothing came back.
 
         A redirect chain that ends in a loop or runs too long raises too, carrying the hops
@@ -477,6 +483,9 @@ class HttpClient:
         ``deadline``, a ``time.monotonic()`` instant, bounds every request by wall-clock time
         (a capture's page time): each gets at most what is left of it once its host's slot is
         taken, and one not begun by then is not made: :class:`DeadlinePassed`.
+
+        ``stop``, when given, ends the wait for a host's turn once it is set: no request
+        begins after it (:class:`Stopped`).
         """
         result = FetchResult()
         seen = {url}
@@ -486,10 +495,14 @@ class HttpClient:
         while True:
             try:
                 exchange = self._one(current, method, max_body_bytes, headers, body, result,
-                                     want_body, budgets, byte_budget, deadline)
+                                     want_body, budgets, byte_budget, deadline, stop)
             except NotBegun as exc:
                 exc.exchanges = result.exchanges
                 raise
+            except TurnAbandoned:
+                stopped = Stopped(f"stopped before requesting {current}")
+                stopped.exchanges = result.exchanges
+                raise stopped from None
             result.exchanges.append(exchange)
             target = exchange.location
             if not follow_redirects or target is None:
@@ -510,7 +523,7 @@ class HttpClient:
              extra_headers: dict[str, str] | None, body: bytes | None,
              result: FetchResult, want_body: BodyFilter | None,
              budgets: tuple[Budget, ...], byte_budget: ByteBudget | None,
-             deadline: float | None) -> Exchange:
+             deadline: float | None, stop: threading.Event | None) -> Exchange:
         parts = urlsplit(url)
         if parts.scheme.lower() not in FETCHABLE_SCHEMES:
             raise FetchError(Verdict.UNSUPPORTED_SCHEME, f"cannot fetch {parts.scheme!r} URLs",
@@ -532,7 +545,7 @@ class HttpClient:
             raise FetchError(Verdict.FORBIDDEN_ADDRESS, refused, result.exchanges)
         started_at = utcnow()
         started = time.monotonic()
-        with self.limiter.slot(host_of(url)):
+        with self.limiter.slot(host_of(url), stop):
             if byte_budget is not None and byte_budget.remaining <= 0:
                 raise ByteBudgetSpent(f"no bytes left to fetch {url}")
             entered = time.monotonic()

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from archiver.net.politeness import HostLimiter
+from archiver.net.politeness import HostLimiter, abandon_if_stopped, sleep_or_abandon
 
 try:
     import fcntl
@@ -80,20 +80,22 @@ class MachineHostLimiter(HostLimiter):
         os.close(self._fd)
 
     @contextmanager
-    def slot(self, host: str) -> Iterator[None]:
+    def slot(self, host: str, stop: threading.Event | None = None) -> Iterator[None]:
         """Hold one of ``host``'s slots among every process of the machine, starting no
-        sooner than the delay allows after the last start by any of them."""
-        with super().slot(host):
+        sooner than the delay allows after the last start by any of them (``stop``: as
+        :meth:`HostLimiter.slot`)."""
+        with super().slot(host, stop):
             bucket = bucket_of(host)
-            taken = self._take(bucket)
+            taken = self._take(bucket, stop)
             try:
                 if self.per_host_delay > 0:
-                    self._wait_turn_shared(bucket)
+                    self._wait_turn_shared(bucket, stop)
+                abandon_if_stopped(stop)
                 yield
             finally:
                 self._give_back(bucket, taken)
 
-    def _take(self, bucket: int) -> int:
+    def _take(self, bucket: int, stop: threading.Event | None = None) -> int:
         """Lock a free slot byte of ``bucket``, waiting (growing pauses) while all are taken.
         A byte is reserved in ``_held`` before it is tried, so no other thread of this
         process (which would be granted the same lock) tries it meanwhile."""
@@ -108,7 +110,7 @@ class MachineHostLimiter(HostLimiter):
                 if self._lock_byte(bucket, slot):
                     return slot
                 self._forget(bucket, slot)
-            time.sleep(pause * random.uniform(0.5, 1.0))
+            sleep_or_abandon(pause * random.uniform(0.5, 1.0), stop)
             pause = min(pause * 2, LONGEST_PAUSE_S)
 
     def _forget(self, bucket: int, slot: int) -> None:
@@ -134,7 +136,7 @@ class MachineHostLimiter(HostLimiter):
         fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, _SLOTS_AT + bucket * SLOT_STRIDE + slot)
         self._forget(bucket, slot)
 
-    def _wait_turn_shared(self, bucket: int) -> None:
+    def _wait_turn_shared(self, bucket: int, stop: threading.Event | None = None) -> None:
         """Sleep until the group's next start, moving that one delay on for everyone."""
         offset = bucket * _START.size
         with self._starts:
@@ -150,7 +152,7 @@ class MachineHostLimiter(HostLimiter):
             finally:
                 fcntl.lockf(self._fd, fcntl.LOCK_UN, _START.size, offset)
         if start > now:
-            time.sleep(start - now)
+            sleep_or_abandon(start - now, stop)
 
 
 def machine_limiter(path: Path, per_host_concurrency: int, per_host_delay: float,

@@ -12,6 +12,35 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 PRUNE_EVERY = 1024  # hosts noted between two sweeps of past start times
+STOP_POLL_S = 0.1  # how often a wait for a host's slot looks at its stop
+
+
+class TurnAbandoned(Exception):
+    """A stop came while waiting for a host's turn: the request was not made."""
+
+
+def sleep_or_abandon(seconds: float, stop: threading.Event | None = None) -> None:
+    """Sleep ``seconds``; with a ``stop``, raise :class:`TurnAbandoned` as soon as it is set."""
+    if stop is None:
+        time.sleep(seconds)
+    elif stop.wait(seconds):
+        raise TurnAbandoned
+
+
+def abandon_if_stopped(stop: threading.Event | None) -> None:
+    """Raise :class:`TurnAbandoned` when ``stop`` is set: no request begins after a stop."""
+    if stop is not None and stop.is_set():
+        raise TurnAbandoned
+
+
+def acquire(lock: threading.Semaphore, stop: threading.Event | None = None) -> None:
+    """Acquire ``lock``; with a ``stop``, raise :class:`TurnAbandoned` once it is set."""
+    if stop is None:
+        lock.acquire()
+        return
+    while not lock.acquire(timeout=STOP_POLL_S):
+        if stop.is_set():
+            raise TurnAbandoned
 
 
 class HostLimiter:
@@ -46,14 +75,15 @@ class HostLimiter:
             if self._users[host] <= 0:
                 del self._users[host], self._slots[host]
 
-    def _wait_turn(self, host: str, delay: float, starts: dict[str, float]) -> None:
+    def _wait_turn(self, host: str, delay: float, starts: dict[str, float],
+                   stop: threading.Event | None = None) -> None:
         """Sleep until ``host``'s next start in ``starts``, moving that one ``delay`` on."""
         with self._lock:
             now = time.monotonic()
             start = max(now, starts.get(host, now))
             self._set_next_start(starts, host, start + delay)
         if start > now:
-            time.sleep(start - now)
+            sleep_or_abandon(start - now, stop)
 
     @staticmethod
     def _set_next_start(starts: dict[str, float], host: str, at: float) -> None:
@@ -70,20 +100,24 @@ class HostLimiter:
         """Let go of what the limiter holds outside this process (nothing, here)."""
 
     @contextmanager
-    def slot(self, host: str) -> Iterator[None]:
-        """Hold one of ``host``'s slots, starting no sooner than the delay allows."""
+    def slot(self, host: str, stop: threading.Event | None = None) -> Iterator[None]:
+        """Hold one of ``host``'s slots, starting no sooner than the delay allows.  With a
+        ``stop``, the wait for the turn ends in :class:`TurnAbandoned` once it is set."""
         semaphore = self._semaphore(host)
         try:
-            semaphore.acquire()
-            if self._total is not None:
-                self._total.acquire()
+            acquire(semaphore, stop)
             try:
-                if self._memory_delay > 0:
-                    self._wait_turn(host, self._memory_delay, self._next_start)
-                yield
-            finally:
                 if self._total is not None:
-                    self._total.release()
+                    acquire(self._total, stop)
+                try:
+                    if self._memory_delay > 0:
+                        self._wait_turn(host, self._memory_delay, self._next_start, stop)
+                    abandon_if_stopped(stop)
+                    yield
+                finally:
+                    if self._total is not None:
+                        self._total.release()
+            finally:
                 semaphore.release()
         finally:
             self._leave(host)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from archiver.net.politeness import HostLimiter
+from archiver.net.politeness import HostLimiter, abandon_if_stopped, sleep_or_abandon
 from archiver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -101,17 +102,19 @@ class SharedHostLimiter(HostLimiter):
         self._local_next: dict[str, float] = {}  # starts spaced locally while Redis fails
 
     @contextmanager
-    def slot(self, host: str) -> Iterator[None]:
+    def slot(self, host: str, stop: threading.Event | None = None) -> Iterator[None]:
         """Hold one of ``host``'s slots among all processes, starting no sooner than the
-        delay allows after the last start by any of them."""
-        with super().slot(host):
-            token = self._take(host)
+        delay allows after the last start by any of them (``stop``: as
+        :meth:`HostLimiter.slot`)."""
+        with super().slot(host, stop):
+            token = self._take(host, stop)
             try:
+                abandon_if_stopped(stop)
                 yield
             finally:
                 self._give_back(host, token)
 
-    def _take(self, host: str) -> str | None:
+    def _take(self, host: str, stop: threading.Event | None = None) -> str | None:
         """Take a slot in Redis and wait for its start; None when Redis failed and the
         process-local limits were applied instead."""
         token = uuid.uuid4().hex
@@ -120,7 +123,7 @@ class SharedHostLimiter(HostLimiter):
         pause = FIRST_PAUSE_S
         while True:
             if time.monotonic() < self._redis_retry_at:
-                self._wait_locally(host)
+                self._wait_locally(host, stop)
                 return None
             try:
                 taken, wait_ms = self._take_script(keys=[holders_key(host),
@@ -134,15 +137,20 @@ class SharedHostLimiter(HostLimiter):
                 with self._lock:  # should Redis fail next, local spacing goes on from here
                     self._set_next_start(self._local_next, host, start + self.per_host_delay)
                 if wait_ms > 0:
-                    time.sleep(wait_ms / 1000)
+                    try:
+                        sleep_or_abandon(wait_ms / 1000, stop)
+                    except BaseException:
+                        self._give_back(host, token)
+                        raise
                 return token
             # Jittered, so processes waiting on one host do not all ask at the same instant.
-            time.sleep(min(pause, max(wait_ms, 1) / 1000) * random.uniform(0.5, 1.0))
+            sleep_or_abandon(min(pause, max(wait_ms, 1) / 1000) * random.uniform(0.5, 1.0),
+                             stop)
             pause = min(pause * 2, LONGEST_PAUSE_S)
 
-    def _wait_locally(self, host: str) -> None:
+    def _wait_locally(self, host: str, stop: threading.Event | None = None) -> None:
         """Space this process's starts at ``host`` by the delay (Redis is unreachable)."""
-        self._wait_turn(host, self.per_host_delay, self._local_next)
+        self._wait_turn(host, self.per_host_delay, self._local_next, stop)
 
     def _redis_failed(self, exc: RedisError) -> None:
         with self._lock:
