@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import re
+import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -17,12 +21,15 @@ from archiver.jobs import capture_link
 from archiver.models import Capture, Link
 from archiver.replay.cache import RenderCache
 from archiver.replay.lookup import fuzzy_url, parse_timestamp
-from archiver.replay.memento import http_date, parse_accept_datetime, timemap_link
+from archiver.replay.memento import http_date, link_header, parse_accept_datetime, timemap_link
 from archiver.replay.render import ArchivedResponse
+from archiver.urls import canonicalize
 from tests.test_capture import PNG, add_link
 from web import create_app
 
 DAYS = [datetime(2008, 6, 14, 18, 30), datetime(2012, 3, 1, 9, 0), datetime(2020, 1, 5, 12, 0)]
+CYRILLIC_PATH = "/wiki/%D0%A1%D0%BE%D0%B2%D0%B5%D1%82%D1%81%D0%BA%D0%B0%D1%8F"
+CYRILLIC_ROUTE = "/wiki/Советская"  # the path as the loopback site routes it (decoded)
 
 
 @pytest.fixture
@@ -285,3 +292,94 @@ def test_requisites_get_the_nearest_capture_without_a_redirect(client: FlaskClie
         assert page.status_code == 302, destination
     exact = client.get(f"/web/20120301090000mp_/{history}", headers={"Sec-Fetch-Dest": "image"})
     assert "Content-Location" not in exact.headers
+
+
+# -- what the production server (waitress) can send --------------------------------------------
+
+@pytest.fixture
+def quiet_app(archive: Archive) -> Flask:
+    """The app as it runs in production: an exception is a 500 page, not raised to the test."""
+    app = create_app(archive.settings, archive)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    return app
+
+
+@contextlib.contextmanager
+def waitress_serving(app: Flask) -> Iterator[int]:
+    """``app`` served by waitress (as ``archiver serve`` and ``archiver web`` run it) on a free
+    loopback port; yields the port. Headers it cannot send (not Latin-1) are a 500 there."""
+    from waitress import create_server
+
+    server = create_server(app, host="127.0.0.1", port=0, threads=2)
+
+    def run() -> None:
+        with contextlib.suppress(OSError):  # its socket closed under it at the end
+            server.run()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield int(server.effective_port)  # type: ignore[union-attr]
+    finally:
+        server.task_dispatcher.shutdown()
+        server.close()
+        thread.join(5)
+
+
+def fetch(port: int, path: str, headers: dict[str, str] | None = None,
+          ) -> tuple[int, dict[str, str], bytes]:
+    """One GET over a real socket: status, headers, body."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        answer = conn.getresponse()
+        return answer.status, dict(answer.getheaders()), answer.read()
+    finally:
+        conn.close()
+
+
+def test_an_archived_page_with_a_cyrillic_address_opens(archive: Archive, site: Site,
+                                                       quiet_app: Flask) -> None:
+    """A reference to a Russian Wikipedia article: its TimeGate, frame and document carry a
+    Link header built from the decoded request path, which must go out percent-encoded (a
+    WSGI server sends headers as Latin-1: raw Cyrillic was a 500 under waitress)."""
+    site.page(CYRILLIC_ROUTE, "<p>статья</p>")
+    url = canonicalize(site.url(CYRILLIC_PATH))
+    capture_link(archive, add_link(archive, url))
+    with waitress_serving(quiet_app) as port:
+        status, headers, _ = fetch(port, f"/web/{url}")  # the TimeGate
+        assert status == 302, status
+        assert f"<{url}>; rel=\"original\"" in headers["Link"]
+        location = headers["Location"]
+        status, headers, _ = fetch(port, location)  # the frame page
+        assert status == 200, status
+        assert f"<{url}>; rel=\"original\"" in headers["Link"]
+        status, headers, body = fetch(port, location.replace("/http", "mp_/http", 1))
+        assert status == 200, status
+        assert body.decode() == "<p>статья</p>"
+        assert f"<{url}>; rel=\"original\"" in headers["Link"]
+
+
+def test_timemap_uris_are_percent_encoded(archive: Archive, site: Site,
+                                          client: FlaskClient) -> None:
+    """application/link-format (RFC 6690) and RFC 8288 carry URI-References between < and >:
+    ASCII, with '>' encoded; the TimeMap of a decoded request path is written so."""
+    site.page(CYRILLIC_ROUTE, "<p>статья</p>")
+    url = canonicalize(site.url(CYRILLIC_PATH))
+    capture_link(archive, add_link(archive, url))
+    text = client.get(f"/timemap/link/{url}").get_data(as_text=True)
+    assert text.isascii(), text.splitlines()[0]
+    assert f"<{url}>; rel=\"original\"" in text
+    data = client.get(f"/timemap/json/{url}").get_json()
+    assert data["original_uri"] == url and data["mementos"]["list"][0]["uri"].endswith(url)
+
+
+@pytest.mark.parametrize(("iri", "uri"), [
+    ("http://k.example/Köln", "http://k.example/K%C3%B6ln"),  # Latin-1: sent, but as 0xF6
+    ("http://a.example/a>b <c>", "http://a.example/a%3Eb%20%3Cc%3E"),
+    ("http://a.example/%3F?q=1&r=%20", "http://a.example/%3F?q=1&r=%20"),  # a URI stays one
+])
+def test_link_header_and_timemap_hold_uris(iri: str, uri: str) -> None:
+    link = link_header(iri, [], None)
+    assert link.isascii() and link.startswith(f'<{uri}>; rel="original", </web/{uri}>')
+    assert timemap_link(iri, []).startswith(f'<{uri}>; rel="original",\n')

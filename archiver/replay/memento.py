@@ -10,12 +10,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from archiver.replay.lookup import replay_path
 
 TIMEGATE_PREFIX = "/web/"
 TIMEMAP_LINK_PREFIX = "/timemap/link/"
 TIMEMAP_JSON_PREFIX = "/timemap/json/"
+# What a URI keeps as it is (RFC 3986: reserved, unreserved, percent-escapes); '#' is not
+# kept, as a request never carries a fragment.
+_URI_SAFE = ":/?[]@!$&'()*+,;=%"
 
 
 class Dated(Protocol):
@@ -43,6 +47,13 @@ def parse_accept_datetime(text: str) -> datetime:
     return parsed.astimezone(UTC).replace(tzinfo=None)
 
 
+def as_uri(url: str) -> str:
+    """``url`` as a URI: non-ASCII characters (an IRI's, or a decoded request path's) and the
+    ASCII ones no URI holds (space, ``<``, ``>``, quotes, braces...) percent-encoded, as RFC 3987
+    maps an IRI to a URI. Headers are sent as Latin-1, and link-format ends a URI at ``>``."""
+    return quote(url, safe=_URI_SAFE)
+
+
 def _memento_link(base: str, url: str, capture: Dated, rel: str) -> str:
     return (f'<{base}{replay_path(capture.captured_at, url)}>; rel="{rel}"; '
             f'datetime="{http_date(capture.captured_at)}"')
@@ -64,7 +75,9 @@ def _rels(captures: Sequence[Dated], index: int | None) -> dict[int, list[str]]:
 
 def link_header(url: str, captures: Sequence[Dated], current: int | None,
                 base: str = "") -> str:
-    """The ``Link`` header of a memento (``current`` is its index) or of a TimeGate (None)."""
+    """The ``Link`` header of a memento (``current`` is its index) or of a TimeGate (None);
+    ``url`` may be an IRI, the header holds URIs."""
+    url = as_uri(url)
     parts = [f'<{url}>; rel="original"',
              f'<{base}{TIMEGATE_PREFIX}{url}>; rel="timegate"',
              f'<{base}{TIMEMAP_LINK_PREFIX}{url}>; rel="timemap"; '
@@ -77,7 +90,8 @@ def link_header(url: str, captures: Sequence[Dated], current: int | None,
 
 
 def timemap_link(url: str, captures: Sequence[Dated], base: str = "") -> str:
-    """A TimeMap in ``application/link-format`` (RFC 7089 section 5)."""
+    """A TimeMap in ``application/link-format`` (RFC 7089 section 5), of URIs."""
+    url = as_uri(url)
     lines = [f'<{url}>; rel="original"']
     self_link = f'<{base}{TIMEMAP_LINK_PREFIX}{url}>; rel="self"; type="application/link-format"'
     if captures:
@@ -94,7 +108,8 @@ def timemap_link(url: str, captures: Sequence[Dated], base: str = "") -> str:
 
 
 def timemap_json(url: str, captures: Sequence[Dated], base: str = "") -> dict[str, Any]:
-    """The same TimeMap as JSON (the shape Memento aggregators use)."""
+    """The same TimeMap as JSON (the shape Memento aggregators use), of URIs."""
+    url = as_uri(url)
     mementos = [{"datetime": capture.captured_at.isoformat() + "Z",
                  "uri": f"{base}{replay_path(capture.captured_at, url)}"}
                 for capture in captures]
