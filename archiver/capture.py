@@ -194,7 +194,7 @@ class Capturer:
     def _too_big_media(self, exchange: Exchange) -> bool:
         return exchange.body_skipped or (
             _media_type(exchange).startswith(MEDIA_PREFIXES)
-            and (exchange.truncated is not None or len(exchange.body) > self.max_media))
+            and (exchange.truncated in {"length", "time"} or len(exchange.body) > self.max_media))
 
     def _write(self, exchanges: list[Exchange], result: CaptureResult) -> None:
         """Write exchanges, each as a revisit when its payload is already stored; the index is

@@ -13,6 +13,7 @@ the link landed, or on a page with the same text, the link is a ``soft_404`` (or
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import threading
 import time
@@ -24,7 +25,7 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from archiver.bounded import RecentDict
-from archiver.fingerprint import body_sketch, similarity
+from archiver.fingerprint import body_sketch, has_text, similarity
 from archiver.net.client import Budget, Exchange, FetchError, FetchResult, HttpClient
 from archiver.settings import Settings
 from archiver.urls import host_of, site_of
@@ -44,6 +45,13 @@ SUCCESS = frozenset({Verdict.OK, Verdict.REDIRECT})
 # (some CDNs send it on everything) must not postpone a live link's next check.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 HARD_404 = frozenset({404, 410})
+# A failed probe (no answer, or one that says nothing of junk URLs, such as a 503) is asked
+# again after this long at most, so a site that was down a moment is soon judged again.
+FAILED_PROBE_TTL = 300.0
+# The home page's own file names: /index.html redirected to / is the page that was cited.
+_INDEX_DOCUMENT = re.compile(r"/(?:index|default)\.[A-Za-z0-9]{1,5}")
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}$")  # a file name's extension, kept by probes
+PROBE_DIGITS = 8  # a random number ID is this long at least (below 2**31 whatever it is)
 # Longest Retry-After believed (a year), whatever the header says: a bound that keeps every
 # later datetime sum far from year 9999.  Scheduling caps it lower (health.apply_verdict).
 RETRY_AFTER_CEILING = 365 * 86400.0
@@ -119,15 +127,31 @@ def verdict_for_status(status: int) -> Verdict:
     return Verdict.CLIENT_ERROR  # other 4xx, or a 3xx without a usable Location
 
 
-def is_deep(url: str) -> bool:
-    """True for anything but a site's root: only deep links can be soft 404s."""
-    parts = urlsplit(url)
-    return parts.path not in {"", "/"} or bool(parts.query)
-
-
 def _is_root(url: str) -> bool:
+    """True for a site's home page: ``/``, or its index file (``/index.html``)."""
     parts = urlsplit(url)
-    return parts.path in {"", "/"} and not parts.query
+    return (parts.path in {"", "/"} or bool(_INDEX_DOCUMENT.fullmatch(parts.path))) \
+        and not parts.query
+
+
+def is_deep(url: str) -> bool:
+    """True for anything but a site's home page: only deep links can be soft 404s."""
+    return not _is_root(url)
+
+
+def is_wall(asked: Iterable[str], final_url: str) -> bool:
+    """True when a redirect ended on a sign-in or consent page that carries the address
+    asked for in its query (``/login?next=/article``, ``/consent?continue=https://…``):
+    the page is behind the wall, neither there nor gone.  ``asked``: the URLs of the hops."""
+    landed = urlsplit(final_url)
+    hops = [urlsplit(url) for url in asked]
+    if not landed.query or not hops or \
+            (hops[0].netloc, hops[0].path) == (landed.netloc, landed.path):
+        return False  # back where it was asked (a cookie or session hop), not a wall
+    wanted = {hop.geturl() for hop in hops} | \
+        {hop.path + (f"?{hop.query}" if hop.query else "") for hop in hops}
+    wanted -= {"", "/"}  # a wall that sends everyone home afterwards says nothing
+    return any(value in wanted for _key, value in parse_qsl(landed.query))
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -154,12 +178,17 @@ def classify(url: str, result: FetchResult) -> CheckOutcome:
     """Verdict of a completed fetch of ``url`` (redirects followed)."""
     final = result.final
     verdict = verdict_for_status(final.status)
+    error = None
     if verdict is Verdict.OK and len(result.exchanges) > 1:
-        verdict = (Verdict.REDIRECT_TO_ROOT
-                   if is_deep(url) and _is_root(final.url) and site_of(final.url) == site_of(url)
-                   else Verdict.REDIRECT)
+        if is_wall((exchange.url for exchange in result.exchanges[:-1]), final.url):
+            verdict, error = Verdict.BLOCKED, "redirected to a sign-in or consent page"
+        elif is_deep(url) and _is_root(final.url) and site_of(final.url) == site_of(url):
+            verdict = Verdict.REDIRECT_TO_ROOT
+        else:
+            verdict = Verdict.REDIRECT
     return CheckOutcome(verdict=verdict, http_status=final.status, final_url=final.url,
-                        elapsed=result.elapsed, evidence=_evidence(result.exchanges),
+                        elapsed=result.elapsed, error=error,
+                        evidence=_evidence(result.exchanges),
                         retry_after=retry_after_seconds(final.header("Retry-After"))
                         if final.status in RETRY_AFTER_STATUSES else None)
 
@@ -202,7 +231,12 @@ def _attempt(client: HttpClient, url: str, previous: dict[str, str] | None,
             headers = outcome.evidence["headers"]
             changed = previous is not None and any(previous.get(n) != headers.get(n)
                                                    for n in VALIDATORS)
-            return _get(client, url, budget) if changed else outcome
+            if not changed:
+                return outcome
+            # The body is wanted for its text only: a GET that gets no answer (a reset, a
+            # timeout) leaves the HEAD's success standing; a GET answered otherwise decides.
+            read = _get(client, url, budget)
+            return read if read.http_status is not None else outcome
     except FetchError as exc:
         if exc.verdict in {Verdict.DNS_ERROR, Verdict.CONNECTION_REFUSED,
                            Verdict.FORBIDDEN_ADDRESS, Verdict.INVALID_URL,
@@ -230,30 +264,60 @@ class Probe:
     sketch: str | None
 
 
+def _random_like(value: str) -> str:
+    """A random value of ``value``'s kind: a number for a number (an article ID; a word would
+    be refused by the site's router before its "not found" page could answer), a token else."""
+    if value.isascii() and value.isdigit():
+        length = max(len(value), PROBE_DIGITS)
+        return "9" + "".join(secrets.choice("0123456789") for _ in range(length - 1))
+    return "zz" + secrets.token_hex(8)
+
+
+def _kind(value: str) -> str:
+    """What :func:`_random_like` keeps of ``value``: whether it is a number."""
+    return "#" if value.isascii() and value.isdigit() else "*"
+
+
+def _last_part(path: str) -> tuple[str, str, str, str]:
+    """``path`` as (parent, last part's stem, its extension, a trailing slash or "")."""
+    path = path or "/"
+    trailing = "/" if path.endswith("/") and path != "/" else ""
+    parent, _, last = path.rstrip("/").rpartition("/")
+    match = _SUFFIX.search(last)
+    suffix = match.group() if match else ""
+    return parent, last[:len(last) - len(suffix)], suffix, trailing
+
+
 def probe_url(url: str) -> str:
-    """A random sibling of ``url``: same parent path (or query keys), a random last part."""
+    """A random sibling of ``url``: same parent path (or query keys), a random last part of
+    the same kind (a number for a number) and extension."""
     parts = urlsplit(url)
-    token = "zz" + secrets.token_hex(8)
     if parts.query:
         pairs = parse_qsl(parts.query, keep_blank_values=True)
-        query = urlencode([(key, token) for key, _value in pairs])
+        query = urlencode([(key, _random_like(value)) for key, value in pairs])
         return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
-    path = parts.path or "/"
-    trailing = path.endswith("/") and path != "/"
-    stem = path.rstrip("/")
-    parent, _, last = stem.rpartition("/")
-    suffix = last[last.rfind("."):] if "." in last else ""
-    new_path = f"{parent}/{token}{suffix}" + ("/" if trailing else "")
+    parent, stem, suffix, trailing = _last_part(parts.path)
+    new_path = f"{parent}/{_random_like(stem)}{suffix}{trailing}"
     return urlunsplit((parts.scheme, parts.netloc, new_path, "", ""))
 
 
 def _probe_key(url: str) -> str:
+    """The links one probe answers for: a site's parent path (or query keys), and the kind
+    and extension of the last part (a PDF's 404 says nothing of the folder's HTML pages)."""
     parts = urlsplit(url)
     if parts.query:
-        keys = ",".join(sorted(key for key, _ in parse_qsl(parts.query,
-                                                           keep_blank_values=True)))
+        keys = ",".join(sorted(f"{key}={_kind(value)}" for key, value in
+                               parse_qsl(parts.query, keep_blank_values=True)))
         return f"{host_of(url)}{parts.path}?{keys}"
-    return f"{host_of(url)}{parts.path.rstrip('/').rpartition('/')[0]}/"
+    parent, stem, suffix, trailing = _last_part(parts.path)
+    return f"{host_of(url)}{parent}/{_kind(stem)}{suffix}{trailing}"
+
+
+def _telling(probe: Probe) -> bool:
+    """Whether a probe's answer says how the site answers junk URLs: a hard 404 or 410, or
+    a success; a 503, 429, 403 or 400 says only that the site was busy or refused."""
+    return probe.status is not None and (probe.status in HARD_404
+                                         or 200 <= probe.status < 300)
 
 
 class ProbeCache:
@@ -262,8 +326,9 @@ class ProbeCache:
     Checks of one site that start together wait for a single probe instead of each sending
     their own.  ``known`` seeds it with answers kept from earlier runs, as (key, age in
     seconds, probe); ``keep`` is told of each new answer, so that later runs can reuse it.  A
-    probe that failed is remembered by this cache only: a site that was down for a moment
-    must not lose its soft-404 detection for the next hour.
+    probe that failed (no answer, or one that is not telling, such as a 503) is remembered by
+    this cache only, and for :data:`FAILED_PROBE_TTL` at most: a site that was down for a
+    moment must not lose its soft-404 detection for the next hour.
     """
 
     def __init__(self, ttl: float, known: Iterable[tuple[str, float, Probe]] = (),
@@ -276,13 +341,17 @@ class ProbeCache:
         # The most recent answers only: a scheduler keeps this cache for its whole life.
         self._entries: RecentDict[str, tuple[float, Probe | None]] = RecentDict(max_entries)
         for key, age, probe in sorted(known, key=lambda item: -item[1]):  # the oldest first
-            self._entries[key] = (now - age, probe)
+            if _telling(probe):  # kept by an older version, which kept a 503 too
+                self._entries[key] = (now - age, probe)
         self._inflight: dict[str, threading.Lock] = {}
 
     def _cached(self, key: str) -> tuple[bool, Probe | None]:
         with self._lock:
             cached = self._entries.get(key)
-        if cached and time.monotonic() - cached[0] < self.ttl:
+        if cached is None:
+            return False, None
+        holds = self.ttl if cached[1] is not None else min(self.ttl, FAILED_PROBE_TTL)
+        if time.monotonic() - cached[0] < holds:
             return True, cached[1]
         return False, None
 
@@ -309,6 +378,8 @@ class ProbeCache:
                 found = Probe(target, final.status, final.url, _sketch_of(final))
             except FetchError:
                 found = None
+            if found is not None and not _telling(found):
+                found = None
             with self._lock:
                 self._entries[key] = (time.monotonic(), found)
                 self._inflight.pop(key, None)
@@ -324,21 +395,25 @@ def _judge_soft_404(client: HttpClient, url: str, outcome: CheckOutcome, setting
     """Turn a success into soft_404/redirect_to_root when the site answers junk the same way."""
     probe = probes.probe(client, url)
     if probe is None or probe.status is None:
-        return outcome
+        return outcome  # no telling answer: the page's own success stands
     outcome.evidence["probe"] = {"url": probe.url, "status": probe.status,
                                  "final_url": probe.final_url}
-    if probe.status in HARD_404 or not 200 <= probe.status < 300:
+    if probe.status in HARD_404:
         return outcome  # the site says "not found" properly, so its 200s mean something
     if outcome.verdict is Verdict.REDIRECT and outcome.final_url == probe.final_url:
         outcome.verdict = Verdict.REDIRECT_TO_ROOT
         return outcome
     if outcome.sketch is None:
         body = _get(client, url)
+        if body.verdict in TRANSIENT:
+            return outcome  # a passing failure: the page's success stands, unjudged
         if body.verdict not in SUCCESS:
             return body
         outcome.sketch = body.sketch
-    alike = (similarity(outcome.sketch, probe.sketch)
-             if outcome.sketch is not None and probe.sketch is not None else None)
+    if outcome.sketch is None or probe.sketch is None or \
+            not (has_text(outcome.sketch) or has_text(probe.sketch)):
+        return outcome  # no text on either side (an app's script shell): nothing to compare
+    alike = similarity(outcome.sketch, probe.sketch)
     if alike is not None:
         outcome.evidence["probe"]["similarity"] = round(alike, 3)
         if alike >= settings["health.soft_404_similarity"]:

@@ -80,6 +80,11 @@ def _values(value: str) -> tuple[int, set[int]]:
     return int(version), {int(v, 16) for v in rest.split(",") if v}
 
 
+def has_text(value: str) -> bool:
+    """Whether a sketch was made from any words at all."""
+    return bool(_values(value)[1])
+
+
 def similarity(first: str, second: str) -> float | None:
     """Estimated Jaccard similarity (0..1) of the texts behind two sketches; None when they
     were made by different versions and cannot be compared."""

@@ -4,6 +4,7 @@ right state, and no live link may ever be called dead."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -202,7 +203,11 @@ def test_probe_urls_are_random_siblings() -> None:
     assert probe_url("https://a.org/films/x/").endswith("/")
     assert probe_url("https://a.org/doc/page.html").endswith(".html")
     probe = probe_url("https://v.org/watch?v=abc&t=10")
-    assert probe.startswith("https://v.org/watch?v=zz") and "&t=zz" in probe
+    assert re.fullmatch(r"https://v\.org/watch\?v=zz[0-9a-f]{16}&t=9\d{7}", probe), probe
+    # A number for a number (an article ID), of the same length when it is a long one.
+    assert re.fullmatch(r"https://a\.org/news/9\d{7}", probe_url("https://a.org/news/4567"))
+    assert re.fullmatch(r"https://a\.org/p/9\d{11}\.html",
+                        probe_url("https://a.org/p/123456789012.html"))
     assert probe_url("https://a.org/x") != probe_url("https://a.org/x")
 
 

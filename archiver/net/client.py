@@ -99,7 +99,9 @@ class Exchange:
     started_at: datetime
     elapsed: float
     peer_ip: str | None = None
-    truncated: str | None = None  # "length" or "time" when the body was cut
+    # When the body was cut: "length" (a cap), "time" (the deadline) or "disconnect" (the
+    # server closed before the end), as WARC-Truncated says it.
+    truncated: str | None = None
     body_skipped: bool = False  # the caller declined the body after seeing the headers
 
     def header(self, name: str) -> str | None:
@@ -613,9 +615,11 @@ class HttpClient:
                     try:
                         chunk = raw.read1(READ_CHUNK, decode_content=False)
                     except (HTTPError, OSError):
-                        if not _DEADLINE.expired:
-                            raise
-                        truncated = "time"  # the deadline cut the socket mid-body
+                        # The status and headers came: the answer stands, its body marked
+                        # cut (WARC-Truncated's values) by the deadline or by the server
+                        # closing early (a chunked body without its last chunk, a short
+                        # Content-Length), as a browser shows what it received.
+                        truncated = "time" if _DEADLINE.expired else "disconnect"
                         break
                     if not chunk:
                         reusable = True  # the whole body was read

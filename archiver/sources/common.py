@@ -70,7 +70,7 @@ def fetch_document(client: HttpClient, url: str) -> Document:
     if not 200 <= final.status < 300:
         raise SourceError(f"cannot read {url}: HTTP {final.status} {final.reason}".rstrip())
     if final.truncated:
-        log.warning("%s: body cut short (%s limit); reading what arrived", url, final.truncated)
+        log.warning("%s: body cut short (%s); reading what arrived", url, final.truncated)
     try:
         body = undo_content_encoding(final.body, final.header("Content-Encoding") or "",
                                      client.max_body_bytes)
