@@ -193,6 +193,17 @@ def test_separate_replay_origin(split_app: Flask, history: str) -> None:
     assert ui.get("/", base_url="http://archive.test").status_code == 200
 
 
+def test_the_replay_origin_redirect_keeps_an_encoded_question_mark(split_app: Flask) -> None:
+    """A '?' the server decoded from %3F in the path is no query: the redirect to the replay
+    origin sends it encoded again, and the request's own query after it."""
+    ui = split_app.test_client()
+    path = "/web/20120301090000mp_/http://a.example/Baby_Jane%3F/100%25"
+    moved = ui.get(f"{path}?q=1", base_url="http://archive.test")
+    assert moved.headers["Location"] == f"http://replay.test{path}?q=1"
+    moved = ui.get(path, base_url="http://archive.test")
+    assert moved.headers["Location"] == f"http://replay.test{path}"
+
+
 def test_scripts_setting(archive: Archive, history: str) -> None:
     app = create_app(archive.settings.replace(web__replay_scripts=True), archive)
     client = app.test_client()

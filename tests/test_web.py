@@ -7,13 +7,16 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.wrappers import Response
 
 from archiver.actions import ignore_domain
 from archiver.archive import Archive
 from archiver.demo.fixtureweb import Site
 from archiver.errors import ConfigError, StorageError
-from archiver.jobs import WorkKind, run_due
+from archiver.jobs import WorkKind, capture_link, run_due
+from archiver.urls import canonicalize
 from tests.conftest import discover_posts, make_settings, post
+from tests.test_capture import add_link
 from tests.test_jobs import add_links
 
 PAGE = ('<html><head><link rel="stylesheet" href="/s.css"></head><body>'
@@ -150,6 +153,39 @@ def test_never_archived_is_not_fetched_live(client: FlaskClient, site: Site) -> 
     assert response.status_code == 404
     assert "Not archived" in response.get_data(as_text=True)
     assert site.hits == {}
+
+
+def archived_link_href(client: FlaskClient, link_id: int) -> str:
+    """The "latest good capture" link the link's page offers."""
+    html = client.get(f"/links/{link_id}").get_data(as_text=True)
+    match = re.search(r'<a href="([^"]+)">latest good capture</a>', html)
+    assert match, "the link's page offers no archived copy"
+    return match.group(1).replace("&amp;", "&")
+
+
+@pytest.mark.parametrize("path", [
+    "/wiki/Whatever_Happened_to_Baby_Jane%3F",  # an encoded "?" in a title
+    "/wiki/F%23_minor",  # an encoded "#"
+    "/wiki/%2541",  # an encoded "%" (not an "A")
+])
+def test_an_address_with_an_encoded_question_mark_hash_or_percent_replays(
+        archive: Archive, site: Site, client: FlaskClient, path: str) -> None:
+    """The server decodes %3F, %23 and %25 in the path: replay must not read the decoded
+    path as a query, a fragment or an escape, but find the archived address."""
+    # The loopback site routes on the decoded path; this one answers whatever is asked.
+    site.fallback = lambda _request: Response("<p>the article</p>", content_type="text/html")
+    url = canonicalize(site.url(path))
+    link_id = add_link(archive, url)
+    assert capture_link(archive, link_id) == "archived"
+    href = archived_link_href(client, link_id)
+    frame = client.get(href)
+    assert frame.status_code == 200, frame.get_data(as_text=True)[-400:]
+    assert f'<{url}>; rel="original"' in frame.headers["Link"]
+    document = client.get(href.replace("/http", "mp_/http", 1))
+    assert document.status_code == 200
+    assert document.data == b"<p>the article</p>"
+    gate = client.get(f"/web/{url}")  # the TimeGate, and its redirect
+    assert gate.headers["Location"].endswith(f"/{url}")
 
 
 def test_ui_security_headers(client: FlaskClient) -> None:

@@ -61,11 +61,17 @@ FRAME_CSP = ("default-src 'self'; frame-src 'self' {replay}; img-src 'self' data
              "style-src 'self'; frame-ancestors 'self'; form-action 'self'; base-uri 'none'")
 
 
+def _undecoded(path: str) -> str:
+    """A decoded request path with what decoding made ambiguous encoded again: a '?' or '#' in
+    it came as %3F or %23 (and is no query or fragment), a '%' as %25."""
+    return path.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+
+
 def _original_url(raw: str) -> str:
     """The archived URL from the path plus the request's own query string; only http(s) URLs
     are archived, and pages link to the URL they were asked for (``javascript:`` must not
     reach an ``href``)."""
-    url = _SCHEME_SLASH.sub(lambda m: m.group(1).lower() + "://", raw)
+    url = _SCHEME_SLASH.sub(lambda m: m.group(1).lower() + "://", _undecoded(raw))
     if "://" not in url:
         url = "http://" + url
     if scheme_of(url) not in FETCHABLE_SCHEMES:
@@ -123,7 +129,9 @@ def replay(rest: str) -> Any:
     destination = request.headers.get("Sec-Fetch-Dest", "document")
     bare = bool(modifier) or destination != "document" or on_replay_origin()
     if bare and replay_origin() and not on_replay_origin():
-        return redirect(replay_origin() + request.full_path.rstrip("?"), code=302)
+        query = request.query_string.decode("latin-1")
+        return redirect(replay_origin() + _undecoded(request.path) + (f"?{query}" if query else ""),
+                        code=302)
     with archive().db.session() as session:
         captures = captures_of(session, url)
         if not captures:
