@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import signal
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -193,14 +195,34 @@ def stop_gracefully(event: threading.Event) -> Iterator[Stopping]:
 SECRET_KEY_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 
 
+def write_secret_key(key_file: Path) -> None:
+    """Write a new secret key unless ``key_file`` holds one already (an empty file, left by an
+    init that died before writing it, is replaced).  The key is written to a temporary file
+    created with mode 0600, synced, then renamed into place: never readable by others, never
+    seen half-written."""
+    try:
+        if key_file.read_text(encoding="utf-8").strip():
+            return
+    except FileNotFoundError:
+        pass
+    descriptor, name = tempfile.mkstemp(dir=key_file.parent, prefix=f".{key_file.name}.")
+    temp = Path(name)  # created with mode 0600
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_urlsafe(48))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, key_file)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
 def initialise(settings: Settings) -> Path:
     """Create the data folder, the WARC folder, a secret key and the database schema."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.warc_dir.mkdir(parents=True, exist_ok=True)
-    key_file = settings.data_dir / SECRET_KEY_FILE
-    if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(48), encoding="utf-8")
-        key_file.chmod(0o600)
+    write_secret_key(settings.data_dir / SECRET_KEY_FILE)
     database = Database(settings)
     try:
         database.migrate()

@@ -19,7 +19,7 @@ from archiver.archive import Archive
 from archiver.cli import cli
 from archiver.demo.fixtureweb import Site
 from archiver.models import Capture
-from tests.conftest import TEST_OVERRIDES
+from tests.conftest import TEST_OVERRIDES, make_settings
 from tests.test_warc import warcio_check
 
 REPORT_KEYS = {"url", "state", "verdict", "http_status", "final_url", "checked_at", "failures",
@@ -128,6 +128,32 @@ def test_unwritable_outputs_are_one_clear_line(env: dict[str, str], tmp_path: Pa
 def test_bad_config_is_an_error(env: dict[str, str]) -> None:
     code, _, err = invoke({**env, "ARCHIVER_FETCH__TIMEOUT": "forever"}, "init")
     assert code == 2 and "fetch.timeout" in err
+
+
+def test_init_twice_keeps_the_secret_key(env: dict[str, str], tmp_path: Path) -> None:
+    """A second `archiver init` keeps the key (web sessions survive an upgrade); the key is
+    the owner's alone."""
+    assert invoke(env, "init")[0] == 0
+    key_file = tmp_path / "data" / "secret.key"
+    key = key_file.read_text()
+    assert key.strip() and key_file.stat().st_mode & 0o777 == 0o600
+    assert invoke(env, "init")[0] == 0
+    assert key_file.read_text() == key
+
+
+def test_init_mends_an_empty_secret_key(env: dict[str, str], tmp_path: Path) -> None:
+    """An init that died (or a full disk) between creating secret.key and writing it left the
+    file empty; the web refuses to start and says to run `archiver init`, which kept the
+    empty file, so following the advice changed nothing."""
+    from web import load_secret_key
+
+    assert invoke(env, "init")[0] == 0
+    key_file = tmp_path / "data" / "secret.key"
+    key_file.write_text("")
+    assert invoke(env, "init")[0] == 0
+    assert load_secret_key(make_settings(tmp_path / "data"))
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert sorted(path.name for path in key_file.parent.glob("*secret*")) == ["secret.key"]
 
 
 def test_feed_to_report_to_replay(env: dict[str, str], blog: Site) -> None:
