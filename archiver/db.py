@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from archiver.errors import ConfigError, NotInitialisedError
+from archiver.errors import ConfigError, NotInitialisedError, StorageError
 from archiver.settings import Settings
 
 if TYPE_CHECKING:  # Alembic is imported only when migrations are looked at (it is slow to load)
@@ -27,11 +27,28 @@ POOL_TIMEOUT_S = 30
 POOL_RECYCLE_S = 1800
 
 
+def known_revisions() -> set[str]:
+    """Every migration's revision. Migrations are ``versions/<revision>_<what>.py`` with
+    revisions ``0001``, ``0002``... in order."""
+    return {path.name.split("_", 1)[0]
+            for path in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")}
+
+
 def head_revision() -> str:
-    """The newest migration's revision. Migrations are ``versions/<revision>_<what>.py`` with
-    revisions ``0001``, ``0002``... in order; a test holds this to Alembic's own answer."""
-    return max(path.name.split("_", 1)[0]
-               for path in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+    """The newest migration's revision (a test holds this to Alembic's own answer)."""
+    return max(known_revisions())
+
+
+def refuse_unknown_revision(revision: str | None) -> None:
+    """Raise StorageError when the schema is at a migration this code does not have (made by
+    a newer version): neither commands nor ``archiver init`` can work on it."""
+    if revision is None or revision in known_revisions():
+        return
+    head = head_revision()
+    shown = revision if len(revision) <= 40 else revision[:37] + "..."
+    how = "newer than" if revision.isdigit() and revision > head else "unknown to"
+    raise StorageError(f"the database is at migration {shown}, {how} this archiver ({head}): "
+                       "upgrade link-archiver")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -110,28 +127,42 @@ class Database:
         return config
 
     def migrate(self) -> None:
-        """Bring the schema to the newest migration."""
+        """Bring the schema to the newest migration; refuse one made by a newer version."""
         from alembic import command
+        from alembic.script.revision import RevisionError
+        from alembic.util import CommandError
 
-        command.upgrade(self.alembic_config(), "head")
+        refuse_unknown_revision(self.revision())
+        try:
+            command.upgrade(self.alembic_config(), "head")
+        except (CommandError, RevisionError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StorageError(f"database migration failed: {reason}") from exc
 
-    def is_current(self) -> bool:
-        """True when the schema exists and is at the newest migration (read without loading
+    def revision(self) -> str | None:
+        """The schema's migration, or None when there is no schema (read without loading
         Alembic, which every command would otherwise pay for at start-up)."""
         with self.engine.connect() as connection:
             if not inspect(connection).has_table("alembic_version"):
-                return False
+                return None
             current = connection.execute(text("SELECT version_num FROM alembic_version"))
-            return list(current.scalars()) == [head_revision()]
+            return " ".join(current.scalars()) or None
+
+    def is_current(self) -> bool:
+        """True when the schema exists and is at the newest migration."""
+        return self.revision() == head_revision()
 
     def require_current(self) -> None:
-        """Raise a clear error when ``archiver init`` has not been run (or needs re-running)."""
+        """Raise a clear error when ``archiver init`` has not been run (or needs re-running),
+        or when a newer version has migrated the database."""
         if self.url.startswith("sqlite:///"):
             path = Path(self.url.removeprefix("sqlite:///"))
             if not path.exists():
                 raise NotInitialisedError(
                     f"no database at {path}: run `archiver init` first")
-        if not self.is_current():
+        revision = self.revision()
+        refuse_unknown_revision(revision)
+        if revision != head_revision():
             raise NotInitialisedError(
                 "the database schema is missing or old: run `archiver init` to migrate it")
 

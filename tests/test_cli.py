@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 
 from archiver.archive import Archive
 from archiver.cli import cli
+from archiver.db import head_revision
 from archiver.demo.fixtureweb import Site
 from archiver.models import Capture
 from tests.conftest import TEST_OVERRIDES, make_settings
@@ -111,6 +113,24 @@ def test_a_broken_database_is_one_clear_line(env: dict[str, str], tmp_path: Path
     assert result.exit_code == 5, result.output
     assert result.stderr.startswith("error: database: "), result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("revision", "how"), [("9999", "newer than"),
+                                               ("ffee01", "unknown to")])
+def test_a_database_newer_than_the_code_is_one_clear_line(env: dict[str, str], tmp_path: Path,
+                                                          revision: str, how: str) -> None:
+    """An archive migrated by a newer version (an upgrade rolled back, an old container beside
+    a new one): every command said "schema is missing or old: run `archiver init`", and init
+    then ended in an Alembic traceback."""
+    assert invoke(env, "init")[0] == 0
+    with sqlite3.connect(tmp_path / "data" / "archiver.sqlite3") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    connection.close()
+    expected = (f"error: the database is at migration {revision}, {how} this archiver "
+                f"({head_revision()}): upgrade link-archiver\n")
+    for command in ("init", "report"):
+        result = CliRunner().invoke(cli, [command], env=env)
+        assert (result.exit_code, result.stderr) == (5, expected), result.output
 
 
 def test_unwritable_outputs_are_one_clear_line(env: dict[str, str], tmp_path: Path) -> None:
