@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -101,6 +103,45 @@ def claim_due(archive: Archive, kind: WorkKind, limit: int | None, *,
         session.execute(claim.where(Link.id.in_(candidates.scalar_subquery()), free))
         ids = list(session.scalars(select(Link.id).where(owner_col == owner)))
     return ids
+
+
+def renew_leases(archive: Archive, kind: WorkKind, owner: str,
+                 ids: list[int] | None = None) -> None:
+    """Push ``owner``'s unexpired leases (on ``ids``, or all of them) one lease ahead."""
+    _, lease_col, owner_col = LEASE_COLUMNS[kind]
+    now = utcnow()
+    renew = (update(Link).where(owner_col == owner, lease_col > now)
+             .values({lease_col: now + timedelta(seconds=archive.settings["capture.lease"])})
+             .execution_options(synchronize_session=False))
+    with archive.db.session() as session:
+        if ids is None:
+            session.execute(renew)
+        for start in range(0, len(ids or ()), 500):  # within every database's parameter limit
+            session.execute(renew.where(Link.id.in_((ids or [])[start:start + 500])))
+
+
+@contextmanager
+def leases_kept(archive: Archive, kind: WorkKind, owner: str) -> Iterator[None]:
+    """Renew ``owner``'s leases every third of a lease while the block runs: a run that
+    outlasts one lease (a large ``--all``) is not doubled by the next run's claim."""
+    done = threading.Event()
+    period = max(archive.settings["capture.lease"] / 3, 0.05)
+
+    def keep() -> None:
+        while not done.wait(period):
+            try:
+                renew_leases(archive, kind, owner)
+            except Exception:  # the next turn tries again; the run itself goes on
+                log.exception("could not renew the leases of this %s run", kind)
+
+    keeper = threading.Thread(target=contextvars.copy_context().run, args=(keep,),
+                              name=f"lease-{kind}", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        keeper.join()
 
 
 def release_claims(archive: Archive, kind: WorkKind, owner: str, ids: list[int]) -> int:
@@ -400,7 +441,8 @@ def run_due(archive: Archive, kind: WorkKind, *, everything: bool = False,
            if not archive.stopping.is_set() else [])
     summary = RunSummary(kind=str(kind), claimed=len(ids))
     try:
-        _work_through(archive, kind, ids, summary, progress)
+        with leases_kept(archive, kind, owner):
+            _work_through(archive, kind, ids, summary, progress)
     finally:
         # A finished job gives its lease back itself; what a stop (or a crash of the run) left
         # unbegun is given back here, so that the next run takes it at once. A job that failed

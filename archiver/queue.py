@@ -32,7 +32,7 @@ from sqlalchemy import and_, or_, select, update
 
 from archiver.archive import Archive
 from archiver.clock import utcnow
-from archiver.jobs import LEASE_COLUMNS, WorkKind
+from archiver.jobs import LEASE_COLUMNS, WorkKind, release_claims
 from archiver.models import Link, link_is_ignored
 from archiver.settings import Settings
 
@@ -151,27 +151,6 @@ def claim_links(archive: Archive, kind: WorkKind, link_ids: list[int], owner: st
                                                             owner_col == owner)))
 
 
-def release_links(archive: Archive, kind: WorkKind, link_ids: list[int], owner: str) -> None:
-    """Give up ``owner``'s leases on ``link_ids`` (they stay due)."""
-    _due, lease_col, owner_col = LEASE_COLUMNS[kind]
-    with archive.db.session() as session:
-        session.execute(update(Link).where(Link.id.in_(link_ids), owner_col == owner)
-                        .values({lease_col: None, owner_col: None})
-                        .execution_options(synchronize_session=False))
-
-
-def renew_links(archive: Archive, kind: WorkKind, link_ids: list[int], owner: str) -> None:
-    """Push ``owner``'s unfinished, unexpired leases on ``link_ids`` one lease ahead."""
-    _due, lease_col, owner_col = LEASE_COLUMNS[kind]
-    now = utcnow()
-    until = now + timedelta(seconds=archive.settings["capture.lease"])
-    with archive.db.session() as session:
-        session.execute(update(Link).where(Link.id.in_(link_ids), owner_col == owner,
-                                           lease_col > now)
-                        .values({lease_col: until})
-                        .execution_options(synchronize_session=False))
-
-
 def still_owned(archive: Archive, kind: WorkKind, link_id: int, owner: str) -> bool:
     """Whether ``owner`` still holds an unexpired lease on ``link_id``."""
     _due, lease_col, owner_col = LEASE_COLUMNS[kind]
@@ -210,7 +189,7 @@ def dispatch_due(archive: Archive, kind: WorkKind, sender: Sender,
         try:
             sender.send_task(TASK_NAME, args=[str(kind), host, taken, owner])
         except Exception:
-            release_links(archive, kind, taken, owner)
+            release_claims(archive, kind, owner, taken)
             release_marker(client, host, owner)
             raise
         summary.batches += 1

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from archiver.archive import Archive
-from archiver.jobs import WorkKind, capture_link, check_link
+from archiver.jobs import WorkKind, capture_link, check_link, renew_leases
 from archiver.queue import (
     TASK_NAME,
     extend_delivery,
@@ -22,7 +22,6 @@ from archiver.queue import (
     lease_ms,
     redis_client,
     release_marker,
-    renew_links,
     still_owned,
     take_delivery,
     take_marker,
@@ -72,7 +71,7 @@ def run_host_batch(archive: Archive, kind: str, host: str, link_ids: list[int],
                 extend_marker(client, host, owner, lease_ms(archive.settings))
                 extend_delivery(client, owner, lease_ms(archive.settings))
                 if pending:
-                    renew_links(archive, work, pending, owner)
+                    renew_leases(archive, work, owner, pending)
             except Exception:
                 log.exception("could not renew the claim of %s batch for %s", work, host)
 

@@ -6,10 +6,12 @@ loopback corpus into a real SQLite file and WARC folder.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -25,8 +27,11 @@ from sqlalchemy import func, select, update
 from werkzeug.wrappers import Request, Response
 
 from archiver.archive import Archive, initialise
+from archiver.capture import index_locations
 from archiver.clock import utcnow
 from archiver.demo.fixtureweb import Site
+from archiver.errors import WriteError
+from archiver.jobs import WorkKind, run_due
 from archiver.models import Capture, Check, Link
 from archiver.settings import Settings, load_settings
 from archiver.urls import host_of, url_key
@@ -453,5 +458,186 @@ def test_two_capture_processes_capture_each_link_once(tmp_path: Path) -> None:
     assert sum(run.claimed for run in runs) == len(urls)  # no link claimed twice
     assert page_captures(archive) == {url: 1 for url in urls}
     assert set(page_hits.values()) == {1}  # and no page fetched twice
+    with Archive.open(settings) as reopened:
+        assert_archive_sound(reopened)
+
+
+def test_a_run_longer_than_its_lease_keeps_its_links_from_the_next_run(tmp_path: Path) -> None:
+    """A run renews its leases as it goes (every third of ``capture.lease``): one that
+    outlasted its lease (a large ``--all``) used to have the links it had not reached yet
+    claimed by the next tick or command, and captured twice (found by a review)."""
+    config, settings = write_config(tmp_path, **{
+        "fetch.concurrency": 1, "fetch.per_host_concurrency": 1, "capture.lease": "1s"})
+    with Site("slow") as site, Archive.open(settings) as archive:
+        urls = []
+        for n in range(4):
+            site.route(f"/slow/{n}", slow(random.randbytes(2000), "application/octet-stream", 0.7))
+            urls.append(site.url(f"/slow/{n}"))
+        add_due_links(archive, urls)
+        first = start_worker(config, "capture", "--all")
+        wait_ready(first)
+        deadline = time.monotonic() + 20
+        while not any(path.startswith("/slow/") for path in dict(site.hits)):
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.02)
+        time.sleep(1.2)  # the first run is still at work, past its first lease
+        assert first.poll() is None
+        second = run_due(archive, WorkKind.CAPTURE)
+        _out, err = first.communicate(timeout=60)
+        hits = {path: n for path, n in dict(site.hits).items() if path.startswith("/slow/")}
+    assert first.returncode == 0, err
+    assert second.claimed == 0
+    assert hits == {f"/slow/{n}": 1 for n in range(4)}  # no page fetched twice
+    assert page_captures(archive) == {url: 1 for url in urls}
+
+
+# -- (e) a disk that fills up during a capture ---------------------------------------------------
+
+FULL_DISK = {"fetch.concurrency": 1, "capture.processes": 1, "capture.requisites": False,
+             "fetch.timeout": "5s", "capture.lease": "1s"}
+
+
+def big_pages(site: Site, count: int, size: int) -> list[str]:
+    """``count`` pages of ``size`` incompressible bytes each."""
+    for n in range(count):
+        site.page(f"/big/{n}.bin", os.urandom(size), content_type="application/octet-stream")
+    return [site.url(f"/big/{n}.bin") for n in range(count)]
+
+
+def file_size_limit(limit: int) -> Callable[[], None]:
+    """A preexec_fn: writes past ``limit`` bytes fail with EFBIG (a full disk, as a process
+    sees it), and the signal that would kill the process is ignored."""
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    return apply
+
+
+def room_for_two_pages(settings: Settings) -> int:
+    """A file size limit with room for the database (and its WAL) and two 400 kB pages of a
+    WARC file, not four."""
+    return max(1_000_000, (settings.data_dir / "archiver.sqlite3").stat().st_size + 600_000)
+
+
+def capture_rows(archive: Archive) -> list[tuple[str, str, int]]:
+    """(URL, WARC file, offset) of every index row."""
+    with archive.db.session() as session:
+        return sorted((c.url, c.warc_file, c.offset) for c in session.scalars(select(Capture)))
+
+
+def site_hits(site: Site, prefix: str) -> int:
+    """Requests the site answered for paths under ``prefix``."""
+    return sum(count for path, count in dict(site.hits).items() if path.startswith(prefix))
+
+
+def test_a_write_that_fails_midway_leaves_no_torn_record_in_a_file_closed_as_clean(
+        tmp_path: Path) -> None:
+    """The disk fills mid-record: the failed write is cut back off (a file closed as clean,
+    marker removed, is never looked at by the repair again); each failed capture is one log
+    line, the run exits non-zero, and what was stored stays."""
+    config, settings = write_config(tmp_path, **FULL_DISK)
+    with Site("full") as site, Archive.open(settings) as archive:
+        urls = big_pages(site, 4, 400_000)
+        add_due_links(archive, urls)
+        failed = subprocess.run(
+            [sys.executable, str(WORKER), "cli", "--config", str(config), "capture"],
+            capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=60, check=False,
+            preexec_fn=file_size_limit(room_for_two_pages(settings)))
+        assert failed.returncode != 0, failed.stderr
+        assert "Traceback" not in failed.stderr, failed.stderr
+        errors = [line for line in failed.stderr.splitlines() if " ERROR " in line]
+        assert len(errors) == 2 and all("File too large" in line for line in errors), errors
+        stored = capture_rows(archive)
+        kept = {url for url, _, _ in stored}
+        assert len(kept) == 2
+        time.sleep(1.1)  # the failed links' leases run out: they are due again
+        again = subprocess.run(
+            [sys.executable, str(WORKER), "cli", "--config", str(config), "capture", "--all"],
+            capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=60, check=False)
+        assert again.returncode == 0, again.stderr
+        assert set(stored) <= set(capture_rows(archive))  # nothing stored was lost
+        assert page_captures(archive) == {url: 2 if url in kept else 1 for url in urls}
+    with Archive.open(settings) as reopened:
+        assert_archive_sound(reopened)
+
+
+def test_after_a_full_disk_the_scheduler_does_not_write_behind_a_torn_record(
+        tmp_path: Path) -> None:
+    """A long-running scheduler whose disk is full for a while, then has room again: the
+    captures made after that stay readable from their files alone, so `archiver reindex`
+    gives back every row the index held."""
+    config, settings = write_config(tmp_path, **FULL_DISK, **{
+        "scheduler.tick_interval": "1s", "capture.retry_interval": "0s",
+        "scheduler.discover_interval": "36500d"})
+    with Site("full") as site, Archive.open(settings) as archive:
+        urls = big_pages(site, 4, 400_000)
+        add_due_links(archive, urls)
+        child = subprocess.Popen(
+            [sys.executable, str(WORKER), "cli", "--config", str(config), "scheduler"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env(),
+            cwd=ROOT, preexec_fn=file_size_limit(room_for_two_pages(settings)))  # noqa: PLW1509
+        try:
+            deadline = time.monotonic() + 20
+            while len(capture_rows(archive)) < 2 or site_hits(site, "/big/") < 3:
+                assert time.monotonic() < deadline and child.poll() is None
+                time.sleep(0.1)
+            time.sleep(0.5)
+            # Someone frees space: the same process goes on.
+            resource.prlimit(child.pid, resource.RLIMIT_FSIZE,
+                             (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+            deadline = time.monotonic() + 20
+            while len({url for url, _, _ in capture_rows(archive)}) < len(urls):
+                assert time.monotonic() < deadline and child.poll() is None
+                time.sleep(0.1)
+        finally:
+            child.send_signal(signal.SIGTERM)
+            _out, err = child.communicate(timeout=30)
+        before = capture_rows(archive)
+    assert "Traceback" not in err, err
+    reindexed = subprocess.run(
+        [sys.executable, "-m", "archiver", "--config", str(config), "reindex"],
+        capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=60, check=False)
+    assert reindexed.returncode == 0, reindexed.stderr
+    with Archive.open(settings) as reopened:
+        assert capture_rows(reopened) == before
+        assert_archive_sound(reopened)
+
+
+def test_a_failed_write_that_cannot_be_cut_back_is_left_to_the_repair(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When even cutting the failed write back fails, the file keeps its marker and is given
+    up: the next write begins a new file, and the repair that runs first cuts the torn one."""
+    _config, settings = write_config(tmp_path)
+    with Archive.open(settings) as archive:
+        first = archive.store.write_exchange(exchange(0))
+        torn = archive.store.path_of(first.warc_file)
+        good_end = torn.stat().st_size
+
+        def refuse(_descriptor: int, _length: int) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(os, "ftruncate", refuse)  # no real file system refuses on cue
+        previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (good_end + 5_000, limits[1]))
+        try:
+            with pytest.raises(WriteError, match="left to the crash repair"):
+                archive.store.write_exchange(exchange(1))
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+            signal.signal(signal.SIGXFSZ, previous)
+            monkeypatch.undo()
+        assert torn.stat().st_size == good_end + 5_000  # the torn bytes, still marked
+        assert (settings.warc_dir / (torn.name + OPEN_SUFFIX)).exists()
+        second = archive.store.write_exchange(exchange(2))
+        assert second.warc_file != first.warc_file
+        assert any(f"cut 5000 bytes of a partial record at byte {good_end}" in note
+                   for note in archive.repairs), archive.repairs
+        with archive.db.session() as session:
+            index_locations(session, [first, second])
+        archive.store.close()
+    assert torn.stat().st_size == good_end
     with Archive.open(settings) as reopened:
         assert_archive_sound(reopened)
