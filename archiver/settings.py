@@ -330,7 +330,8 @@ REGISTRY: tuple[Setting, ...] = (
        "more than one CPU core; 0 means one per core, at most 4. A process is started only "
        "for 40 links or more.", low=0, high=64),
     _s("capture.lease", "duration", "30m",
-       "How long a claim on a link lasts before other runs may take the work over.",
+       "How long a claim on a link lasts before other runs may take the work over (a run "
+       "renews its claims every third of this while it works).",
        low=0, high=MAX_DURATION),
     _s("warc.dir", "str", "", "Folder of the WARC files. Empty means <data_dir>/warcs."),
     _s("warc.prefix", "str", "archive",
