@@ -19,12 +19,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from archiver.archive import Archive
 from archiver.demo.fixtureweb import Site
 from archiver.warc.export import OutputError, export_cdxj, export_wacz
 from archiver.warc.importer import import_files
+from tests.test_memento import fetch, quiet_app, waitress_serving
 from tests.test_warc_tools import (
     cli_env,
     filled,
@@ -36,7 +38,7 @@ from tests.test_warc_tools import (
     wacz_validate,
 )
 
-__all__ = ["filled", "refs"]  # fixtures used by the export tests
+__all__ = ["filled", "quiet_app", "refs"]  # fixtures used here
 
 BASE = "http://odd.example/"
 STAMP = "20240102030405"
@@ -138,6 +140,76 @@ def test_a_resource_record_has_its_content_type_and_nosniff(
     assert text == body.decode()  # plain text is not rewritten as HTML
     assert headers["Content-Type"] == "text/plain"
     assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def import_with_head(archive: Archive, folder: Path, name: str, head: bytes,
+                     body: bytes = b"<p>x</p>") -> str:
+    """Import one response record whose HTTP head is ``head`` (bytes as written, without its
+    Content-Length and blank line); return its URL."""
+    url = f"{BASE}{name}.html"
+    block = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    import_records(archive, folder, f"{name}.warc.gz", warc_record(
+        "response", url, block, "application/http; msgtype=response",
+        **{"WARC-Payload-Digest": sha1_b32(body)}))
+    return url
+
+
+def test_an_imported_record_with_a_utf8_header_value_replays(
+        archive: Archive, quiet_app: Flask, tmp_path: Path) -> None:
+    """wget --warc-file keeps a response head byte for byte, and a site that names a download
+    in raw UTF-8 gives a header that is not Latin-1: it is sent percent-encoded, where it was a
+    500 under waitress (which sends headers as Latin-1)."""
+    url = import_with_head(archive, tmp_path, "utf8", (
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+        'Content-Disposition: inline; filename="Советская.html"\r\n').encode())
+    with waitress_serving(quiet_app) as port:
+        status, headers, body = fetch(port, f"/web/{STAMP}mp_/{url}")
+    assert status == 200, status
+    assert body == b"<p>x</p>"
+    assert headers["X-Archive-Orig-Content-Disposition"] == (
+        'inline; filename="%D0%A1%D0%BE%D0%B2%D0%B5%D1%82%D1%81%D0%BA%D0%B0%D1%8F.html"')
+
+
+@pytest.mark.parametrize(("head", "dropped"), [
+    (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Odd: a\rb\r\n", "X-Archive-Orig-X-Odd"),
+    (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\rX-Injected: 1\r\n", "X-Injected"),
+    (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Nul: a\x00b\r\n", "X-Archive-Orig-X-Nul"),
+])
+def test_an_archived_header_with_a_control_character_is_dropped(
+        archive: Archive, quiet_app: Flask, tmp_path: Path, head: bytes, dropped: str) -> None:
+    """A bare CR (or NUL) inside an archived header value: werkzeug refuses it (a 500) and a
+    browser would refuse the answer; the header is dropped, the page still served."""
+    url = import_with_head(archive, tmp_path, "cr", head)
+    answer = quiet_app.test_client().get(f"/web/{STAMP}mp_/{url}")
+    assert answer.status_code == 200
+    assert answer.data == b"<p>x</p>"
+    assert dropped not in answer.headers
+    assert all(value.isprintable() for _, value in answer.headers.items())
+
+
+def test_archived_headers_whose_names_are_no_names_are_dropped(
+        archive: Archive, client: FlaskClient, tmp_path: Path) -> None:
+    url = import_with_head(archive, tmp_path, "names", b"HTTP/1.1 200 OK\r\n"
+                           b"Content-Type: text/html\r\nBad Name: 1\r\n: 2\r\nX-Nul\x00: 3\r\n"
+                           b"X-Fine: 4\r\n")
+    status, _, headers = bare(client, url)
+    assert status == 200
+    assert [name for name in headers if name.startswith("X-Archive-Orig-")] == [
+        "X-Archive-Orig-X-Fine"]
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b"<p>x</p>", "text/html; charset=utf-8"),  # rewritten as HTML: says so
+    (b"%PDF-1.4 <html>", None),  # nothing says what it is, and the browser must not guess
+])
+def test_an_archived_answer_without_a_content_type_is_not_sniffed(
+        archive: Archive, client: FlaskClient, tmp_path: Path, body: bytes,
+        content_type: str | None) -> None:
+    url = import_with_head(archive, tmp_path, "untyped", b"HTTP/1.1 200 OK\r\n", body)
+    status, _, headers = bare(client, url)
+    assert status == 200
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers.get("Content-Type") == content_type
 
 
 # -- export: where it writes --------------------------------------------------------------------

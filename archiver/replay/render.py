@@ -2,15 +2,19 @@
 
 Archived headers are not trusted: only a few that describe the body are passed on; every
 other one is kept for the curious as ``X-Archive-Orig-<name>``; cookies, security policies and
-framing headers of the original site are dropped; lengths are recomputed.
+framing headers of the original site are dropped; lengths are recomputed. A header that cannot
+be sent (its name no token, a control character such as CR in its value) is dropped, and
+non-ASCII in a value is sent percent-encoded (UTF-8).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 from warcio.archiveiterator import ArchiveIterator
@@ -34,6 +38,9 @@ DROPPED_HEADERS = frozenset({
 })
 FRAMING_HEADERS = frozenset({"transfer-encoding", "content-encoding", "content-length",
                              "connection", "keep-alive"})
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110 5.1)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # all but HTAB: a server refuses them
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 
 # A record larger than this whose body is sent as archived (not rewritten: media, downloads)
@@ -158,27 +165,43 @@ def _body_reader(store: WarcStore, payload: Capture) -> Callable[[], Iterator[by
     return chunks
 
 
+def _sendable(name: str, value: str) -> str | None:
+    """``value`` as a header can carry it (headers go out as Latin-1, and what is not ASCII
+    in an archived one is mostly raw UTF-8: percent-encoded), or None when the header cannot
+    be sent at all (its name is no token, or a control character is in its value)."""
+    if not _TOKEN.fullmatch(name) or _CONTROL.search(value):
+        return None
+    return _NON_ASCII.sub(lambda found: quote(found.group()), value)
+
+
 def _archived_headers(http_headers: Any, payload_record: Any, rewriter: UrlRewriter,
                       modifier: str) -> tuple[list[tuple[str, str]], str]:
     """The archived headers a reader is sent, and the archived Content-Type."""
     headers: list[tuple[str, str]] = []
     content_type = ""
     if http_headers is None:  # a resource record: its own Content-Type describes the body
-        content_type = payload_record.rec_headers.get_header("Content-Type") or ""
+        content_type = _sendable("Content-Type",
+                                 payload_record.rec_headers.get_header("Content-Type") or "") or ""
         if content_type:
             headers.append(("Content-Type", content_type))
-        # Nothing else says what the body is: the browser must not guess HTML from it.
-        headers.append(("X-Content-Type-Options", "nosniff"))
-    for name, value in (http_headers.headers if http_headers else []):
+    for name, archived in (http_headers.headers if http_headers else []):
+        value = _sendable(name, archived)
         lowered = name.lower()
+        if value is None:
+            continue
         if lowered == "content-type":
             content_type = value
         if lowered == "location":
-            headers.append(("Location", rewriter.rewrite(value.strip(), modifier)))
+            location = _sendable(name, rewriter.rewrite(value.strip(), modifier))
+            if location:
+                headers.append(("Location", location))
         elif lowered in PASSED_HEADERS:
             headers.append((name, value))
         elif lowered not in DROPPED_HEADERS and lowered not in FRAMING_HEADERS:
             headers.append((f"X-Archive-Orig-{name}", value))
+    if http_headers is None or not content_type:
+        # Nothing says what the body is: the browser must not guess HTML from it.
+        headers.append(("X-Content-Type-Options", "nosniff"))
     return headers, content_type
 
 
@@ -196,7 +219,7 @@ def render_capture(session: Session, store: WarcStore, capture: Capture,
     an image behind a redirect is still answered bare. A capture that cannot be answered as
     archived (an unreadable status line, a status outside 200-599, a revisit of a payload not
     in the archive) raises :class:`ReplayError`; a resource record is sent with its record's
-    Content-Type and ``nosniff``.
+    Content-Type and ``nosniff``, any answer archived without a Content-Type with ``nosniff``.
     """
     payload = _payload_capture(session, capture)
     head_record = _read(store, capture) if capture is not payload else None
@@ -233,6 +256,8 @@ def render_capture(session: Session, store: WarcStore, capture: Capture,
     elif media in {"text/html", "application/xhtml+xml"} or (not media and body[:1] == b"<"):
         text, charset = decode_reversibly(body, charset_of(content_type, body))
         body = rewrite_html(text, rewriter).encode(charset, "xmlcharrefreplace")
+        if not media:  # rewritten as HTML: say so, as nosniff keeps the browser from guessing
+            headers.append(("Content-Type", f"text/html; charset={charset}"))
     elif media == "text/css":
         text, charset = decode_reversibly(body, charset_of(content_type))
         body = rewrite_css(text, rewriter).encode(charset, "xmlcharrefreplace")
