@@ -11,8 +11,15 @@ import json
 import logging
 import os
 import shutil
+import signal
+import sqlite3
 import stat
+import subprocess
+import sys
+import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,7 +32,7 @@ from archiver.warc.importer import import_files
 from archiver.warc.indexer import reindex
 from archiver.warc.verify import verify
 from tests.test_import_digests import BASE, DATE, SITE, record_offset, write_warc
-from tests.test_warc_tools import invoke, snapshot
+from tests.test_warc_tools import cli_env, invoke, snapshot
 
 
 def raw_record(headers: dict[str, str], block: bytes, *, gzipped: bool = False,
@@ -138,11 +145,15 @@ def test_reindex_keeps_every_readable_record_and_names_the_damage(archive: Archi
     code, _, err = invoke(archive, "reindex")
     assert code == StorageError.exit_code, err
     assert f"imported-bad.warc.gz: not readable as WARC from byte {offset}" in err, err
-    assert "4 records indexed" in err and "Traceback" not in err, err
+    # The whole record after the damage, where the imported copy's bytes are undamaged.
+    after = record_offset(tmp_path / "bad.warc.gz", BASE + "/pixel.png")
+    assert f"read on from byte {after}" in err, err
+    assert "5 records indexed" in err and "Traceback" not in err, err
     found = rows(archive)
     assert [u for u, f, _ in found if f == "imported-good.warc.gz"] == \
         sorted(BASE + path for path, _, _ in SITE)
-    assert [u for u, f, _ in found if f == "imported-bad.warc.gz"] == [BASE + "/article.html"]
+    assert [u for u, f, _ in found if f == "imported-bad.warc.gz"] == \
+        [BASE + "/article.html", BASE + "/pixel.png"]
 
 
 def test_reindex_reports_a_truncated_tail(archive: Archive, tmp_path: Path) -> None:
@@ -263,3 +274,68 @@ def test_datapackage_hash_not_checked_is_warned(archive: Archive, tmp_path: Path
         assert import_files(archive, [wacz]).records == 3
     assert any("md5:" in r.getMessage() and "not checked" in r.getMessage()
                for r in caplog.records)
+
+
+# -- 8. two imports of one file at once --------------------------------------------------------
+
+def child_env(values: dict[str, str]) -> dict[str, str]:
+    """This process's environment without its ARCHIVER_ variables, plus ``values``."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}, **values}
+
+
+def import_process(source: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``archiver import SOURCE`` in a process of its own, as a script (or its retry) runs it."""
+    return subprocess.Popen([sys.executable, "-m", "archiver", "import", str(source)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@contextmanager
+def stopped_in_its_insert(source: Path, env: dict[str, str], database: Path,
+                          placed: Path) -> Iterator[subprocess.Popen[str]]:
+    """An import of ``source`` that has moved it in as ``placed`` and waits for the database
+    (another process holds its write lock), stopped there (SIGSTOP) with the database free;
+    continued when the block ends."""
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    process = import_process(source, env)
+    try:
+        deadline = time.monotonic() + 20
+        while not (placed.exists() and placed.stat().st_size == source.stat().st_size):
+            assert time.monotonic() < deadline and process.poll() is None, process.stderr
+            time.sleep(0.02)
+        time.sleep(0.5)  # in its insert, waiting for the lock
+        process.send_signal(signal.SIGSTOP)
+        holder.execute("ROLLBACK")
+        yield process
+    finally:
+        holder.close()
+        process.send_signal(signal.SIGCONT)
+
+
+def crawl_of(tmp_path: Path, count: int = 300) -> Path:
+    pages = [(f"/p{n}.html", os.urandom(2000), "text/html") for n in range(count)]
+    return write_warc(tmp_path / "crawl.warc.gz", pages, gzipped=True)
+
+
+def test_two_imports_of_one_file_at_once_keep_the_file_the_index_points_at(
+        archive: Archive, tmp_path: Path) -> None:
+    """Import A moved the crawl into the WARC folder and waited for the database (a scheduler
+    tick held it); import B of the same file, run meanwhile (a script's retry), found the bytes
+    in the folder and indexed them where they lie; A then failed on B's rows and, undoing its
+    import, deleted the file B's 300 rows point at.  Now B waits for A, then finds it done."""
+    crawl = crawl_of(tmp_path)
+    stored = archive.store.directory / "imported-crawl.warc.gz"
+    env = child_env(cli_env(archive))
+    with stopped_in_its_insert(crawl, env, archive.settings.data_dir / "archiver.sqlite3",
+                               stored) as first:
+        second = import_process(crawl, env)
+        time.sleep(1.5)
+        assert second.poll() is None, second.communicate()  # waiting for the first one
+    _out, first_err = first.communicate(timeout=60)
+    _out, second_err = second.communicate(timeout=60)
+    assert first.returncode == 0, first_err
+    assert second.returncode == 0, second_err
+    assert "waiting for another import" in second_err, second_err
+    assert "already in the archive" in second_err, second_err
+    assert {name for _, name, _ in rows(archive)} == {stored.name} and len(rows(archive)) == 300
+    assert verify(archive) == []

@@ -18,13 +18,14 @@ from archiver.demo.fixtureweb import Site
 from archiver.errors import ConfigError
 from archiver.jobs import WorkKind, run_due
 from archiver.models import Capture
-from archiver.settings import Settings
+from archiver.settings import Settings, env_var_name
 from archiver.warc.export import export_wacz
 from archiver.warc.importer import import_files
 from archiver.warc.indexer import reindex
 from archiver.warc.verify import verify
-from tests.conftest import discover_posts, make_settings, post
+from tests.conftest import TEST_OVERRIDES, discover_posts, make_settings, post
 from tests.s3_server import S3Server
+from tests.test_import_hostile import child_env, crawl_of, stopped_in_its_insert
 from tests.test_warc_tools import PAGE, cli_env, first_response, replay
 
 
@@ -204,3 +205,37 @@ def test_a_running_writer_uploads_its_failed_file_once_the_storage_is_back(
         assert warc_names(archive.store.directory) == []
         assert set(failed) < {key.rsplit("/", 1)[1] for key in s3.keys(bucket)}
         assert verify(archive) == []
+
+
+def test_a_failed_import_keeps_the_object_another_machine_indexed(s3: S3Server,
+                                                                 tmp_path: Path) -> None:
+    """Two machines (each its own data folder and WARC folder, one database and bucket)
+    import one crawl at once: A moved it into its folder and waited for the database; B put
+    its copy in the bucket under the same name and committed.  A then failed on B's rows and,
+    undoing its import, deleted the object B's rows point at."""
+    database_url = f"sqlite:///{tmp_path / 'a' / 'archiver.sqlite3'}"
+    storage = s3.settings_for(s3.new_bucket())
+    bucket = storage["storage__url"].split("/")[2]
+    first_settings = make_settings(tmp_path / "a", database_url=database_url, **storage)
+    initialise(first_settings)
+    crawl = crawl_of(tmp_path)
+    placed = first_settings.warc_dir / "imported-crawl.warc.gz"
+    values = {**TEST_OVERRIDES, "data_dir": str(tmp_path / "a"), "database_url": database_url,
+              "log_level": "WARNING", **{name.replace("__", "."): value
+                                         for name, value in storage.items()}}
+    env = child_env({env_var_name(name): str(value).lower() if isinstance(value, bool)
+                     else str(value) for name, value in values.items()})
+    with stopped_in_its_insert(crawl, env, tmp_path / "a" / "archiver.sqlite3", placed) as first, \
+            open_archive(make_settings(tmp_path / "b", database_url=database_url,
+                                       **storage)) as second:
+        summary = import_files(second, [crawl])
+        assert summary.imported == [placed.name] and summary.records == 300
+    _out, err = first.communicate(timeout=60)
+    assert first.returncode == 5 and "Traceback" not in err and "INSERT" not in err, err
+    assert err.splitlines()[-1].startswith(  # one line, not the statement and 300 rows
+        "error: import failed, nothing was imported: another process indexed the same WARC "
+        "records meanwhile ("), err
+    assert f"archive/warcs/{placed.name}" in s3.keys(bucket)
+    with Archive.open(first_settings) as archive:
+        assert verify(archive) == []
+    assert f"keeping {placed.name}" in err, err

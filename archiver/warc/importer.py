@@ -8,7 +8,9 @@ segmented), so garbage is refused within its first bytes; then it is moved into 
 as ``imported-<original name>`` (never overwriting a file) and indexed.  A WACZ entry that
 would unpack to more than ``MAX_UNPACK_RATIO`` times its size in the zip is refused unread.  An
 import is all or nothing: when any input is bad, no file is left in the folder and no row in
-the index.
+the index.  The imports of one archive on one machine run one at a time (a lock file in the data
+folder): a second import of the same file waits, then finds it imported.  One that fails never
+removes a file another process has indexed meanwhile (an import on another machine).
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ import stat
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from archiver.archive import Archive
@@ -37,7 +42,13 @@ from archiver.net.content import GZIP_MAGIC
 from archiver.warc.reader import ScanError, ScannedRecord, scan_stream
 from archiver.warc.records import RecordError, RecordLocation, location_from_record
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: imports are not serialised
+    fcntl = None  # type: ignore[assignment]
+
 IMPORT_PREFIX = "imported-"
+LOCK_FILE = "import.lock"  # in the data folder: held by the import that runs
 ZIP_MAGIC = b"PK\x03\x04"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _BATCH = 500
@@ -335,6 +346,67 @@ def _new_locations(session: Session, archive: Archive,
     return fresh, len(locations)
 
 
+@contextmanager
+def _import_lock(path: Path) -> Iterator[None]:
+    """Hold the import lock ``path``, waiting (and saying so) while another import holds it.
+    Where it cannot be locked, the import runs unlocked, with a warning: an import that fails
+    then still keeps the files another one indexed meanwhile (``_undo_placing``)."""
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT
+                             | getattr(os, "O_CLOEXEC", 0), 0o644) if fcntl else None
+    except OSError as exc:
+        log.warning("import: cannot lock %s (%s); running without the lock", path, exc)
+        descriptor = None
+    if descriptor is None:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("import: waiting for another import (holding %s) to finish", path)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError as exc:  # a file system without locks
+            log.warning("import: cannot lock %s (%s); running without the lock", path, exc)
+        yield
+    finally:
+        os.close(descriptor)  # the lock goes with it
+
+
+def _referenced(archive: Archive, names: list[str]) -> set[str]:
+    """The names among ``names`` that committed index rows point at (another process indexed
+    them meanwhile); all of them when the index cannot be asked."""
+    if not names:
+        return set()
+    try:
+        with archive.db.session() as session:
+            return set(session.scalars(select(Capture.warc_file).distinct().where(
+                Capture.warc_file.in_(names))))
+    except SQLAlchemyError:
+        log.exception("import: cannot tell whether %s are indexed; keeping them", names)
+        return set(names)
+
+
+def _undo_placing(archive: Archive, placed: list[Path]) -> None:
+    """Remove the files an import placed, except those committed rows point at."""
+    kept = _referenced(archive, [target.name for target in placed])
+    for target in placed:
+        if target.name in kept:
+            log.warning("import: keeping %s: another process indexed it meanwhile",
+                        target.name)
+            continue
+        archive.store.unpublish(target)
+        target.unlink(missing_ok=True)
+
+
+def _failure(exc: Exception) -> StorageError:
+    """One line for an import that failed on something other than its input."""
+    reason = (str(getattr(exc, "orig", None) or exc) or type(exc).__name__).splitlines()[0]
+    if isinstance(exc, IntegrityError):
+        reason = f"another process indexed the same WARC records meanwhile ({reason})"
+    return StorageError(f"import failed, nothing was imported: {reason}")
+
+
 def import_files(archive: Archive, paths: list[Path]) -> ImportSummary:
     """Import WARC and WACZ files made by other tools; all of them or, on any error, none.
 
@@ -343,10 +415,16 @@ def import_files(archive: Archive, paths: list[Path]) -> ImportSummary:
     archive does not already track.  A file whose records are all indexed already is skipped;
     one whose bytes are already in the folder (same sha256) but not all indexed (an import
     killed before it committed, a file copied there by hand) has the missing records indexed
-    where it lies, without a second copy.
+    where it lies, without a second copy.  The imports of one data folder run one at a time.
     """
     folder = archive.store.directory
     folder.mkdir(parents=True, exist_ok=True)
+    with _import_lock(archive.settings.data_dir / LOCK_FILE):
+        return _import_locked(archive, paths, folder)
+
+
+def _import_locked(archive: Archive, paths: list[Path], folder: Path) -> ImportSummary:
+    """``import_files`` under the import lock."""
     staged: list[_Staged] = []
     try:
         for path in paths:
@@ -416,11 +494,9 @@ def import_files(archive: Archive, paths: list[Path]) -> ImportSummary:
                 summary.links += len(set(session.scalars(select(Link.url_key).where(
                     Link.url_key.in_(key_list[start:start + _BATCH])))))
     except BaseException as exc:
-        for target in placed:
-            archive.store.unpublish(target)
-            target.unlink(missing_ok=True)
+        _undo_placing(archive, placed)
         _discard(staged)
         if isinstance(exc, ArchiverError) or not isinstance(exc, Exception):
             raise
-        raise StorageError(f"import failed, nothing was imported: {exc}") from exc
+        raise _failure(exc) from exc
     return summary
