@@ -49,7 +49,11 @@ def free_port() -> int:
 
 @pytest.fixture
 def origin(site: Site) -> Site:
-    site.page("/article.html", "<html><body><p>Caf\u00e9 society, 2008</p></body></html>")
+    # A header in raw UTF-8, as many sites send a file name: kept as it came (werkzeug
+    # writes a header's text as Latin-1, so this is its Latin-1 reading).
+    named = 'inline; filename="Советская.html"'.encode().decode("latin-1")
+    site.page("/article.html", "<html><body><p>Caf\u00e9 society, 2008</p></body></html>",
+              headers={"Content-Disposition": named})
     site.page("/gzipped.txt", gzip.compress(b"compressed body " * 50),
               content_type="text/plain", headers={"Content-Encoding": "gzip"})
     site.route("/chunked.txt", lambda _r: Response(iter([b"first ", b"second"]),

@@ -24,6 +24,7 @@ from archiver.replay.lookup import fuzzy_url, parse_timestamp
 from archiver.replay.memento import http_date, link_header, parse_accept_datetime, timemap_link
 from archiver.replay.render import ArchivedResponse
 from archiver.urls import canonicalize
+from tests.conftest import RawSite, response
 from tests.test_capture import PNG, add_link
 from web import create_app
 
@@ -241,6 +242,33 @@ def test_resources_are_served_bare_and_readable_cross_origin(client: FlaskClient
     assert image.data == PNG  # not the banner page
     font = client.get(f"/web/{stamp}mp_/{site.url('/font.woff2')}")
     assert font.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_an_archived_redirect_to_a_raw_utf8_location_replays_to_its_target(
+        archive: Archive, client: FlaskClient) -> None:
+    """A site redirects with ``Location: /wiki/Советская`` in raw UTF-8: the capture follows
+    it as browsers do, to /wiki/%D0%A1..., and the archived 301 must lead there (its Location
+    was stored percent-encoded from its Latin-1 reading, another address)."""
+    def answer(_method: str, path: str) -> bytes:
+        if path == "/moved":
+            return response(b"301 Moved Permanently", f"Location: {CYRILLIC_ROUTE}\r\n".encode())
+        return response(b"200 OK", body=b"<p>target</p>")
+
+    site = RawSite(answer)
+    try:
+        url = site.url("/moved")
+        assert capture_link(archive, add_link(archive, url)) == "archived"
+    finally:
+        site.close()
+    stamp = client.get(f"/web/{url}").headers["Location"].split("/")[2]
+    moved = client.get(f"/web/{stamp}mp_/{url}")
+    assert moved.status_code == 301
+    assert moved.headers["Location"] == f"/web/{stamp}mp_/{site.url(CYRILLIC_PATH)}"
+    target = client.get(moved.headers["Location"])
+    if target.status_code == 302:  # to the exact timestamp of the target's capture
+        target = client.get(target.headers["Location"])
+    assert target.status_code == 200
+    assert target.data == b"<p>target</p>"
 
 
 def test_cached_memento_still_names_newer_captures(client: FlaskClient, archive: Archive,

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
+import resource
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from werkzeug.wrappers import Response
 
 from archiver.demo.fixtureweb import Site
+from archiver.errors import WriteError
 from archiver.net.client import HttpClient
+from archiver.warc.records import http_head
 from archiver.warc.store import WarcStore, open_record, warc_date
-from tests.conftest import make_settings
+from tests.conftest import RawSite, make_settings, response
 
 NAME = re.compile(r"^archive-\d{20}-\d{5}\.warc\.gz$")
 
@@ -22,6 +30,20 @@ def warcio_check(*paths: Path) -> subprocess.CompletedProcess[str]:
     """Run warcio's own checker (block and payload digests of every record)."""
     return subprocess.run([sys.executable, "-m", "warcio.cli", "check", "-v", *map(str, paths)],
                           capture_output=True, text=True, check=False)
+
+
+@contextmanager
+def writes_fail_past(limit: int) -> Iterator[None]:
+    """Writes of this process past ``limit`` bytes of a file fail with EFBIG, as on a full
+    disk (the signal that would kill the process is ignored meanwhile)."""
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limits[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, previous)
 
 
 def test_records_pass_warcio_check_and_read_back(tmp_path: Path, site: Site) -> None:
@@ -90,6 +112,19 @@ def test_files_roll_over_by_size(tmp_path: Path, site: Site) -> None:
     assert warcio_check(*(store.path_of(n) for n in store.files())).returncode == 0
 
 
+def test_a_new_file_whose_warcinfo_cannot_be_written_is_not_kept(tmp_path: Path,
+                                                                 site: Site) -> None:
+    site.page("/", os.urandom(2000), content_type="application/octet-stream")
+    exchange = HttpClient(make_settings(tmp_path)).fetch(site.url("/")).final
+    store = WarcStore(tmp_path / "warcs")
+    with writes_fail_past(200), pytest.raises(WriteError, match="File too large"):
+        store.write_exchange(exchange)
+    assert list(store.directory.iterdir()) == []  # neither an empty file nor its marker
+    location = store.write_exchange(exchange)
+    store.close()
+    assert warcio_check(store.path_of(location.warc_file)).returncode == 0
+
+
 def test_truncated_bodies_are_marked(tmp_path: Path, site: Site) -> None:
     site.page("/big", b"z" * 4000, content_type="text/plain")
     client = HttpClient(make_settings(tmp_path, fetch__max_body_bytes="1000"))
@@ -147,13 +182,29 @@ def test_incompressible_bodies_are_stored_and_read_back(tmp_path: Path, site: Si
         assert record.content_stream().read() == body
 
 
-def test_non_ascii_response_headers_are_percent_encoded(tmp_path: Path, site: Site) -> None:
-    site.route("/", lambda _r: Response(b"x", headers={"X-Title": "caf\u00e9"},
-                                        mimetype="text/plain"))
-    store = WarcStore(tmp_path / "warcs")
-    location = store.write_exchange(HttpClient(make_settings(tmp_path)).fetch(site.url("/")).final)
-    store.close()
+def test_non_ascii_response_headers_are_kept_as_they_came(tmp_path: Path) -> None:
+    """Raw UTF-8 and raw Latin-1 header bytes are stored as they came (not percent-encoded
+    from their Latin-1 reading, which stored another address), and read back as text."""
+    sent = ('Content-Disposition: inline; filename="Советская.txt"\r\n'.encode()
+            + b"X-Title: caf\xe9\r\n")
+    site = RawSite(lambda _method, _path: response(b"200 OK", sent, b"x"))
+    try:
+        store = WarcStore(tmp_path / "warcs")
+        location = store.write_exchange(
+            HttpClient(make_settings(tmp_path)).fetch(site.url("/")).final)
+        store.close()
+    finally:
+        site.close()
     assert warcio_check(store.path_of(store.files()[0])).returncode == 0
-    record = open_record(store.read_record_bytes(location.warc_file, location.offset,
-                                                 location.length))
-    assert record.http_headers.get_header("X-Title") == "caf%C3%A9"
+    stored = store.read_record_bytes(location.warc_file, location.offset, location.length)
+    assert sent in gzip.decompress(stored)
+    record = open_record(stored)
+    assert record.http_headers.get_header("Content-Disposition") == \
+        'inline; filename="Советская.txt"'
+    assert record.http_headers.get_header("X-Title") == "caf\u00e9"
+
+
+def test_a_head_beyond_latin1_is_written_as_utf8() -> None:
+    """Text no client read from the wire (beyond Latin-1) is written as UTF-8, line by line."""
+    head = http_head("HTTP/1.1", "200 OK", [("X-A", "caf\u00e9"), ("X-B", "\u0421")])
+    assert head == b"HTTP/1.1 200 OK\r\nX-A: caf\xe9\r\nX-B: \xd0\xa1\r\n\r\n"

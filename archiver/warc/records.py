@@ -142,16 +142,26 @@ _EMPTY_DIGEST = "sha1:" + base64.b32encode(hashlib.sha1(b"").digest()).decode("a
 
 
 def http_head(protocol: str, status_line: str, headers: list[tuple[str, str]]) -> bytes:
-    """An HTTP status line and headers, ending with the blank line, encoded as warcio does
-    (ASCII; a header that is not is percent-encoded per RFC 8187)."""
+    """An HTTP status line and headers, ending with the blank line, as their bytes came.
+
+    The client reads a head as Latin-1 (as http.client does), so encoding it as Latin-1 gives
+    back the bytes received: a raw UTF-8 ``Location`` stays the address it names, where
+    percent-encoding the Latin-1 reading (warcio's writer) stored another one. A line that
+    cannot have come so (beyond Latin-1) is written as UTF-8, which readers try first.
+    """
     first = " ".join(part for part in (protocol, status_line) if part)
-    text = first + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+    lines = [first, *(f"{k}: {v}" for k, v in headers), "", ""]
     try:
-        return text.encode("ascii")
+        return "\r\n".join(lines).encode("latin-1")
     except UnicodeEncodeError:
-        encoded: bytes = StatusAndHeaders(status_line, list(headers),
-                                          protocol=protocol).to_ascii_bytes()
-        return encoded
+        return b"\r\n".join(_latin1_or_utf8(line) for line in lines)
+
+
+def _latin1_or_utf8(line: str) -> bytes:
+    try:
+        return line.encode("latin-1")
+    except UnicodeEncodeError:
+        return line.encode("utf-8")
 
 
 def _incompressible(body: bytes) -> bool:
