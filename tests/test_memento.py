@@ -128,6 +128,36 @@ def test_rfc_7089_date_format() -> None:
     assert 'rel="first last memento"; datetime="Tue, 11 Sep 2001 20:35:00 GMT"' in text
 
 
+@pytest.mark.parametrize("when", ["Fri, 31 Dec 9999 23:59:59 -1200",
+                                  "Fri, 31 Dec 9999 23:00:00 -0100"])
+def test_accept_datetime_past_the_end_of_the_calendar_is_a_400(
+        quiet_app: Flask, history: str, when: str) -> None:
+    """A well-formed date whose GMT form lies past year 9999 (it was an OverflowError, 500)."""
+    with pytest.raises(ValueError):
+        parse_accept_datetime(when)
+    answer = quiet_app.test_client().get(f"/web/{history}", headers={"Accept-Datetime": when})
+    assert answer.status_code == 400
+
+
+@pytest.mark.parametrize("when", ["Tue, 11 Sep 2001 20:35:00 -0000", "Tue, 11 Sep 2001",
+                                  "Tue, 32 Sep 2001 20:35:00 GMT", "\x7f"])
+def test_malformed_accept_datetime_is_a_400(quiet_app: Flask, history: str,
+                                            when: str) -> None:
+    answer = quiet_app.test_client().get(f"/web/{history}", headers={"Accept-Datetime": when})
+    assert answer.status_code == 400
+
+
+def test_head_of_replay_answers_headers_without_a_body(client: FlaskClient,
+                                                       history: str) -> None:
+    gate = client.head(f"/web/{history}")
+    assert gate.status_code == 302 and gate.headers["Vary"] == "accept-datetime"
+    document = client.head(gate.headers["Location"].replace("/http", "mp_/http", 1))
+    assert document.status_code == 200 and document.data == b""
+    assert document.headers["Content-Length"] == str(len(b"<p>article</p>"))
+    assert document.headers["Content-Security-Policy"].startswith("sandbox;")
+    assert "Memento-Datetime" in document.headers
+
+
 def test_frame_banner(client: FlaskClient, history: str) -> None:
     html = client.get(f"/web/20120301090000/{history}").get_data(as_text=True)
     assert "Archived copy" in html and history in html

@@ -44,7 +44,10 @@ def parse_accept_datetime(text: str) -> datetime:
         raise ValueError(f"not an RFC 1123 date: {text!r}") from exc
     if parsed.tzinfo is None:
         raise ValueError("Accept-Datetime must be in GMT")
-    return parsed.astimezone(UTC).replace(tzinfo=None)
+    try:
+        return parsed.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError as exc:  # 31 Dec 9999 at -1200 is past the last date there is
+        raise ValueError(f"not a date that can be in GMT: {text!r}") from exc
 
 
 def as_uri(url: str) -> str:
