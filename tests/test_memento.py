@@ -183,6 +183,14 @@ def test_fuzzy_matching_of_tracking_and_cache_busting(client: FlaskClient, histo
     assert target.status_code == 200 and target.data == b"<p>article</p>"
 
 
+def test_a_very_long_address_is_not_archived(client: FlaskClient, history: str) -> None:
+    """A 60,000-character address (waitress takes request heads up to 256 KB): the fuzzy
+    lookup's LIKE pattern exceeded SQLite's 50,000-byte limit, a 500; it is "not archived"."""
+    long_url = history + "/" + "a" * 60_000
+    for path in (f"/web/{long_url}", f"/web/2012/{long_url}", f"/timemap/link/{long_url}"):
+        assert client.get(path).status_code == 404, path[:40]
+
+
 def test_fuzzy_matching_keeps_meaningful_parameters() -> None:
     assert fuzzy_url("https://v.org/watch?v=abc&utm_source=x") == "https://v.org/watch?v=abc"
     assert fuzzy_url("https://a.org/p?id=7&t=1700000000") == "https://a.org/p?id=7"

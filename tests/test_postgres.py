@@ -71,6 +71,7 @@ from tests.test_jobs import (  # noqa: F401
 )
 from tests.test_memento import (  # noqa: F401
     history,
+    test_a_very_long_address_is_not_archived,
     test_frame_banner,
     test_fuzzy_matching_of_tracking_and_cache_busting,
     test_timegate_honours_accept_datetime,

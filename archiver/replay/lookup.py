@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from archiver.clock import warc_timestamp
 from archiver.errors import StorageError
 from archiver.models import Capture
-from archiver.urls import resolve, url_key
+from archiver.urls import MAX_URL_LENGTH, resolve, url_key
 from archiver.warc.store import WarcStore, open_record
 
 REPLAY_PREFIX = "/web/"
@@ -66,7 +66,8 @@ def _replayable(key: str) -> Select[Any]:
 
 
 def resolve_key(session: Session, url: str) -> str | None:
-    """The index key holding ``url``'s captures: its own, or a fuzzy match's."""
+    """The index key holding ``url``'s captures: its own, or a fuzzy match's (none is looked
+    for when the address is longer than any link taken)."""
     key = url_key(url)
     if session.scalar(_replayable(key).limit(1)) is not None:
         return key
@@ -74,6 +75,8 @@ def resolve_key(session: Session, url: str) -> str | None:
     if wanted != key and session.scalar(_replayable(wanted).limit(1)) is not None:
         return wanted
     path_key = wanted.split("?", 1)[0]
+    if len(path_key) > MAX_URL_LENGTH:  # SQLite refuses a LIKE pattern over 50,000 bytes,
+        return None  # and no link that long is ever taken (imported ones still match exactly)
     rows = session.execute(
         select(Capture.url_key, Capture.url).where(
             Capture.url_key.startswith(path_key, autoescape=True),
