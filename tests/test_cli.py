@@ -145,6 +145,21 @@ def test_unwritable_outputs_are_one_clear_line(env: dict[str, str], tmp_path: Pa
     assert result.exit_code == 2 and "give a file name" in result.stderr, result.stderr
 
 
+def test_export_refuses_to_replace_the_secret_key(env: dict[str, str], tmp_path: Path) -> None:
+    """It refused the database and the WARC folder, but silently replaced the secret key
+    (every web session signed with it lost, the key now a readable CDXJ file)."""
+    assert invoke(env, "init")[0] == 0
+    key_file = tmp_path / "data" / "secret.key"
+    key = key_file.read_text()
+    for fmt in ("cdxj", "wacz"):
+        result = CliRunner().invoke(cli, ["export", "--format", fmt, "-o", str(key_file)],
+                                    env=env)
+        assert result.exit_code == 2, result.output
+        assert result.stderr == f"error: {key_file} is the archive's secret key: write the " \
+                                "export elsewhere\n"
+    assert key_file.read_text() == key
+
+
 def test_bad_config_is_an_error(env: dict[str, str]) -> None:
     code, _, err = invoke({**env, "ARCHIVER_FETCH__TIMEOUT": "forever"}, "init")
     assert code == 2 and "fetch.timeout" in err

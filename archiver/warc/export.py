@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from warcio.warcwriter import WARCWriter
 
-from archiver.archive import Archive
+from archiver.archive import SECRET_KEY_FILE, Archive
 from archiver.clock import utcnow, warc_timestamp
 from archiver.errors import ArchiverError, MissingFileError, StorageError
 from archiver.fingerprint import HTML_TYPES, TEXT_READ_BYTES
@@ -191,7 +191,8 @@ def check_output(out_path: Path, archive: Archive) -> None:
     """Refuse an output path that is not, or would not become, a regular file outside the
     WARC folder: export replaces what is there, and must not replace a device, pipe, folder
     or symbolic link (refused, not followed: give the file itself), nor put a file among the
-    archive's own WARC files (reindex would read it as one), nor replace its database."""
+    archive's own WARC files (reindex would read it as one), nor replace its database or its
+    secret key."""
     warc_dir = archive.store.directory
     try:
         mode: int | None = os.lstat(out_path).st_mode
@@ -211,6 +212,8 @@ def check_output(out_path: Path, archive: Archive) -> None:
     if database and resolved in {Path(database + suffix).resolve()
                                  for suffix in ("", "-wal", "-shm", "-journal")}:
         raise OutputError(f"{out_path} is the archive's database: write the export elsewhere")
+    if resolved == (archive.settings.data_dir / SECRET_KEY_FILE).resolve():
+        raise OutputError(f"{out_path} is the archive's secret key: write the export elsewhere")
 
 
 def check_files(store: WarcStore, captures: Iterable[Capture]) -> None:
