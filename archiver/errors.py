@@ -5,6 +5,8 @@ class ArchiverError(Exception):
     """Base of every error the archiver raises on purpose."""
 
     exit_code = 1
+    # Whether a log line about it carries its traceback (False: its message says it all).
+    log_traceback = True
 
 
 class ConfigError(ArchiverError):
@@ -29,6 +31,13 @@ class StorageError(ArchiverError):
     """A WARC file or record cannot be read or written."""
 
     exit_code = 5
+
+
+class WriteError(StorageError):
+    """A WARC file cannot be written (a full disk, a quota, an I/O error); the record was not
+    stored."""
+
+    log_traceback = False
 
 
 class MissingFileError(StorageError):

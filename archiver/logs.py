@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from archiver.errors import ArchiverError
+
 RUN_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("run_id", default=None)
 _STANDARD = set(vars(logging.makeLogRecord({})))
 
@@ -41,7 +43,9 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and key not in entry and key != "message":
                 entry[key] = value
         if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
+            error = _brief_error(record)
+            entry["error"] = error if error is not None else self.formatException(
+                record.exc_info)
         return json.dumps(entry, default=str)
 
 
@@ -53,8 +57,21 @@ class TextFormatter(logging.Formatter):
         tags = " ".join(f"{name}={value}" for name, value in (
             ("run", getattr(record, "run", None)), ("link", getattr(record, "link_id", None)))
             if value is not None)
+        error = _brief_error(record)
+        if error is not None:  # the message and the error on one line, no traceback
+            record = logging.makeLogRecord(
+                {**vars(record), "msg": f"{record.getMessage()}: {error}", "args": None,
+                 "exc_info": None, "exc_text": None})
         line = super().format(record)
         return f"{line} [{tags}]" if tags else line
+
+
+def _brief_error(record: logging.LogRecord) -> str | None:
+    """The text of the record's error when it is logged without its traceback, else None."""
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, ArchiverError) and not error.log_traceback:
+        return str(error)
+    return None
 
 
 def configure_logging(level: str, fmt: str) -> None:

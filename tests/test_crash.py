@@ -39,7 +39,7 @@ from archiver.warc.repair import QUARANTINE
 from archiver.warc.store import OPEN_SUFFIX
 from archiver.warc.verify import verify
 from tests.crash_worker import exchange
-from tests.test_warc import warcio_check
+from tests.test_warc import warcio_check, writes_fail_past
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 ROOT = WORKER.parent.parent
@@ -619,15 +619,11 @@ def test_a_failed_write_that_cannot_be_cut_back_is_left_to_the_repair(
             raise OSError(errno.EIO, "Input/output error")
 
         monkeypatch.setattr(os, "ftruncate", refuse)  # no real file system refuses on cue
-        previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        limits = resource.getrlimit(resource.RLIMIT_FSIZE)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (good_end + 5_000, limits[1]))
         try:
-            with pytest.raises(WriteError, match="left to the crash repair"):
+            with writes_fail_past(good_end + 5_000), \
+                    pytest.raises(WriteError, match="left to the crash repair"):
                 archive.store.write_exchange(exchange(1))
         finally:
-            resource.setrlimit(resource.RLIMIT_FSIZE, limits)
-            signal.signal(signal.SIGXFSZ, previous)
             monkeypatch.undo()
         assert torn.stat().st_size == good_end + 5_000  # the torn bytes, still marked
         assert (settings.warc_dir / (torn.name + OPEN_SUFFIX)).exists()

@@ -10,7 +10,9 @@ While a file is being written it has a ``<name>.open`` marker beside it naming i
 (pid, host name, boot ID), and the writer holds an exclusive ``flock`` on it; a clean close
 removes the marker.  A marker left behind means the writer died: before its first write, a
 store runs its ``prepare`` hook once, which the archive points at ``archiver.warc.repair`` to
-cut such a file's partial tail record.
+cut such a file's partial tail record.  A write that fails midway (a full disk) is cut back off
+at once, so a file closed as clean never holds part of a record; if even that fails, the file
+is left with its marker to that repair, and the next write begins a new file.
 
 Reading: a record is read back by (file, offset, length) alone; files are walked record by
 record to rebuild the index.
@@ -46,7 +48,7 @@ from warcio.warcwriter import WARCWriter
 
 from archiver import __version__
 from archiver.clock import utcnow
-from archiver.errors import MissingFileError, StorageError
+from archiver.errors import MissingFileError, StorageError, WriteError
 from archiver.net.client import Exchange
 from archiver.warc.reader import Limited, Readable, ScanError, scan_warc
 from archiver.warc.records import (
@@ -218,7 +220,7 @@ class WarcStore:
         self.prefix = prefix
         self.max_file_bytes = max_file_bytes
         self._lock = threading.Lock()
-        self._file: BinaryIO | None = None
+        self._file: BinaryIO | None = None  # unbuffered: no bytes of a failed write linger
         self._name: str | None = None
         self._serial = 0
         self._digests: dict[str, RecordLocation] = {}
@@ -258,7 +260,7 @@ class WarcStore:
             if not _create_marker(marker_path(path)):
                 continue
             try:
-                handle = open(path, "xb")  # noqa: SIM115 - kept open across writes
+                handle = open(path, "xb", buffering=0)  # noqa: SIM115 - kept open across writes
             except FileExistsError:
                 marker_path(path).unlink()
                 continue
@@ -276,14 +278,57 @@ class WarcStore:
             "isPartOf": self.prefix,
         }
         data, _ = _record_bytes(lambda w: w.create_warcinfo_record(name, info))
-        self._append(data)
+        try:
+            self._append(data)
+        except WriteError:
+            if self._file is not None:  # cut back to nothing: better no file at all
+                self._let_go()
+                handle.close()
+                path.unlink(missing_ok=True)
+                marker_path(path).unlink(missing_ok=True)
+            raise
 
     def _append(self, data: bytes) -> int:
-        assert self._file is not None
-        offset = self._file.seek(0, os.SEEK_END)
-        self._file.write(data)
-        self._file.flush()
+        """Write ``data`` at the end of the current file; return where it begins.  A write
+        that fails midway is cut back off (WriteError): no part of a record stays behind."""
+        assert self._file is not None and self._name is not None
+        descriptor, name = self._file.fileno(), self._name
+        offset = os.lseek(descriptor, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(descriptor, view):]
+        except OSError as exc:
+            if self._cut_back(offset):
+                raise WriteError(f"cannot write to {name}: {exc}") from exc
+            raise WriteError(f"cannot write to {name}: {exc}; it is left to the crash repair "
+                             "and the next write begins a new file") from exc
         return offset
+
+    def _cut_back(self, offset: int) -> bool:
+        """Cut the current file back to ``offset`` (where a failed write began), durably;
+        if that fails too, give the file up with its marker, so the crash repair cuts it (this
+        store's own before its next file), and return False."""
+        assert self._file is not None
+        try:
+            os.ftruncate(self._file.fileno(), offset)
+            os.fsync(self._file.fileno())
+        except OSError:
+            log.warning("cannot cut a failed write off %s", self._name, exc_info=True)
+            handle, _path = self._let_go()
+            handle.close()  # releases the flock: the repair may take the file
+            self._prepared = False
+            return False
+        return True
+
+    def _let_go(self) -> tuple[BinaryIO, Path]:
+        """Stop writing the current file (left as it is); its handle and path."""
+        assert self._file is not None and self._name is not None
+        handle, path = self._file, self.directory / self._name
+        self._file = self._name = None
+        with _WRITING_LOCK:
+            _WRITING.discard(path.resolve())
+        return handle, path
 
     def sync(self) -> None:
         """Make every record written so far durable (fsync); call before committing their
@@ -309,7 +354,8 @@ class WarcStore:
                                                                digest)
         request_bytes = _request_member(exchange, shared, response_id)
         with self._lock:
-            if self._file is None or self._file.tell() >= self.max_file_bytes:
+            if self._file is None or os.fstat(self._file.fileno()).st_size >= \
+                    self.max_file_bytes:
                 self._close_current()
                 self._open_new_file()
             assert self._name is not None
