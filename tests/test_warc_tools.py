@@ -204,6 +204,35 @@ def test_verify_reports_a_missing_file(filled: Archive) -> None:
     assert problems and all("missing" in p.message for p in problems)
 
 
+def index_rows(archive: Archive) -> list[tuple[str, str, int, str]]:
+    """(URL, WARC file, offset, record ID) of every index row."""
+    with archive.db.session() as session:
+        return sorted((c.url, c.warc_file, c.offset, c.record_id)
+                      for c in session.scalars(select(Capture)))
+
+
+def test_reindex_keeps_the_whole_records_after_damage_in_the_middle_of_a_file(
+        filled: Archive, refs: Site) -> None:
+    """A few flipped bytes inside one record (a bad sector, a bad copy): reindex names the
+    damage and exits 5, but reads on at the next whole record, so every other capture stays
+    in the index and in replay."""
+    damaged = first_response(filled, refs.url("/article.html"))
+    path = filled.store.path_of(damaged.warc_file)
+    data = bytearray(path.read_bytes())
+    for at in range(damaged.offset + damaged.length // 2, damaged.offset + damaged.length // 2
+                    + 30):
+        data[at] ^= 0x55
+    path.write_bytes(bytes(data))
+    assert {p.offset for p in verify(filled)} == {damaged.offset}  # only the damaged record
+    before = index_rows(filled)
+    code, _, err = invoke(filled, "reindex")
+    assert code == StorageError.exit_code and "Traceback" not in err, err
+    assert f"{damaged.warc_file}: not readable as WARC from byte {damaged.offset}" in err, err
+    assert index_rows(filled) == [row for row in before if row[2] != damaged.offset]
+    assert replay(filled, refs.url("/other.html"))[0] == 200
+    assert replay(filled, refs.url("/pixel.png"))[1] == PNG
+
+
 # -- import: wget ---------------------------------------------------------------------------
 
 def wget_warc(url: str, workdir: Path, compress: bool = True) -> Path:

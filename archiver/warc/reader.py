@@ -18,12 +18,13 @@ import base64
 import binascii
 import hashlib
 import io
+import os
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from warcio.statusandheaders import (
     StatusAndHeaders,
@@ -36,6 +37,8 @@ from archiver.net.content import GZIP_MAGIC
 
 RECORD_TRAILER = b"\r\n\r\n"
 CHUNK = 1 << 16
+GZIP_MEMBER_START = b"\x1f\x8b\x08"  # gzip magic and the deflate method
+_SEARCH_CHUNK = 1 << 20  # bytes searched at a time for the start of a whole gzip member
 _MAX_LINE = 1 << 16
 _MAX_HEADER_BYTES = 1 << 20  # of a record's WARC headers, and of the HTTP head in its block
 _MAX_CHUNK_SIZE_LINE = 64  # as warcio reads a chunk-size line
@@ -257,10 +260,11 @@ class GzipMember(io.RawIOBase):
         return self._inflater.unused_data
 
 
-def iter_gzip_members(handle: Readable) -> Iterator[tuple[int, GzipMember]]:
-    """(offset, member) of each gzip member of a file, in order.  Whatever of a member is left
-    unread is read (and decompressed) before the next one starts."""
-    offset = 0
+def iter_gzip_members(handle: Readable, start: int = 0) -> Iterator[tuple[int, GzipMember]]:
+    """(offset, member) of each gzip member of a file read from byte ``start`` (where the
+    handle stands), in order.  Whatever of a member is left unread is read (and decompressed)
+    before the next one starts."""
+    offset = start
     pending = b""
     while True:
         if not pending:
@@ -271,6 +275,47 @@ def iter_gzip_members(handle: Readable) -> Iterator[tuple[int, GzipMember]]:
         yield offset, member
         offset += member.finish()
         pending = member.rest
+
+
+def member_record_id(member: GzipMember) -> str | None:
+    """WARC-Record-ID of the one whole record a gzip member holds ('' if it is empty; None if
+    it is not one whole record)."""
+    try:
+        record = read_record(member.stream, check=False)
+        if record is not None and member.stream.read(1):
+            return None
+    except StorageError:
+        return None
+    return "" if record is None else (record.header("WARC-Record-ID") or "")
+
+
+def whole_member_at(handle: BinaryIO, offset: int) -> tuple[int, str] | None:
+    """(length, record ID) of a whole gzip member holding one whole record at ``offset``."""
+    handle.seek(offset)
+    try:
+        for _start, member in iter_gzip_members(handle):
+            record_id = member_record_id(member)
+            return None if record_id is None else (member.finish(), record_id)
+    except StorageError:
+        return None
+    return None
+
+
+def next_whole_member(handle: BinaryIO, after: int) -> int | None:
+    """Where the first whole gzip member holding one whole record begins after byte ``after``
+    (whole records after damage); None when none does."""
+    size = os.fstat(handle.fileno()).st_size
+    position = after + 1
+    while position < size:
+        handle.seek(position)
+        chunk = handle.read(_SEARCH_CHUNK + len(GZIP_MEMBER_START) - 1)
+        found = chunk.find(GZIP_MEMBER_START)
+        while 0 <= found < _SEARCH_CHUNK:
+            if whole_member_at(handle, position + found) is not None:
+                return position + found
+            found = chunk.find(GZIP_MEMBER_START, found + 1)
+        position += _SEARCH_CHUNK
+    return None
 
 
 # -- digests --------------------------------------------------------------------------------
@@ -516,19 +561,19 @@ def read_record(stream: LineReadable, *, check: bool = True) -> ParsedRecord | N
 
 
 def scan_warc(path: Path, *, unchecked: frozenset[int] = frozenset(),
-              check: bool = True) -> Iterator[ScannedRecord]:
-    """Every record of a WARC file with its place; ScanError at the first unreadable byte.
-    The digests of the records at the offsets in ``unchecked`` (of every record, without
-    ``check``) are not computed.
+              check: bool = True, start: int = 0) -> Iterator[ScannedRecord]:
+    """Every record of a WARC file (from byte ``start`` on) with its place; ScanError at the
+    first unreadable byte.  The digests of the records at the offsets in ``unchecked`` (of
+    every record, without ``check``) are not computed.
 
     A gzipped file must hold one record per gzip member; an uncompressed file is read record
     by record.
     """
     with open(path, "rb") as handle:
         gzipped = handle.read(2) == GZIP_MAGIC
-        handle.seek(0)
+        handle.seek(start)
         if gzipped:
-            yield from _scan_gzipped(handle, unchecked, check)
+            yield from _scan_gzipped(handle, unchecked, check, start)
             return
         while True:
             start = handle.tell()
@@ -559,9 +604,18 @@ def scan_stream(source: Readable) -> Iterator[ScannedRecord]:
         yield ScannedRecord(start, reader.consumed - start, record)
 
 
+def resume_point(path: Path, damage: int) -> int | None:
+    """Where whole records begin again after unreadable bytes at ``damage`` in a gzipped
+    WARC file; None when none follow, or the file is not gzipped (nothing to resync to)."""
+    with open(path, "rb") as handle:
+        if handle.read(2) != GZIP_MAGIC:
+            return None
+        return next_whole_member(handle, damage)
+
+
 def _scan_gzipped(handle: Readable, unchecked: frozenset[int],
-                  check: bool) -> Iterator[ScannedRecord]:
-    for start, member in iter_gzip_members(handle):
+                  check: bool, first: int = 0) -> Iterator[ScannedRecord]:
+    for start, member in iter_gzip_members(handle, first):
         try:
             record = read_record(member.stream, check=check and start not in unchecked)
             more = member.stream.read(1)

@@ -38,7 +38,12 @@ from archiver.clock import utcnow
 from archiver.db import Database
 from archiver.errors import StorageError
 from archiver.models import Capture
-from archiver.warc.reader import GzipMember, iter_gzip_members, read_record
+from archiver.warc.reader import (
+    iter_gzip_members,
+    member_record_id,
+    next_whole_member,
+    whole_member_at,
+)
 from archiver.warc.store import (
     OPEN_SUFFIX,
     WarcStore,
@@ -50,7 +55,6 @@ from archiver.warc.store import (
 log = logging.getLogger(__name__)
 QUARANTINE = "quarantine"
 UNSURE_MARKER_AGE = 60.0  # seconds a marker that only the lock vouches for must have existed
-GZIP_MEMBER_START = b"\x1f\x8b\x08"  # gzip magic and the deflate method
 _CHUNK = 1 << 20
 
 
@@ -190,35 +194,11 @@ def _rows_of(db: Database | None, name: str) -> list[_Row]:
             .where(Capture.warc_file == name).order_by(Capture.offset)).all()]
 
 
-def _member_record(member: GzipMember) -> str | None:
-    """WARC-Record-ID of the one whole record a gzip member holds ('' if it is empty; None if
-    it is not one whole record)."""
-    try:
-        record = read_record(member.stream, check=False)
-        if record is not None and member.stream.read(1):
-            return None
-    except StorageError:
-        return None
-    return "" if record is None else (record.header("WARC-Record-ID") or "")
-
-
-def _member_at(handle: BinaryIO, offset: int) -> tuple[int, str] | None:
-    """(length, record ID) of a whole gzip member holding one whole record at ``offset``."""
-    handle.seek(offset)
-    try:
-        for _start, member in iter_gzip_members(handle):
-            record_id = _member_record(member)
-            return None if record_id is None else (member.finish(), record_id)
-    except StorageError:
-        return None
-    return None
-
-
 def _trusted_start(handle: BinaryIO, rows: list[_Row]) -> int:
     """Where reading may start: the last indexed record, if it is whole and the row's."""
     if rows:
         last = rows[-1]
-        if _member_at(handle, last.offset) == (last.length, last.record_id):
+        if whole_member_at(handle, last.offset) == (last.length, last.record_id):
             return last.offset
     return 0
 
@@ -230,7 +210,7 @@ def _whole_end(handle: BinaryIO, start: int) -> tuple[int, dict[int, tuple[int, 
     members: dict[int, tuple[int, str]] = {}
     try:
         for offset, member in iter_gzip_members(handle):
-            record_id = _member_record(member)
+            record_id = member_record_id(member)
             if record_id is None:
                 break
             length = member.finish()
@@ -239,21 +219,6 @@ def _whole_end(handle: BinaryIO, start: int) -> tuple[int, dict[int, tuple[int, 
     except StorageError:
         pass  # a member cut short or corrupt: the end is the last whole one before it
     return end, members
-
-
-def _whole_record_after(handle: BinaryIO, end: int, size: int) -> bool:
-    """Whether a whole record starts anywhere after ``end`` (then it is not a crash tail)."""
-    position = end + 1
-    while position < size:
-        handle.seek(position)
-        chunk = handle.read(_CHUNK + len(GZIP_MEMBER_START) - 1)
-        found = chunk.find(GZIP_MEMBER_START)
-        while 0 <= found < _CHUNK:
-            if _member_at(handle, position + found) is not None:
-                return True
-            found = chunk.find(GZIP_MEMBER_START, found + 1)
-        position += _CHUNK
-    return False
 
 
 def _quarantine(store: WarcStore, path: Path, handle: BinaryIO, end: int) -> Path:
@@ -279,7 +244,7 @@ def _cut_partial_tail(store: WarcStore, db: Database | None, path: Path,
     end, members = _whole_end(handle, start)
     notes: list[str] = []
     if end < size:
-        if _whole_record_after(handle, end, size):
+        if next_whole_member(handle, end) is not None:
             return [f"{path.name}: unreadable from byte {end}, but whole records follow: damage "
                     "inside the file, not a crash tail; nothing cut (run `archiver verify`)"]
         if size == 0:

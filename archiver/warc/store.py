@@ -50,7 +50,7 @@ from archiver import __version__
 from archiver.clock import utcnow
 from archiver.errors import MissingFileError, StorageError, WriteError
 from archiver.net.client import Exchange
-from archiver.warc.reader import Limited, Readable, ScanError, scan_warc
+from archiver.warc.reader import Limited, Readable, ScanError, resume_point, scan_warc
 from archiver.warc.records import (
     GZIP_LEVEL,
     REQUEST_TYPE,
@@ -554,29 +554,45 @@ class WarcStore:
 
         A file that is not readable as WARC raises StorageError naming it and the byte where
         reading stopped (a partial tail included).  A record the index cannot keep (no valid
-        WARC-Date...) raises StorageError naming it too; with ``skipped``, it is described
-        there instead and the records after it are read.
+        WARC-Date...) raises StorageError naming it too.  With ``skipped``, both are described
+        there instead and reading goes on: after the record, or, past unreadable bytes of a
+        gzipped file, at the next whole record (StorageError when none follows).
         """
         with self.local_copy(warc_file) as path:
+            start = 0
+            while True:
+                try:
+                    yield from self._locations_from(path, warc_file, start, skipped)
+                    return
+                except ScanError as exc:
+                    reason = exc.reason[:120].encode("ascii", "backslashreplace").decode()
+                    problem = f"{warc_file}: not readable as WARC from byte {exc.offset} ({reason})"
+                    resume = None if skipped is None else resume_point(path, exc.offset)
+                    if skipped is None or resume is None:
+                        raise StorageError(f"{problem}; `archiver verify` lists what is "
+                                           "wrong") from exc
+                    skipped.append(f"{problem}; read on from byte {resume}, where whole records "
+                                   "begin again")
+                    start = resume
+                except OSError as exc:
+                    raise StorageError(f"{warc_file}: cannot read it: {exc}") from exc
+
+    @staticmethod
+    def _locations_from(path: Path, warc_file: str, start: int,
+                        skipped: list[str] | None) -> Iterator[RecordLocation]:
+        """Index facts of the records of a file from byte ``start`` on (see iter_locations)."""
+        for scanned in scan_warc(path, check=False, start=start):
             try:
-                for scanned in scan_warc(path, check=False):
-                    try:
-                        location = location_from_record(scanned.record, warc_file,
-                                                        scanned.offset, scanned.length)
-                    except RecordError as exc:
-                        problem = f"{warc_file}@{scanned.offset}: {exc}"
-                        if skipped is None:
-                            raise StorageError(problem) from exc
-                        skipped.append(problem)
-                        continue
-                    if location is not None:
-                        yield location
-            except ScanError as exc:
-                reason = exc.reason[:120].encode("ascii", "backslashreplace").decode()
-                raise StorageError(f"{warc_file}: not readable as WARC from byte {exc.offset} "
-                                   f"({reason}); `archiver verify` lists what is wrong") from exc
-            except OSError as exc:
-                raise StorageError(f"{warc_file}: cannot read it: {exc}") from exc
+                location = location_from_record(scanned.record, warc_file,
+                                                scanned.offset, scanned.length)
+            except RecordError as exc:
+                problem = f"{warc_file}@{scanned.offset}: {exc}"
+                if skipped is None:
+                    raise StorageError(problem) from exc
+                skipped.append(problem)
+                continue
+            if location is not None:
+                yield location
 
 
 class _ReadErrors:
