@@ -103,6 +103,19 @@ def test_garbage_is_refused_within_its_first_bytes(archive: Archive, tmp_path: P
     assert snapshot(archive) == before
 
 
+def test_an_input_that_is_not_a_file_is_named_for_what_it_is(archive: Archive,
+                                                             tmp_path: Path) -> None:
+    """A folder and /dev/null were each refused as "no such file"."""
+    crawl = tmp_path / "crawl"
+    crawl.mkdir()
+    cases = {crawl: "is a folder: give the WARC or WACZ files in it",
+             Path("/dev/null"): "is not a regular file (a device, pipe or socket)",
+             tmp_path / "absent.warc": "no such file"}
+    for given, said in cases.items():
+        code, _, err = invoke(archive, "import", str(given))
+        assert code == StorageError.exit_code and err.startswith(f"error: {given}: {said}"), err
+
+
 # -- 2. bytes already in the folder, records not indexed -------------------------------------
 
 @pytest.mark.parametrize("name", ["imported-site.warc.gz", "copied-by-hand.warc.gz"])

@@ -270,10 +270,23 @@ def _stage_wacz(path: Path, folder: Path) -> list[_Staged]:
     return staged
 
 
+def _not_a_file(path: Path) -> str:
+    """What ``path`` is, said for an input that is not a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror or exc}"
+    if stat.S_ISDIR(mode):
+        return "is a folder: give the WARC or WACZ files in it"
+    return "is not a regular file (a device, pipe or socket): give a WARC or WACZ file"
+
+
 def _stage(path: Path, folder: Path) -> list[_Staged]:
     """Stage one input: a WARC file, or the WARCs of a WACZ."""
     if not path.is_file():
-        raise StorageError(f"{path}: no such file")
+        raise StorageError(f"{path}: {_not_a_file(path)}")
     with open(path, "rb") as handle:
         head = handle.read(4)
     if head == ZIP_MAGIC:
