@@ -31,6 +31,7 @@ from archiver.archive import Archive
 from archiver.capture import CaptureOutcome, CaptureResult, KnownSketch, index_new_locations
 from archiver.check import SUCCESS, VALIDATORS, CheckOutcome, check_url
 from archiver.clock import utcnow
+from archiver.errors import WriteError
 from archiver.fingerprint import is_current, similarity
 from archiver.health import apply_verdict, with_jitter
 from archiver.logs import RUN_ID
@@ -486,12 +487,30 @@ def _work_through(archive: Archive, kind: WorkKind, ids: list[int], summary: Run
 
 def capture_all(archive: Archive, due: list[DueLink],
                 count: Callable[[str | None], None]) -> None:
-    """Capture ``due`` with ``fetch.concurrency`` threads, counting each outcome."""
+    """Capture ``due`` with ``fetch.concurrency`` threads, counting each outcome.
+
+    Once a WARC record cannot be written (a full disk), the links not begun are left (counted
+    ``stopped``, given back to the next run) instead of each being fetched only to fail.
+    """
+    unwritable = threading.Event()
+
+    def capture(run_archive: Archive, link_id: int, due: DueLink) -> str | None:
+        if unwritable.is_set():
+            return "stopped"
+        try:
+            return capture_link(run_archive, link_id, due)
+        except WriteError:
+            if not unwritable.is_set():
+                unwritable.set()
+                log.error("the WARC store cannot be written: the links not begun are left "
+                          "for the next run")
+            raise
+
     with ThreadPoolExecutor(max_workers=archive.settings["fetch.concurrency"],
                             thread_name_prefix="capture") as pool:
         # The pool takes jobs in order, so hosts take turns.
         jobs = [pool.submit(contextvars.copy_context().run, _safely,
-                            partial(capture_link, due=link), archive, link.id)
+                            partial(capture, due=link), archive, link.id)
                 for link in interleave_by_host(due)]
         for job in jobs:
             count(job.result())

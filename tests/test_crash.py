@@ -535,8 +535,9 @@ def site_hits(site: Site, prefix: str) -> int:
 def test_a_write_that_fails_midway_leaves_no_torn_record_in_a_file_closed_as_clean(
         tmp_path: Path) -> None:
     """The disk fills mid-record: the failed write is cut back off (a file closed as clean,
-    marker removed, is never looked at by the repair again); each failed capture is one log
-    line, the run exits non-zero, and what was stored stays."""
+    marker removed, is never looked at by the repair again); the failed capture is one log
+    line, the links not begun are left for the next run (not each fetched only to fail), the
+    run exits non-zero, and what was stored stays."""
     config, settings = write_config(tmp_path, **FULL_DISK)
     with Site("full") as site, Archive.open(settings) as archive:
         urls = big_pages(site, 4, 400_000)
@@ -548,7 +549,10 @@ def test_a_write_that_fails_midway_leaves_no_torn_record_in_a_file_closed_as_cle
         assert failed.returncode != 0, failed.stderr
         assert "Traceback" not in failed.stderr, failed.stderr
         errors = [line for line in failed.stderr.splitlines() if " ERROR " in line]
-        assert len(errors) == 2 and all("File too large" in line for line in errors), errors
+        assert len(errors) == 2, errors
+        assert "link 3: cannot write" in errors[1] and "File too large" in errors[1], errors
+        assert "the links not begun are left for the next run" in errors[0], errors
+        assert site_hits(site, "/big/") == 3  # the fourth page was not fetched
         stored = capture_rows(archive)
         kept = {url for url, _, _ in stored}
         assert len(kept) == 2
