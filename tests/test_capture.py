@@ -34,6 +34,8 @@ from tests.test_warc import warcio_check
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
                     "0000000d49444154789c63f8cfc0f01f0005000201e0a7d5b50000000049454e44ae426082")
 WOFF2 = b"wOF2" + bytes(60)
+GIF = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c000000000100"
+                    "01000002024401003b")
 
 
 def add_link(archive: Archive, url: str) -> int:
@@ -457,3 +459,72 @@ def test_a_run_says_when_what_it_archived_was_an_error_page(archive: Archive,
     with archive.db.session() as session:
         gone = session.get(Link, gone_id)
         assert gone is not None and gone.last_capture_outcome == "archived"
+
+
+# ------------------------------------------------------------------------------------------
+# The reader opens the archived copy: what the page loads is answered from the archive.
+
+
+@pytest.fixture
+def cdn() -> Iterator[Site]:
+    """A second host (another port on loopback: another origin, its own robots.txt)."""
+    with Site("cdn") as running:
+        yield running
+
+
+def capture(archive: Archive, url: str) -> str | None:
+    """Capture ``url`` as a new link, the way a run does; the outcome."""
+    return capture_link(archive, add_link(archive, url))
+
+
+def stamp_of(client: FlaskClient, url: str) -> str:
+    """The timestamp of the latest capture of ``url``, as the replay frame redirects to it."""
+    frame = client.get(f"/web/{url}")
+    assert frame.status_code == 302, frame.status_code
+    return frame.headers["Location"].split("/")[2]
+
+
+def replayed_page(client: FlaskClient, url: str) -> tuple[str, str]:
+    """(timestamp, the archived document as the reader's frame loads it)."""
+    stamp = stamp_of(client, url)
+    page = client.get(f"/web/{stamp}mp_/{url}")
+    assert page.status_code == 200
+    return stamp, page.get_data(as_text=True)
+
+
+def served(client: FlaskClient, stamp: str, url: str) -> tuple[int, bytes]:
+    """What the archive answers the reader's browser for a requisite (redirects followed as
+    the browser follows them)."""
+    got = client.get(f"/web/{stamp}mp_/{url}", follow_redirects=True,
+                     headers={"Sec-Fetch-Dest": "image"})
+    return got.status_code, got.data
+
+
+def test_lazy_loaded_images_are_captured_and_point_into_the_archive(
+        tmp_path: Path, site: Site) -> None:
+    """``<img src=placeholder data-src=real data-srcset=...>`` is how most blogs (WordPress
+    lazy-load plugins, lazysizes, Medium) ship their images: a script swaps ``data-src`` in as
+    the page scrolls. With ``web.replay_scripts`` on, the archived page runs that script, so
+    the real images must be in the archive and ``data-src`` must name them there."""
+    settings = make_settings(tmp_path / "data", web__replay_scripts=True)
+    initialise(settings)
+    site.page("/placeholder.gif", GIF, content_type="image/gif")
+    site.page("/real.png", PNG + b"real", content_type="image/png")
+    site.page("/real-2x.png", PNG + b"real2x", content_type="image/png")
+    site.page("/also.png", PNG + b"also", content_type="image/png")
+    site.page("/lazy", '<html><body><script src="/lazysizes.js"></script>'
+              '<img class="lazyload" src="/placeholder.gif" data-src="/real.png" '
+              'data-srcset="/real-2x.png 2x"><img data-lazy-src="/also.png" '
+              'src="/placeholder.gif"></body></html>')
+    site.page("/lazysizes.js", "/* swaps data-src in */", content_type="text/javascript")
+    with Archive.open(settings) as archive:
+        from web import create_app
+
+        client = create_app(settings, archive).test_client()
+        assert capture(archive, site.url("/lazy")) == "archived"
+        stamp, html = replayed_page(client, site.url("/lazy"))
+        for path in ("/real.png", "/real-2x.png", "/also.png"):
+            assert f"/web/{stamp}mp_/{site.url(path)}" in html, (path, html)
+            status, data = served(client, stamp, site.url(path))
+            assert status == 200 and data.startswith(PNG), path
+

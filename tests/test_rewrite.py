@@ -14,6 +14,7 @@ from archiver.replay.rewrite import (
     _resolve,
     _rewrite_css,
     _rewrite_html,
+    embedded_urls_html,
     rewrite_css,
     rewrite_html,
 )
@@ -216,6 +217,23 @@ def test_srcset() -> None:
         f" type=image/webp></picture>"
         f'<img srcset="{MP}http://ex.com/dir/x.png,y.png">'
     )
+
+
+def test_lazy_loading_attributes_are_resources() -> None:
+    """Lazy-loading scripts swap data-src/data-srcset/data-lazy-src in for src as the reader
+    scrolls: they are images the page shows, data-srcset read as a srcset."""
+    doc = ('<img src=ph.gif data-src=a.png data-srcset="b.png 2x, c.png 3x">'
+           '<picture><source data-srcset="d.webp 1x"><img data-lazy-src="/e.png"></picture>'
+           '<div data-src="not-an-image.html"></div>')
+    assert html(doc) == (
+        f'<img src={MP}http://ex.com/dir/ph.gif data-src={MP}http://ex.com/dir/a.png '
+        f'data-srcset="{MP}http://ex.com/dir/b.png 2x, {MP}http://ex.com/dir/c.png 3x">'
+        f'<picture><source data-srcset="{MP}http://ex.com/dir/d.webp 1x">'
+        f'<img data-lazy-src="{MP}http://ex.com/e.png"></picture>'
+        '<div data-src="not-an-image.html"></div>')
+    assert embedded_urls_html(doc, "http://ex.com/dir/page") == [
+        "http://ex.com/dir/ph.gif", "http://ex.com/dir/a.png", "http://ex.com/dir/b.png",
+        "http://ex.com/dir/c.png", "http://ex.com/dir/d.webp", "http://ex.com/e.png"]
 
 
 def test_srcset_descriptor_parentheses() -> None:

@@ -143,6 +143,7 @@ _RAW_TEXT_END = {
     for name in ("script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes")
 }
 
+_LAZY_ATTRS = {"data-src": EMBED, "data-srcset": EMBED, "data-lazy-src": EMBED}
 _ATTR_MODIFIERS: dict[str, dict[str, str]] = {
     "a": {"href": NAV, "xlink:href": NAV},
     "area": {"href": NAV},
@@ -155,8 +156,10 @@ _ATTR_MODIFIERS: dict[str, dict[str, str]] = {
     "ins": {"cite": NAV},
     "meta": {"content": NAV},
     "base": {"href": EMBED},
-    "img": {"src": EMBED, "srcset": EMBED},
-    "source": {"src": EMBED, "srcset": EMBED},
+    # data-src and friends: lazy-loading scripts (lazysizes, WordPress plugins) swap them in
+    # for the placeholder in src as the page scrolls; they are what the reader sees.
+    "img": {"src": EMBED, "srcset": EMBED, **_LAZY_ATTRS},
+    "source": {"src": EMBED, "srcset": EMBED, **_LAZY_ATTRS},
     "link": {"href": EMBED, "imagesrcset": EMBED},
     "script": {"src": EMBED, "href": EMBED, "xlink:href": EMBED},
     "iframe": {"src": EMBED},
@@ -181,7 +184,7 @@ _LINK_RESOURCE_RELS = frozenset({
     "preload", "modulepreload", "prefetch", "manifest", "image_src",
 })
 _LINK_PAGE_MODIFIERS = {"href": NAV, "imagesrcset": EMBED}
-_SRCSET_ATTRS = frozenset({"srcset", "imagesrcset"})
+_SRCSET_ATTRS = frozenset({"srcset", "imagesrcset", "data-srcset"})
 # tag -> (attribute, other attribute, value that other one must have for the first to be a URL)
 _GATED_ATTRS = {
     "meta": ("content", "http-equiv", "refresh"),
