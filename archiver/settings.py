@@ -131,6 +131,19 @@ def networks(value: Any) -> None:
             ipaddress.ip_network(part.strip(), strict=False)
 
 
+def http_url(value: Any) -> None:
+    """Validator: empty, or an absolute http(s) URL with a host.  The value is not repeated in
+    the error: a webhook URL often carries its token."""
+    from urllib.parse import urlsplit
+
+    text = str(value).strip()
+    if text:
+        parts = urlsplit(text)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be empty or an http(s) URL such as "
+                             "https://hooks.example.org/dead-links")
+
+
 def storage_url(value: Any) -> None:
     """Validator: empty (the local WARC folder) or an ``s3://bucket/prefix`` URL."""
     if value:
@@ -369,7 +382,7 @@ REGISTRY: tuple[Setting, ...] = (
        low=1, high=10000),
     _s("notify.webhook_url", "str", "",
        "URL that receives a JSON POST listing links that became dead. Empty: no webhook.",
-       secret=True),
+       secret=True, validate=http_url),
     _s("notify.smtp_host", "str", "", "SMTP server for the dead-link e-mail digest. Empty: "
        "no e-mail."),
     _s("notify.smtp_port", "int", 25, "SMTP port.", low=1, high=65535),

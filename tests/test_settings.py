@@ -202,6 +202,13 @@ BAD_FILES = [
     ("[web]\nport = -5", "web.port", "an integer from 1 to 65535"),
     ("[web]\nworkers = 0", "web.workers", f"an integer from 1 to {MAX_WEB_WORKERS}"),
     ("[notify]\nsmtp_port = 65536", "notify.smtp_port", "an integer from 1 to 65535"),
+    # A webhook URL without a scheme was taken, and every notice then failed.
+    ("[notify]\nwebhook_url = \"notaurl\"", "notify.webhook_url", "an http(s) URL"),
+    ("[notify]\nwebhook_url = \"hooks.example.org/dead\"", "notify.webhook_url",
+     "an http(s) URL"),
+    ("[notify]\nwebhook_url = \"ftp://hooks.example.org/dead\"", "notify.webhook_url",
+     "an http(s) URL"),
+    ("[notify]\nwebhook_url = \"https:///dead\"", "notify.webhook_url", "an http(s) URL"),
 ]
 
 
@@ -234,6 +241,17 @@ def test_bad_values_in_the_environment_are_refused(tmp_path: Path, variable: str
                                                    name: str, accepted: str) -> None:
     code, _, err = run_cli(tmp_path, "config", env={variable: value})
     assert_refused(code, err, name, accepted)
+
+
+def test_a_webhook_url_is_refused_without_showing_it_and_a_good_one_taken(
+        tmp_path: Path) -> None:
+    code, _, err = run_cli(tmp_path, "config", env={
+        "ARCHIVER_NOTIFY__WEBHOOK_URL": "hooks.example.org/t0ken-secret"})
+    assert_refused(code, err, "notify.webhook_url", "an http(s) URL")
+    assert "t0ken-secret" not in err
+    for good in ("", "https://hooks.example.org/t0ken", "HTTP://127.0.0.1:8080/hook"):
+        code, _, err = run_cli(tmp_path, "config", env={"ARCHIVER_NOTIFY__WEBHOOK_URL": good})
+        assert code == 0, err
 
 
 RANGED = [setting for setting in REGISTRY if setting.low is not None]
