@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -528,3 +529,20 @@ def test_lazy_loaded_images_are_captured_and_point_into_the_archive(
             status, data = served(client, stamp, site.url(path))
             assert status == 200 and data.startswith(PNG), path
 
+
+def test_iframe_srcdoc_content_is_captured_and_replayed(archive: Archive, site: Site,
+                                                         client: FlaskClient) -> None:
+    """An ``<iframe srcdoc>`` is a document: the images and style sheets it loads are part
+    of what the page shows (embeds, sandboxed widgets, lite-YouTube facades)."""
+    site.page("/inner.png", PNG + b"inner", content_type="image/png")
+    site.page("/inner.css", "p{color:red}", content_type="text/css")
+    site.page("/p", "<html><body><p>x</p><iframe srcdoc=\"<link rel='stylesheet' "
+              f"href='{site.url('/inner.css')}'><img src='{site.url('/inner.png')}'>\">"
+              "</iframe></body></html>")
+    assert capture(archive, site.url("/p")) == "archived"
+    urls = captured_urls(archive)
+    assert site.url("/inner.png") in urls and site.url("/inner.css") in urls, sorted(urls)
+    stamp, html = replayed_page(client, site.url("/p"))
+    srcdoc = re.search(r'srcdoc="([^"]*)"', html)
+    assert srcdoc is not None
+    assert f"/web/{stamp}mp_/{site.url('/inner.png')}" in srcdoc.group(1), srcdoc.group(1)

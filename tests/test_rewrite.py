@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from html import escape
 
 import pytest
 from ada_url import join_url, normalize_url
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archiver.replay.rewrite import (
+    MAX_SRCDOC_DEPTH,
     UrlRewriter,
     _resolve,
     _rewrite_css,
@@ -234,6 +236,33 @@ def test_lazy_loading_attributes_are_resources() -> None:
     assert embedded_urls_html(doc, "http://ex.com/dir/page") == [
         "http://ex.com/dir/ph.gif", "http://ex.com/dir/a.png", "http://ex.com/dir/b.png",
         "http://ex.com/dir/c.png", "http://ex.com/dir/d.webp", "http://ex.com/e.png"]
+
+
+def test_iframe_srcdoc_is_a_document_rewritten_in_place() -> None:
+    """An ``<iframe srcdoc>`` is a document whose relative URLs resolve against the page's
+    base; its markup is unescaped, rewritten (or read for requisites) and escaped again."""
+    doc = ('<base href="http://cdn.org/x/"><iframe srcdoc="<img src=&quot;a.png&quot;>'
+           '<a href=/n title=&quot;1&amp;amp;2&quot;>n</a>"></iframe>'
+           "<iframe srcdoc='<link rel=stylesheet href=s.css>'></iframe>"
+           "<iframe srcdoc=<p>plain</p>></iframe>")
+    assert html(doc) == (
+        f'<base href="{MP}http://cdn.org/x/"><iframe srcdoc="<img src=&quot;'
+        f'{MP}http://cdn.org/x/a.png&quot;><a href={NAV}http://cdn.org/n '
+        'title=&quot;1&amp;amp;2&quot;>n</a>"></iframe>'
+        f"<iframe srcdoc='<link rel=stylesheet href={MP}http://cdn.org/x/s.css>'></iframe>"
+        "<iframe srcdoc=<p>plain</p>></iframe>")
+    assert embedded_urls_html(doc, "http://ex.com/") == ["http://cdn.org/x/a.png",
+                                                         "http://cdn.org/x/s.css"]
+
+
+def test_nested_srcdoc_stops_at_its_depth() -> None:
+    inner = '<img src="deep.png">'
+    for _ in range(MAX_SRCDOC_DEPTH):
+        inner = f'<iframe srcdoc="{escape(inner)}"></iframe>'
+    assert embedded_urls_html(inner, "http://ex.com/") == ["http://ex.com/deep.png"]
+    deeper = f'<iframe srcdoc="{escape(inner)}"></iframe>'
+    assert embedded_urls_html(deeper, "http://ex.com/") == []
+    assert html(deeper) == deeper
 
 
 def test_srcset_descriptor_parentheses() -> None:

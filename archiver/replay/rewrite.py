@@ -162,7 +162,7 @@ _ATTR_MODIFIERS: dict[str, dict[str, str]] = {
     "source": {"src": EMBED, "srcset": EMBED, **_LAZY_ATTRS},
     "link": {"href": EMBED, "imagesrcset": EMBED},
     "script": {"src": EMBED, "href": EMBED, "xlink:href": EMBED},
-    "iframe": {"src": EMBED},
+    "iframe": {"src": EMBED, "srcdoc": EMBED},
     "frame": {"src": EMBED},
     "video": {"src": EMBED, "poster": EMBED},
     "audio": {"src": EMBED},
@@ -185,6 +185,9 @@ _LINK_RESOURCE_RELS = frozenset({
 })
 _LINK_PAGE_MODIFIERS = {"href": NAV, "imagesrcset": EMBED}
 _SRCSET_ATTRS = frozenset({"srcset", "imagesrcset", "data-srcset"})
+# An <iframe srcdoc> holds a whole document, rewritten in turn; nested ones only this deep (a
+# hostile page could nest them until the recursion gives out).
+MAX_SRCDOC_DEPTH = 3
 # tag -> (attribute, other attribute, value that other one must have for the first to be a URL)
 _GATED_ATTRS = {
     "meta": ("content", "http-equiv", "refresh"),
@@ -352,13 +355,14 @@ def iter_start_tags(html: str) -> Iterator[tuple[re.Match[str], str, int, int]]:
 class _HtmlPass:
     """One left-to-right pass over a document, collecting the unchanged spans and the edits."""
 
-    __slots__ = ("base_seen", "doc_rewriter", "html", "last", "out", "rewriter")
+    __slots__ = ("base_seen", "depth", "doc_rewriter", "html", "last", "out", "rewriter")
 
-    def __init__(self, html: str, rewriter: UrlRewriter) -> None:
+    def __init__(self, html: str, rewriter: UrlRewriter, depth: int = 0) -> None:
         self.html = html
         self.doc_rewriter = rewriter
         self.rewriter = rewriter  # replaced once by the first <base href>
         self.base_seen = False
+        self.depth = depth  # how many <iframe srcdoc> this document is inside
         self.out: list[str] = []
         self.last = 0  # html[last:] has not been copied to out yet
 
@@ -423,6 +427,8 @@ class _HtmlPass:
                     kind = "base"
                 elif name in _SRCSET_ATTRS:
                     kind = "srcset"
+                elif name == "srcdoc":
+                    kind = "srcdoc"
                 else:
                     kind = "refresh" if tag == "meta" else "url"
                 self.rewrite_value(match, kind, modifiers[name])
@@ -450,6 +456,10 @@ class _HtmlPass:
             new = _rewrite_srcset(value, self.rewriter, modifier)
         elif kind == "style":
             new = _rewrite_css(value, self.rewriter)
+        elif kind == "srcdoc":  # its relative URLs resolve against this document's base
+            if self.depth >= MAX_SRCDOC_DEPTH:
+                return
+            new = _HtmlPass(value, self.rewriter, self.depth + 1).run()
         else:
             new = _rewrite_refresh(value, self.rewriter)
         if new != value:
