@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Select, func, literal, select
+from sqlalchemy import Select, exists, func, literal, select
 from sqlalchemy.orm import Session
 
 from archiver.models import Check, Citation, Link, Post, host_in_domain, link_is_ignored
@@ -17,14 +17,15 @@ from archiver.replay.lookup import capture_counts, latest_good_captures, replay_
 
 REPORT_FIELDS = ("url", "state", "verdict", "http_status", "final_url", "checked_at",
                  "failures", "first_failure_at", "last_alive_at", "drift", "captures",
-                 "archived_url", "posts", "evidence", "overridden")
+                 "archived_url", "posts", "evidence", "overridden", "cited")
 STATE_COLOURS = {"alive": "green", "failing": "yellow", "dead": "red", "unknown": "magenta",
                  "pending": "bright_black"}
 
 
 def links_query(state: str | None = None, domain: str | None = None,
-                post_id: int | None = None) -> Select[Any]:
-    """Links filtered by state, host (domain or subdomain) and citing post, in ID order."""
+                post_id: int | None = None, cited_only: bool = False) -> Select[Any]:
+    """Links filtered by state, host (domain or subdomain) and citing post, in ID order;
+    ``cited_only`` leaves out the links no post cites any more."""
     query = select(Link).order_by(Link.id)
     if state:  # read in ID order from the (ignored, state, id, host) index
         query = query.where(~link_is_ignored(), Link.state == state)
@@ -39,6 +40,9 @@ def links_query(state: str | None = None, domain: str | None = None,
     if post_id is not None:
         query = query.where(Link.id.in_(select(Citation.link_id)
                                         .where(Citation.post_id == post_id)))
+    if cited_only:
+        # A link the author removed from every post stays in the archive, cited by none.
+        query = query.where(exists().where(Citation.link_id == Link.id))
     return query
 
 
@@ -96,6 +100,8 @@ def link_rows(session: Session, links: list[Link]) -> list[dict[str, Any]]:
             "evidence": evidence.get(link.id),
             # The author's "not broken" holds: the state says alive whatever the verdict.
             "overridden": link.override_response is not None,
+            # False once the author removed it from every post: kept, but no longer theirs.
+            "cited": bool(posts.get(link.id)),
         })
     return result
 
@@ -124,9 +130,10 @@ def render_table(rows: list[dict[str, Any]],
     for row in rows:
         drift = f"{row['drift']:.2f}" if row["drift"] is not None else "-"
         state = paint(f"{row['state']:<8}", row["state"])
+        uncited = "" if row.get("cited", True) else "  (no post cites it now)"
         lines.append(f"{state} "
                      f"{row['verdict'] or '-':<18} {row['http_status'] or '-':>4} "
-                     f"{row['captures']:>4} {drift:>5}  {row['url']}")
+                     f"{row['captures']:>4} {drift:>5}  {row['url']}{uncited}")
     dead = sum(1 for row in rows if row["state"] == "dead")
     lines.append(f"{len(rows)} links, {dead} dead")
     return "\n".join(lines)

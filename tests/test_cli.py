@@ -20,7 +20,7 @@ from archiver.archive import Archive
 from archiver.cli import cli
 from archiver.db import head_revision
 from archiver.demo.fixtureweb import Site
-from archiver.models import Capture
+from archiver.models import Capture, Check, Link
 from tests.conftest import TEST_OVERRIDES, make_settings
 from tests.test_warc import warcio_check
 
@@ -350,3 +350,51 @@ def test_capture_says_when_the_due_links_are_another_runs(env: dict[str, str], b
     assert code == 0
     assert err == ("capture: nothing left to do now: the links due are in another run's hands "
                    "(it finishes them, or gives them back when its lease runs out)\n")
+
+
+def test_a_dead_link_removed_from_its_post_no_longer_fails_the_report(
+        env: dict[str, str], tmp_path: Path) -> None:
+    """The author's CI gate: `report` exits 1 on a dead reference; the author fixes the post
+    (the dead link taken out); the gate passes again.  The link stays in the archive, listed
+    with --uncited and said to be cited by no post."""
+    from archiver.settings import load_settings
+
+    refs = Site("refs").start()
+    try:
+        refs.page("/alive", "<html><body><h1>Still here</h1></body></html>")
+        gone = refs.url("/gone")  # answers 404
+        posts = tmp_path / "posts"
+        posts.mkdir()
+        post = posts / "post.md"
+        head = "---\ntitle: P\nurl: https://myblog.example/p/\n---\n"
+        post.write_text(f"{head}[gone]({gone}) and [alive]({refs.url('/alive')})\n",
+                        encoding="utf-8")
+        assert invoke(env, "init")[0] == 0
+        assert invoke(env, "add", str(posts))[0] == 0
+        assert invoke(env, "discover")[0] == 0
+        for _ in range(3):  # three failures (spacing 0 s in the tests): dead
+            assert invoke(env, "check", "--all")[0] == 0
+        code, out, _ = invoke(env, "-q", "report", "--format", "json")
+        rows = {row["url"]: row for row in json.loads(out)}
+        assert code == 1
+        assert (rows[gone]["state"], rows[gone]["cited"]) == ("dead", True)
+
+        post.write_text(f"{head}[alive]({refs.url('/alive')})\n", encoding="utf-8")
+        assert invoke(env, "discover")[0] == 0
+        code, out, _ = invoke(env, "-q", "report", "--format", "json")
+        assert code == 0
+        assert [row["url"] for row in json.loads(out)] == [refs.url("/alive")]
+
+        code, out, _ = invoke(env, "-q", "report", "--format", "json", "--uncited")
+        rows = {row["url"]: row for row in json.loads(out)}
+        assert code == 1  # asked for, a dead link listed still fails the run
+        assert (rows[gone]["state"], rows[gone]["cited"], rows[gone]["posts"]) == (
+            "dead", False, [])
+        code, out, _ = invoke(env, "-q", "report", "--uncited")
+        assert f"{gone}  (no post cites it now)" in out
+        with Archive.open(load_settings(env=env)) as archive, archive.db.session() as session:
+            kept = session.scalars(select(Link).where(Link.url == gone)).one()
+            assert session.scalar(select(func.count(Check.id))
+                                  .where(Check.link_id == kept.id)) == 3
+    finally:
+        refs.stop()
