@@ -12,9 +12,30 @@ from archiver.archive import Archive
 from archiver.demo.fixtureweb import Site
 from archiver.discover import add_source, discover
 from archiver.extract import extract_links
-from archiver.models import Post
+from archiver.models import Citation, Link, Post
 from archiver.sources import PostData, detect_kind, read_posts
 from archiver.sources.wxr import read_wxr
+
+
+def _posts(archive: Archive) -> list[str]:
+    """URLs of the posts stored, sorted."""
+    with archive.db.session() as session:
+        return sorted(session.scalars(select(Post.url)))
+
+
+def _cited(archive: Archive) -> list[str]:
+    """Every link some post cites, in citation order (duplicates kept)."""
+    with archive.db.session() as session:
+        return list(session.scalars(select(Link.url).join(Citation).order_by(Citation.id)))
+
+
+def _citing(archive: Archive, url: str) -> list[str]:
+    """URLs of the posts citing ``url``, sorted."""
+    with archive.db.session() as session:
+        return sorted(session.scalars(
+            select(Post.url).join(Citation, Citation.post_id == Post.id)
+            .join(Link, Link.id == Citation.link_id).where(Link.url == url)))
+
 
 PAGE = """<!doctype html><html><head><title>A</title></head>
 <body><article><p>Cites <a href="https://cited.example.org/a">this</a>.</p></article></body></html>"""
@@ -256,6 +277,32 @@ def test_hugo_toml_front_matter_is_read(tmp_path: Path, archive: Archive) -> Non
     assert "+++" not in post.html
     assert [link.url for link in extract_links(post.html, post.url)] == [
         "https://ext.example.org/y"]
+
+
+def test_draft_posts_in_a_folder_are_not_archived(tmp_path: Path, archive: Archive) -> None:
+    """Hugo's `draft: true`, Jekyll's `published: false` and its _drafts/ folder mark posts
+    that are not public; like a WordPress export's drafts they are no post of the blog: their
+    links are not archived and their titles are not shown on the archive's public pages."""
+    posts = tmp_path / "posts"
+    (posts / "_drafts").mkdir(parents=True)
+    (posts / "live.md").write_text(
+        "---\ntitle: Published\nurl: https://myblog.example/live/\npublished: true\n---\n"
+        "[public](https://public.example.org/a)\n", encoding="utf-8")
+    (posts / "hugo-draft.md").write_text(
+        "---\ntitle: Unannounced product\ndraft: true\nurl: https://myblog.example/secret/\n"
+        "---\n[embargoed](https://embargoed.example.org/launch)\n", encoding="utf-8")
+    (posts / "hugo-toml-draft.md").write_text(
+        '+++\ntitle = "TOML draft"\ndraft = true\n+++\n[t](https://toml.example.org/)\n',
+        encoding="utf-8")
+    (posts / "jekyll-draft.md").write_text(
+        "---\ntitle: Half written\npublished: false\n---\n"
+        "[unfinished](https://unfinished.example.org/)\n", encoding="utf-8")
+    (posts / "_drafts" / "idea.md").write_text(
+        "---\ntitle: An idea\n---\n[idea](https://idea.example.org/)\n", encoding="utf-8")
+    add_source(archive, str(posts))
+    discover(archive)
+    assert _posts(archive) == ["https://myblog.example/live/"]
+    assert _cited(archive) == ["https://public.example.org/a"]
 
 
 def test_link_blog_entry_is_the_blog_post_and_cites_the_linked_article(

@@ -26,6 +26,7 @@ HTML_SUFFIXES = frozenset({".html", ".htm"})
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 _DATED_NAME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})-")  # Jekyll's 2024-01-31-title.md
 _MARKDOWN = MarkdownIt("commonmark")
+_DRAFTS_FOLDER = "_drafts"
 
 
 MAX_POST_BYTES = 20 * 1024 * 1024  # a "post" larger than this is not one; it is skipped
@@ -55,14 +56,17 @@ def read_folder(root: Path) -> Iterator[PostData]:
 
 
 def post_files(root: Path) -> list[Path]:
-    """HTML and Markdown files below ``root``, hidden folders and files left out, sorted."""
+    """HTML and Markdown files below ``root``, hidden and ``_drafts`` folders and hidden files
+    left out, sorted."""
     found: list[Path] = []
 
     def warn(error: OSError) -> None:
         log.warning("skipping unreadable folder %s: %s", error.filename, error.strerror)
 
     for folder, subfolders, files in os.walk(root, onerror=warn):
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        # Jekyll keeps unpublished posts in _drafts/: never part of the built site.
+        subfolders[:] = [name for name in subfolders
+                         if not name.startswith(".") and name != _DRAFTS_FOLDER]
         for name in files:
             suffix = os.path.splitext(name)[1].lower()
             if not name.startswith(".") and suffix in HTML_SUFFIXES | MARKDOWN_SUFFIXES:
@@ -87,6 +91,9 @@ def read_file(path: Path) -> PostData | None:
     except Exception as exc:  # YAML and handler errors come in many types
         log.warning("skipping %s: bad front matter: %s", path, exc)
         return None
+    if _is_draft(metadata):
+        log.info("skipping %s: a draft, not published", path)
+        return None
     url = _url(metadata.get("url"), path)
     title = _title(metadata.get("title"))
     published = to_utc(metadata.get("date")) or _date_from_name(path)
@@ -97,6 +104,23 @@ def read_file(path: Path) -> PostData | None:
             title = _title(heading.text(deep=True)) if heading is not None else None
         return PostData(url=url, title=title, published_at=published, html=html)
     return post_from_html(body, url, title=title, published_at=published)
+
+
+def _is_draft(metadata: dict[str, Any]) -> bool:
+    """Whether front matter marks a post unpublished: Hugo's ``draft: true``, Jekyll's
+    ``published: false`` (booleans, or the words as YAML 1.2 and TOML users quote them)."""
+    return (_flag(metadata.get("draft")) is True
+            or _flag(metadata.get("published")) is False)
+
+
+def _flag(value: Any) -> bool | None:
+    """A front-matter boolean, or None when the value is no boolean (``published`` can also
+    be a date in some themes: that is not ``false``)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "false", "no"):
+        return value.strip().lower() in ("true", "yes")
+    return None
 
 
 def _url(value: Any, path: Path) -> str:
