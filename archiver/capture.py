@@ -6,11 +6,14 @@ host, within the page's caps on count, bytes and time, which bind the fetches in
 the URLs a document loads are read from its first ``TEXT_READ_BYTES``.  A payload already
 stored (by this process or in the index) is written as a small ``revisit`` record instead of
 again.  robots.txt and "noarchive" are honoured unless ``capture.respect_robots`` is off; a
-refusal is recorded as such, not as a failure of the link.
+refusal is recorded as such, not as a failure of the link.  A requisite robots.txt holds back
+is recorded as skipped with its reason; when that robots.txt could not be read (a passing
+state), the page is captured again soon (``CaptureResult.retry_soon``).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -43,6 +46,8 @@ RECENT_MEMORY = 50_000  # requisites remembered for reuse within capture.requisi
 MEDIA_PREFIXES = ("audio/", "video/")
 CSS_TYPE = "text/css"
 
+log = logging.getLogger(__name__)
+
 
 class DigestLookup(Protocol):
     """Finds stored full responses by payload digest (the oldest one of each)."""
@@ -61,6 +66,23 @@ class CaptureOutcome(StrEnum):
     FAILED = "failed"
     REFUSED = "refused"  # robots.txt or noarchive: the site asked not to be archived
     SKIPPED = "skipped"  # audio or video larger than capture.max_media_bytes
+
+
+class SkipReason(StrEnum):
+    """Why a URL a page needed was not kept."""
+
+    CAPS_SPENT = "the page's bytes or time were spent"
+    MEDIA_TOO_LARGE = "media larger than capture.max_media_bytes"
+    ROBOTS_REFUSED = "refused by robots.txt"
+    ROBOTS_UNREACHABLE = "robots.txt could not be read"
+
+
+class Skipped(NamedTuple):
+    """A URL the capture did not keep, and why."""
+
+    url: str
+    reason: SkipReason
+    detail: str | None = None  # what went wrong reading robots.txt, say
 
 
 class KnownSketch(NamedTuple):
@@ -83,8 +105,11 @@ class CaptureResult:
     validators: dict[str, str] | None = None  # the page's ETag, Last-Modified, Content-Length
     requisites: int = 0
     revisits: int = 0
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
     status: int | None = None  # the page's final HTTP status, when it answered
+    # A requisite was held back only because its host's robots.txt could not be read (a
+    # passing state): the page is captured again at capture.retry_interval to fetch it.
+    retry_soon: bool = False
 
     @property
     def ok(self) -> bool:
@@ -132,7 +157,7 @@ class _Fetched(NamedTuple):
 
     exchanges: list[Exchange]
     error: FetchError | None = None
-    skipped: str | None = None
+    skipped: Skipped | None = None
 
 
 class Capturer:
@@ -265,7 +290,7 @@ class Capturer:
         if self._too_big_media(final):
             result.outcome = CaptureOutcome.SKIPPED
             result.error = f"media larger than {self.max_media} bytes"
-            result.skipped.append(final.url)
+            result.skipped.append(Skipped(final.url, SkipReason.MEDIA_TOO_LARGE))
             return result
         requisites = html is not None and self.settings["capture.requisites"]
         if not requisites:
@@ -308,7 +333,7 @@ class Capturer:
         while wave and budget.count > 0:
             wave = wave[:budget.count]
             if budget.exhausted():  # out of bytes or time: what is left is not fetched
-                result.skipped += [url for url, _ in wave]
+                result.skipped += [Skipped(url, SkipReason.CAPS_SPENT) for url, _ in wave]
                 break
             budget.count -= len(wave)
             fetch: list[tuple[str, int]] = []
@@ -325,6 +350,8 @@ class Capturer:
                     strict=True):
                 if fetched.skipped is not None:
                     result.skipped.append(fetched.skipped)
+                    if fetched.skipped.reason is SkipReason.ROBOTS_UNREACHABLE:
+                        result.retry_soon = True
                 kept += fetched.exchanges
                 if not fetched.exchanges or fetched.skipped is not None:
                     self._forget(req_url)  # not captured, or a redirect chain cut short
@@ -355,20 +382,21 @@ class Capturer:
 
     def _fetch_requisite(self, url: str, budget: _Budget) -> _Fetched:
         """Fetch one requisite within what is left of the page's bytes and time; one that cannot
-        begin before either is spent is recorded as skipped."""
+        begin before either is spent, or that robots.txt holds back, is recorded as skipped."""
         if self.robots is not None and not self.robots.allowed(url):
-            return _Fetched([])
+            return _Fetched([], skipped=_held_back(self.robots, url))
         if budget.bytes.remaining <= 0:
-            return _Fetched([], skipped=url)
+            return _Fetched([], skipped=Skipped(url, SkipReason.CAPS_SPENT))
         try:
             exchanges, error = self._fetch(url, self.client.max_body_bytes, budget)
         except NotBegun as exc:  # the hops before it were received: keep them
             hops = exc.exchanges
-            return _Fetched(hops, skipped=hops[-1].location or url if hops else url)
+            return _Fetched(hops, skipped=Skipped(hops[-1].location or url if hops else url,
+                                                  SkipReason.CAPS_SPENT))
         if exchanges and self._too_big_media(exchanges[-1]):
             # Not kept, so not counted against the page.
             budget.bytes.give_back(sum(len(exchange.body) for exchange in exchanges))
-            return _Fetched([], skipped=exchanges[-1].url)
+            return _Fetched([], skipped=Skipped(exchanges[-1].url, SkipReason.MEDIA_TOO_LARGE))
         return _Fetched(exchanges, error)
 
     def _children(self, exchange: Exchange, depth: int, css_depth: int) -> list[str]:
@@ -382,6 +410,18 @@ class Capturer:
             text = _decoded(exchange)
             return embedded_urls_html(text, exchange.url, self.max_requisites) if text else []
         return []
+
+
+def _held_back(robots: RobotsPolicy, url: str) -> Skipped:
+    """A requisite robots.txt holds back: the site's wish, or its robots.txt unreadable."""
+    problem = robots.unreachable(url)
+    if problem is None:
+        skipped = Skipped(url, SkipReason.ROBOTS_REFUSED)
+    else:
+        skipped = Skipped(url, SkipReason.ROBOTS_UNREACHABLE, problem)
+    log.info("requisite %s not fetched: %s%s", url, skipped.reason,
+             f" ({problem})" if problem else "")
+    return skipped
 
 
 class IndexLookup:

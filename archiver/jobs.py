@@ -365,7 +365,7 @@ def apply_capture(link: Link, result: CaptureResult, captured_at: datetime,
     link.last_capture_outcome = result.outcome
     link.last_capture_error = (f"{result.verdict}: {result.error}" if result.verdict
                                else result.error)
-    retry = result.outcome is CaptureOutcome.FAILED
+    retry = result.outcome is CaptureOutcome.FAILED or result.retry_soon
     link.next_capture_at = with_jitter(captured_at, settings["capture.retry_interval"] if retry
                                        else settings["capture.recapture_interval"])
     if result.ok:

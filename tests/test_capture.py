@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from archiver import robots as robots_module
 from archiver.archive import Archive, initialise
-from archiver.capture import CaptureOutcome
+from archiver.capture import CaptureOutcome, Skipped, SkipReason
 from archiver.clock import utcnow
 from archiver.demo.fixtureweb import Site
 from archiver.fingerprint import body_sketch, is_current, similarity, sketch
@@ -546,3 +546,52 @@ def test_iframe_srcdoc_content_is_captured_and_replayed(archive: Archive, site: 
     srcdoc = re.search(r'srcdoc="([^"]*)"', html)
     assert srcdoc is not None
     assert f"/web/{stamp}mp_/{site.url('/inner.png')}" in srcdoc.group(1), srcdoc.group(1)
+
+
+def test_a_requisite_whose_robots_txt_is_briefly_down_is_recorded_and_retried_soon(
+        archive: Archive, site: Site, cdn: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CDN holding the page's style sheet answers 503 for robots.txt (a passing state,
+    not the site's wish). The page is archived without the sheet, which is recorded as
+    skipped with the reason, and the link is captured again at capture.retry_interval, not
+    a month later (capture.recapture_interval): the next try brings the sheet."""
+    cdn.page("/robots.txt", "busy", status=503, content_type="text/plain")
+    cdn.page("/static/site.css", "body{background:#fee}", content_type="text/css")
+    site.page("/p", f'<html><head><link rel="stylesheet" href="{cdn.url("/static/site.css")}">'
+              "</head><body><p>styled</p></body></html>")
+    monkeypatch.setattr(robots_module, "UNREACHABLE_TTL", 0)  # asked again at once
+    result = archive.capturer().capture(site.url("/p"))
+    assert result.ok and result.retry_soon
+    assert result.skipped == [Skipped(cdn.url("/static/site.css"),
+                                      SkipReason.ROBOTS_UNREACHABLE, "HTTP 503")]
+    link_id = add_link(archive, site.url("/p"))
+    assert capture_link(archive, link_id) == "archived"
+    assert cdn.url("/static/site.css") not in captured_urls(archive)
+    assert cdn.hits.get("/static/site.css") is None
+    with archive.db.session() as session:
+        link = session.get(Link, link_id)
+        assert link is not None and link.last_capture_at and link.next_capture_at
+        wait = link.next_capture_at - link.last_capture_at
+    assert wait <= timedelta(seconds=archive.settings["capture.retry_interval"] * 1.2)
+    cdn.page("/robots.txt", "User-agent: *\nAllow: /\n", content_type="text/plain")
+    assert capture_link(archive, link_id) == "archived"
+    assert cdn.url("/static/site.css") in captured_urls(archive)
+
+
+def test_a_requisite_robots_txt_refuses_is_recorded_and_not_retried(
+        archive: Archive, site: Site, cdn: Site) -> None:
+    """A CDN whose robots.txt disallows us: its wish, recorded as such; the page keeps its
+    usual recapture interval."""
+    cdn.page("/robots.txt", "User-agent: *\nDisallow: /private/\n", content_type="text/plain")
+    cdn.page("/private/a.png", PNG, content_type="image/png")
+    site.page("/p", f'<html><body><img src="{cdn.url("/private/a.png")}"></body></html>')
+    result = archive.capturer().capture(site.url("/p"))
+    assert result.ok and not result.retry_soon
+    assert result.skipped == [Skipped(cdn.url("/private/a.png"), SkipReason.ROBOTS_REFUSED)]
+    link_id = add_link(archive, site.url("/p"))
+    assert capture_link(archive, link_id) == "archived"
+    assert cdn.hits.get("/private/a.png") is None
+    with archive.db.session() as session:
+        link = session.get(Link, link_id)
+        assert link is not None and link.last_capture_at and link.next_capture_at
+        wait = link.next_capture_at - link.last_capture_at
+    assert wait >= timedelta(seconds=archive.settings["capture.recapture_interval"] * 0.8)
