@@ -213,6 +213,28 @@ def test_utf8_page_served_as_latin1_keeps_its_links(site: Site, archive: Archive
     assert real.title == "Café"  # a page that really is Latin-1 is still read as Latin-1
 
 
+def test_html_post_in_a_declared_legacy_charset_keeps_its_links(tmp_path: Path,
+                                                               archive: Archive) -> None:
+    """An old static blog saved as ISO-8859-1, as its <meta charset> says: the link to
+    'Köln' is the page a browser opens, not one with U+FFFD in its path."""
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    page = ('<html><head><meta charset="iso-8859-1"><title>Köln</title></head><body>'
+            '<article><p>Über <a href="https://de.wikipedia.org/wiki/Köln">Köln</a>.</p>'
+            '</article></body></html>')
+    (posts / "koeln.html").write_bytes(page.encode("latin-1"))
+    # A Markdown post is UTF-8 whatever the <meta> it shows as an example says.
+    (posts / "howto.md").write_text(
+        "---\ntitle: Zürich\n---\n    <meta charset=\"iso-8859-1\">\n\n"
+        "[Zürich](https://de.wikipedia.org/wiki/Zürich)\n", encoding="utf-8")
+    add_source(archive, str(posts))
+    discover(archive)
+    assert sorted(_cited(archive)) == ["https://de.wikipedia.org/wiki/K%C3%B6ln",
+                                       "https://de.wikipedia.org/wiki/Z%C3%BCrich"]
+    with archive.db.session() as session:
+        assert sorted(session.scalars(select(Post.title))) == ["Köln", "Zürich"]
+
+
 def test_feedburner_item_is_its_original_post_not_the_proxy(site: Site,
                                                             archive: Archive) -> None:
     base = site.base_url

@@ -16,6 +16,7 @@ from frontmatter.default_handlers import BaseHandler
 from markdown_it import MarkdownIt
 from selectolax.lexbor import LexborHTMLParser
 
+from archiver.net.content import decode_text
 from archiver.sources.common import PostData, canonical_or_raw, to_utc
 from archiver.sources.page import post_from_html
 from archiver.urls import FETCHABLE_SCHEMES, scheme_of
@@ -82,7 +83,7 @@ def read_file(path: Path) -> PostData | None:
             log.warning("skipping %s: %d bytes is more than a post (%d)", path, size,
                         MAX_POST_BYTES)
             return None
-        text = path.read_bytes().decode("utf-8-sig", errors="replace")
+        text = _decode(path.read_bytes(), path)
     except OSError as exc:
         log.warning("skipping unreadable file %s: %s", path, exc.strerror or exc)
         return None
@@ -104,6 +105,15 @@ def read_file(path: Path) -> PostData | None:
             title = _title(heading.text(deep=True)) if heading is not None else None
         return PostData(url=url, title=title, published_at=published, html=html)
     return post_from_html(body, url, title=title, published_at=published)
+
+
+def _decode(data: bytes, path: Path) -> str:
+    """A post file's text: an HTML file in the charset its <meta charset> declares (an old
+    static blog saved as ISO-8859-1), as a browser reads it; Markdown as UTF-8 (a <meta>
+    in a Markdown post is an example, not its encoding).  A BOM wins in both."""
+    if path.suffix.lower() in HTML_SUFFIXES:
+        return decode_text(data)
+    return data.decode("utf-8-sig", errors="replace")
 
 
 def _is_draft(metadata: dict[str, Any]) -> bool:
