@@ -595,3 +595,21 @@ def test_a_requisite_robots_txt_refuses_is_recorded_and_not_retried(
         assert link is not None and link.last_capture_at and link.next_capture_at
         wait = link.next_capture_at - link.last_capture_at
     assert wait >= timedelta(seconds=archive.settings["capture.recapture_interval"] * 0.8)
+
+
+def test_css_namespace_urls_are_names_not_requisites(archive: Archive, site: Site,
+                                                     client: FlaskClient) -> None:
+    """``@namespace svg url(http://...)`` names a namespace; no browser fetches it, and the
+    replayed sheet must keep it as it was."""
+    namespace = site.url("/ns/svg")
+    site.page("/ns/svg", "not a resource", content_type="text/plain")
+    site.page("/s.css", f"@namespace svg url({namespace});\nsvg|rect {{ fill: red }}\n",
+              content_type="text/css")
+    site.page("/p", '<html><head><link rel="stylesheet" href="/s.css"></head>'
+              "<body><svg><rect width='5' height='5'/></svg></body></html>")
+    assert capture(archive, site.url("/p")) == "archived"
+    stamp = stamp_of(client, site.url("/p"))
+    status, sheet = served(client, stamp, site.url("/s.css"))
+    assert status == 200
+    assert f"url({namespace})" in sheet.decode(), sheet.decode()
+    assert site.hits.get("/ns/svg") is None

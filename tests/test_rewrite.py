@@ -452,6 +452,17 @@ def test_css_import() -> None:
     )
 
 
+def test_css_namespace_is_a_name_not_a_resource() -> None:
+    """``@namespace`` names a namespace with a URL no browser loads; rewriting it would change
+    the namespace, and ``svg|rect`` selectors would match nothing in the archived copy."""
+    sheet = ('@namespace svg url(http://www.w3.org/2000/svg);\n@NAMESPACE url("x");'
+             '@namespace"y";\nsvg|a { background: url(a.png) }')
+    assert css(sheet) == sheet.replace("url(a.png)", f"url({MP}http://ex.com/dir/a.png)")
+    from archiver.replay.rewrite import embedded_urls_css
+
+    assert embedded_urls_css(sheet, "http://ex.com/s.css") == ["http://ex.com/a.png"]
+
+
 def test_css_escapes() -> None:
     assert css(r"a{b:url(a\28 1\29.png)}") == rf"a{{b:url({MP}http://ex.com/dir/a\28 1\29 .png)}}"
     assert css(r'a{b:url("q\"x.png")}') == rf'a{{b:url("{MP}http://ex.com/dir/q\22 x.png")}}'

@@ -513,12 +513,14 @@ _CSS_URL = (
 )
 _CSS_BAD_URL = r"((?<![\w\\-])url\([^)]*+\)?)"
 # Groups: 1 comment, 2/3/4 url("..."), url('...'), url(...), 5 bad url (kept as is),
-# 6/7 a string that is a URL, 8 image-set( (main) or "(" (inside image-set), 9 ")".
+# 6/7 a string that is a URL, 8 image-set( (main) or "(" (inside image-set), 9 ")" (inside
+# image-set) or an @namespace prelude (main: its url() is a name no browser loads).
 _CSS_TOKEN = re.compile(
     rf"{_CSS_COMMENT}|{_CSS_URL}|{_CSS_BAD_URL}"
     rf"|@import[{_CSS_WS}]*+(?:{_CSS_DQ}|{_CSS_SQ})"
     rf"|((?<![\w\\-])(?:-webkit-)?image-set\()"
-    rf"|{_CSS_BARE_STRING}",
+    rf"|{_CSS_BARE_STRING}"
+    r"|(@namespace(?![\w-])[^;{}]*+)",
     re.I | re.S,
 )
 _CSS_IMAGE_SET_TOKEN = re.compile(
