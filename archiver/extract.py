@@ -77,7 +77,8 @@ _TEXT_ELEMENT = "text"
 _TRAILING = "?!.,:;*_~'\"\u201d\u2019\u2026\u00bb\u203a"  # ASCII and typographic closers
 # Raised when the rules change what is extracted from the same HTML: a post is read again
 # (its citations replaced) the next time its source is read, even when it did not change.
-EXTRACTION_RULES = 2
+# 3: hash-bang and route fragments (#!/…, #/…) are part of a link (archiver.urls).
+EXTRACTION_RULES = 3
 _SPACE_RE = re.compile(r"\s+")
 _SENTENCE_END_RE = re.compile(r"[.!?\u2026](?=[\s\"'\u201d\u2019)\]]*\s)")
 _START, _END = "\ue000", "\ue001"  # private-use marks around the link while collapsing

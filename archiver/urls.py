@@ -1,15 +1,19 @@
 """URL canonicalisation, done once and here only.
 
 ``canonicalize`` gives a link its identity (RFC 3986 normalisation via ``url-normalize``:
-scheme and host case, IDNA, default ports, dot segments, percent-encoding; the fragment is
-dropped because it never reaches the server).  ``url_key`` gives the SURT key that the
+scheme and host case, IDNA, default ports, dot segments, percent-encoding).  The fragment is
+dropped, as it never reaches the server, unless it is an address of its own: a hash-bang
+(``#!/user/status/1``, Twitter and Google Groups a decade ago) or a route (``#/page``, single
+page apps) names a different document each time, though all of them fetch the same page.
+Such a fragment is part of the link, never of what is fetched or looked up: ``url_key`` and
+the HTTP client leave it out.  ``url_key`` gives the SURT key that the
 capture index sorts and looks up by, the same key pywb and the Wayback Machine use.
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from ada_url import join_url
 from url_normalize import url_normalize
@@ -18,6 +22,11 @@ MAX_URL_LENGTH = 8192
 _HOST_RE = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
 _IPV6_RE = re.compile(r"[0-9a-f:.]+")
 FETCHABLE_SCHEMES = frozenset({"http", "https"})
+_ADDRESS_FRAGMENTS = ("!", "/")  # #!/... and #/...: a document's address, not an anchor
+# What a browser leaves as it is in a fragment (all but the WHATWG fragment percent-encode
+# set: controls, space, '"', "<", ">", "`" and non-ASCII), "%" included so no escape doubles.
+_FRAGMENT_SAFE = "!#$%&'()*+,/:;=?@[\\]^{|}"
+_PERCENT_RE = re.compile(r"%[0-9a-fA-F]{2}")
 SKIPPED_SCHEMES = frozenset({"mailto", "javascript", "tel", "data", "sms", "about", "blob",
                              "file", "callto", "geo", "urn", "news", "irc"})
 
@@ -58,14 +67,28 @@ def canonicalize(url: str) -> str:
         raise InvalidURL(f"bad host or port: {exc}") from exc
     if not hostname:
         raise InvalidURL("URL has no host")
+    resource, _mark, fragment = text.partition("#")
     try:
-        normalised = url_normalize(text.split("#", 1)[0])
+        normalised = url_normalize(resource)
     except Exception as exc:
         raise InvalidURL(f"cannot normalise URL: {exc}") from exc
     if not normalised:
         raise InvalidURL("cannot normalise URL")
     _check_authority(str(normalised))
-    return str(normalised)
+    return str(normalised) + _kept_fragment(fragment)
+
+
+def _kept_fragment(fragment: str) -> str:
+    """``#`` and the fragment when it is an address (hash-bang or route), percent-encoded as
+    a browser sends it on; '' for an ordinary in-page anchor."""
+    if not fragment.startswith(_ADDRESS_FRAGMENTS):
+        return ""
+    # Not through url_normalize: it rewrites "#!" into Google's retired ?_escaped_fragment_=.
+    try:
+        encoded = quote(fragment, safe=_FRAGMENT_SAFE)
+    except UnicodeEncodeError as exc:  # a lone surrogate: no browser could send it either
+        raise InvalidURL("unencodable fragment") from exc
+    return "#" + _PERCENT_RE.sub(lambda match: match.group(0).upper(), encoded)
 
 
 def _check_authority(url: str) -> None:

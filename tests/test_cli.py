@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
+from werkzeug import Request, Response
 
 from archiver.archive import Archive
 from archiver.cli import cli
@@ -398,3 +399,49 @@ def test_a_dead_link_removed_from_its_post_no_longer_fails_the_report(
                                   .where(Check.link_id == kept.id)) == 3
     finally:
         refs.stop()
+
+
+def test_hashbang_links_are_fetched_without_their_fragment_and_replayed(
+        env: dict[str, str], tmp_path: Path) -> None:
+    """Two tweets cited as the web wrote them in 2011 (…/#!/user/status/N) are two links,
+    each checked and archived; what is fetched, captured and replayed is the page the
+    server has (a fragment is never sent), found under each link's own archived address."""
+    from archiver.settings import load_settings
+    from web import create_app
+
+    social = Site("social").start()
+    try:
+        sent: list[str] = []  # request targets as they came on the wire
+
+        def home(request: Request) -> Response:
+            sent.append(request.environ["REQUEST_URI"])
+            return Response("<html><body><h1>Social home</h1></body></html>",
+                            content_type="text/html")
+
+        social.route("/", home)
+        jack, biz = social.url("/#!/jack/status/20"), social.url("/#!/biz/status/21")
+        posts = tmp_path / "posts"
+        posts.mkdir()
+        (posts / "2011.md").write_text(
+            f"---\ntitle: 2011\nurl: https://myblog.example/2011/\n---\n[Jack]({jack}) "
+            f"answered [Biz]({biz}) on [the site]({social.url('/')}).\n", encoding="utf-8")
+        assert invoke(env, "init")[0] == 0
+        assert invoke(env, "add", str(posts))[0] == 0
+        code, _, err = invoke(env, "run")
+        assert code == 0, err
+        assert sent and set(sent) == {"/"}  # no fragment reached the server
+        code, out, _ = invoke(env, "-q", "report", "--format", "json")
+        rows = {row["url"]: row for row in json.loads(out)}
+        assert set(rows) == {jack, biz, social.url("/")}
+        with Archive.open(load_settings(env=env)) as archive:
+            client = create_app(archive.settings, archive).test_client()
+            for url in (jack, biz):
+                assert (rows[url]["state"], rows[url]["verdict"]) == ("alive", "ok")
+                assert rows[url]["archived_url"].endswith("/" + url)
+                # A browser keeps the fragment to itself: the archive gets the page's address.
+                response = client.get(rows[url]["archived_url"].split("#", 1)[0].replace(
+                    "/" + social.url("/"), "mp_/" + social.url("/"), 1))
+                assert response.status_code == 200
+                assert b"Social home" in response.data
+    finally:
+        social.stop()

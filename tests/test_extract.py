@@ -142,6 +142,23 @@ def test_duplicates_are_dropped_by_url_and_element() -> None:
         ("a", "one"), ("iframe", None), ("a", "f")]
 
 
+def test_hashbang_and_route_fragments_are_part_of_the_link() -> None:
+    """A 2011 post cites tweets as the web wrote them then (…/#!/user/status/N), a Google
+    Groups thread (…/forum/#!topic/…) and a single-page app's route (#/…): each is its own
+    link, not the site's front page; an in-page anchor is still no part of a link."""
+    html = """<a href="https://social.example.com/#!/jack/status/20">Jack</a>
+    <a href="https://social.example.com/#!/biz/status/21">Biz</a>
+    <a href="https://groups.example.com/forum/#!topic/comp.lang.python/abc">thread</a>
+    <a href="https://app.example.org/#/docs/Über uns">route</a>
+    <a href="https://docs.example.org/guide#install">anchor</a>"""
+    assert [link.url for link in extract_links(html, PAGE)] == [
+        "https://social.example.com/#!/jack/status/20",
+        "https://social.example.com/#!/biz/status/21",
+        "https://groups.example.com/forum/#!topic/comp.lang.python/abc",
+        "https://app.example.org/#/docs/%C3%9Cber%20uns",
+        "https://docs.example.org/guide"]
+
+
 def test_odd_inputs_do_not_raise() -> None:
     for html in ("", "   ", "<", "<a href=", "\x00\x01\x02", "<a href='\ud800'>x</a>",
                  "<a href='http://\x00/'>x</a>", "<base href='http://[x'><a href=y>y</a>"):
