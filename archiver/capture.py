@@ -30,7 +30,14 @@ from archiver.check import VALIDATORS
 from archiver.fingerprint import HTML_TYPES, TEXT_READ_BYTES
 from archiver.models import Capture
 from archiver.net.client import ByteBudget, Exchange, FetchError, HttpClient, NotBegun
-from archiver.net.content import ContentError, charset_of, decode_text, undo_content_encoding
+from archiver.net.content import (
+    ContentError,
+    charset_of,
+    codec_of,
+    css_charset,
+    decode_text,
+    undo_content_encoding,
+)
 from archiver.replay.rewrite import embedded_urls_css, embedded_urls_html
 from archiver.robots import RobotsPolicy, forbids_archiving
 from archiver.settings import Settings
@@ -128,14 +135,29 @@ def _media_type(exchange: Exchange) -> str:
     return exchange.content_type
 
 
-def _decoded(exchange: Exchange) -> str | None:
-    """The first TEXT_READ_BYTES of a text body, decoded (None when they cannot be)."""
+class _Text(NamedTuple):
+    """The first TEXT_READ_BYTES of a document, decoded, and the codec a browser reads it with
+    (which also encodes the queries of the URLs in an HTML document)."""
+
+    text: str
+    codec: str
+
+
+def _decoded(exchange: Exchange, referrer: str | None = None) -> _Text | None:
+    """The first TEXT_READ_BYTES of a text body, decoded (None when they cannot be); a style
+    sheet that says nothing of its charset is read in the ``referrer`` document's."""
     try:
         body = undo_content_encoding(exchange.body, exchange.header("Content-Encoding") or "",
                                      TEXT_READ_BYTES, head=True)
     except ContentError:
         return None
-    return decode_text(body, charset_of(exchange.header("Content-Type") or "", body))
+    content_type = exchange.header("Content-Type") or ""
+    if exchange.content_type == CSS_TYPE:
+        charset = css_charset(content_type, body, referrer)
+    else:
+        charset = charset_of(content_type, body)
+    codec = codec_of(charset)
+    return _Text(decode_text(body, codec), codec)
 
 
 @dataclass
@@ -150,6 +172,26 @@ class _Budget:
     def exhausted(self) -> bool:
         """True when the page's bytes or its time are spent."""
         return self.bytes.remaining <= 0 or time.monotonic() >= self.deadline
+
+
+class _Wanted(NamedTuple):
+    """A requisite to fetch: its URL, how deep it is, and the codec of the document that
+    loads it (a style sheet that does not say its own charset is read in it)."""
+
+    url: str
+    depth: int
+    codec: str
+
+
+class _Children(NamedTuple):
+    """What a requisite loads in turn, and the codec it was read with."""
+
+    urls: list[str]
+    codec: str
+
+    def wanted(self, depth: int) -> list[_Wanted]:
+        """These URLs as requisites ``depth`` deep."""
+        return [_Wanted(url, depth, self.codec) for url in self.urls]
 
 
 class _Fetched(NamedTuple):
@@ -175,7 +217,7 @@ class Capturer:
         self.reuse: float = settings["capture.requisite_reuse"]
         # Requisites captured lately (URL -> when, what they load), shared by the pages of a
         # run: a site's style sheet is fetched once, not once per page.
-        self._recent: RecentDict[str, tuple[float, list[str]]] = RecentDict(RECENT_MEMORY)
+        self._recent: RecentDict[str, tuple[float, _Children]] = RecentDict(RECENT_MEMORY)
         self._recent_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max(REQUISITE_WORKERS, settings["fetch.concurrency"]),
                                         thread_name_prefix="requisite")
@@ -186,7 +228,7 @@ class Capturer:
         self._pool.shutdown(wait=True)
         self._sketches.close()
 
-    def _reusable(self, url: str) -> list[str] | None:
+    def _reusable(self, url: str) -> _Children | None:
         """The remembered requisites of ``url`` when it was captured (or is being captured)
         recently enough; None when it must be fetched. Claims the URL when it returns None."""
         now = time.monotonic()
@@ -195,10 +237,11 @@ class Capturer:
             if seen is not None and now - seen[0] < self.reuse:
                 return seen[1]
             if self.reuse > 0:
-                self._recent[url] = (now, [])  # in flight: other pages will not fetch it too
+                # in flight: other pages will not fetch it too
+                self._recent[url] = (now, _Children([], "utf-8"))
             return None
 
-    def _remember(self, url: str, children: list[str]) -> None:
+    def _remember(self, url: str, children: _Children) -> None:
         if self.reuse > 0:
             with self._recent_lock:
                 self._recent[url] = (time.monotonic(), children)
@@ -284,7 +327,8 @@ class Capturer:
         result.status = final.status
         html = (_decoded(final)
                 if final.content_type in HTML_TYPES and 200 <= final.status < 300 else None)
-        if self.robots is not None and forbids_archiving(final, (html or "")[:65536]):
+        head = html.text[:65536] if html is not None else ""
+        if self.robots is not None and forbids_archiving(final, head):
             result.outcome, result.error = CaptureOutcome.REFUSED, "the page says noarchive"
             return result
         if self._too_big_media(final):
@@ -312,41 +356,43 @@ class Capturer:
                     sketch = self._sketches.submit(
                         final.body, final.header("Content-Type") or "",
                         final.header("Content-Encoding") or "", self.client.max_body_bytes)
-        if requisites:  # the page's records are written with the first wave's
+        if requisites and html is not None:  # the page's records go with the first wave's
             seen = {url, final.url}
-            self._requisites(embedded_urls_html(html or "", final.url, budget.count + len(seen)),
-                             seen, budget, result, exchanges)
+            self._requisites(embedded_urls_html(html.text, final.url, budget.count + len(seen),
+                                                html.codec),
+                             html.codec, seen, budget, result, exchanges)
         if sketch is not None:  # sketched in another process meanwhile
             result.sketch = sketch()
         return result
 
-    def _requisites(self, first: list[str], seen: set[str], budget: _Budget,
+    def _requisites(self, first: list[str], codec: str, seen: set[str], budget: _Budget,
                     result: CaptureResult, page: list[Exchange]) -> None:
         """Fetch requisites breadth first: CSS imports up to css_depth, iframes one level.
 
         The ``page``'s own exchanges are written first, with the first wave's (one digest query
-        for both)."""
+        for both). Each requisite goes with the codec of the document that loads it, the one a
+        style sheet that does not say its own is read in."""
         css_depth: int = self.settings["capture.css_depth"]
         unwritten = page
-        wave = [(u, 1) for u in first if u not in seen]
-        seen.update(u for u, _ in wave)
+        wave = [_Wanted(u, 1, codec) for u in first if u not in seen]
+        seen.update(wanted.url for wanted in wave)
         while wave and budget.count > 0:
             wave = wave[:budget.count]
             if budget.exhausted():  # out of bytes or time: what is left is not fetched
-                result.skipped += [Skipped(url, SkipReason.CAPS_SPENT) for url, _ in wave]
+                result.skipped += [Skipped(wanted.url, SkipReason.CAPS_SPENT) for wanted in wave]
                 break
             budget.count -= len(wave)
-            fetch: list[tuple[str, int]] = []
-            following: list[tuple[str, int]] = []
-            for url, depth in wave:
-                known = self._reusable(url)
+            fetch: list[_Wanted] = []
+            following: list[_Wanted] = []
+            for wanted in wave:
+                known = self._reusable(wanted.url)
                 if known is None:
-                    fetch.append((url, depth))
+                    fetch.append(wanted)
                 else:  # captured moments ago for another page: its own requisites still count
-                    following += [(child, depth + 1) for child in known]
+                    following += known.wanted(wanted.depth + 1)
             kept: list[Exchange] = []
-            for (req_url, depth), fetched in zip(
-                    fetch, self._fetch_all([url for url, _ in fetch], budget),
+            for wanted, fetched in zip(
+                    fetch, self._fetch_all([wanted.url for wanted in fetch], budget),
                     strict=True):
                 if fetched.skipped is not None:
                     result.skipped.append(fetched.skipped)
@@ -354,20 +400,20 @@ class Capturer:
                         result.retry_soon = True
                 kept += fetched.exchanges
                 if not fetched.exchanges or fetched.skipped is not None:
-                    self._forget(req_url)  # not captured, or a redirect chain cut short
+                    self._forget(wanted.url)  # not captured, or a redirect chain cut short
                     continue
                 final = fetched.exchanges[-1]
                 result.requisites += 1
-                children = self._children(final, depth, css_depth)
-                self._remember(req_url, children)
-                following += [(child, depth + 1) for child in children]
+                children = self._children(final, wanted, css_depth)
+                self._remember(wanted.url, children)
+                following += children.wanted(wanted.depth + 1)
             self._write(unwritten + kept, result)
             unwritten = []
             wave = []
-            for child, depth in following:
-                if child not in seen:
-                    seen.add(child)
-                    wave.append((child, depth))
+            for child in following:
+                if child.url not in seen:
+                    seen.add(child.url)
+                    wave.append(child)
         if unwritten:  # no wave was fetched (none, or the caps were spent)
             self._write(unwritten, result)
 
@@ -399,17 +445,24 @@ class Capturer:
             return _Fetched([], skipped=Skipped(exchanges[-1].url, SkipReason.MEDIA_TOO_LARGE))
         return _Fetched(exchanges, error)
 
-    def _children(self, exchange: Exchange, depth: int, css_depth: int) -> list[str]:
+    def _children(self, exchange: Exchange, wanted: _Wanted, css_depth: int) -> _Children:
         """Requisites of a requisite: what a style sheet imports, what an iframe loads."""
+        none = _Children([], wanted.codec)
         if not 200 <= exchange.status < 300:
-            return []
-        if exchange.content_type == CSS_TYPE and depth <= css_depth:
-            text = _decoded(exchange)
-            return embedded_urls_css(text, exchange.url, self.max_requisites) if text else []
-        if exchange.content_type in HTML_TYPES and depth == 1:  # an iframe's document
-            text = _decoded(exchange)
-            return embedded_urls_html(text, exchange.url, self.max_requisites) if text else []
-        return []
+            return none
+        if exchange.content_type == CSS_TYPE and wanted.depth <= css_depth:
+            sheet = _decoded(exchange, wanted.codec)
+            if sheet is None:
+                return none
+            return _Children(embedded_urls_css(sheet.text, exchange.url, self.max_requisites),
+                             sheet.codec)
+        if exchange.content_type in HTML_TYPES and wanted.depth == 1:  # an iframe's document
+            html = _decoded(exchange)
+            if html is None:
+                return none
+            return _Children(embedded_urls_html(html.text, exchange.url, self.max_requisites,
+                                                html.codec), html.codec)
+        return none
 
 
 def _held_back(robots: RobotsPolicy, url: str) -> Skipped:

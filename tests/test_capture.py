@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
+from werkzeug.wrappers import Request, Response
 
 from archiver import robots as robots_module
 from archiver.archive import Archive, initialise
@@ -26,6 +27,7 @@ from archiver.demo.fixtureweb import Site
 from archiver.fingerprint import body_sketch, is_current, similarity, sketch
 from archiver.jobs import WorkKind, capture_link, run_due
 from archiver.models import Capture, Link
+from archiver.net.content import css_charset
 from archiver.sketch_pool import SketchPool
 from archiver.urls import host_of, url_key
 from archiver.warc.store import payload_digest
@@ -613,3 +615,73 @@ def test_css_namespace_urls_are_names_not_requisites(archive: Archive, site: Sit
     assert status == 200
     assert f"url({namespace})" in sheet.decode(), sheet.decode()
     assert site.hits.get("/ns/svg") is None
+
+
+def test_a_windows_1251_page_loads_its_non_ascii_query_urls_from_the_archive(
+        archive: Archive, site: Site, client: FlaskClient) -> None:
+    """On a page whose encoding is windows-1251 (declared in <meta> only), a browser encodes
+    the query of ``<img src="/img?name=привет">`` in windows-1251 (the URL standard's
+    "query encoding" is the document's): it asks ``?name=%EF%F0%E8%E2%E5%F2``, which a legacy
+    server answers. The capture asks the same, and the reader's request finds it."""
+    wanted = "/img?name=%EF%F0%E8%E2%E5%F2"  # привет in windows-1251
+
+    def image(request: Request) -> Response:
+        if request.query_string == wanted.split("?", 1)[1].encode():
+            return Response(PNG + b"cyr", content_type="image/png")
+        return Response("no such picture", status=404, content_type="text/plain")
+
+    site.route("/img", image)
+    site.page("/фото.png", PNG + b"path", content_type="image/png")
+    body = ('<html><head><meta charset="windows-1251"><title>Статья</title></head>'
+            '<body><p>Картинка:</p><img src="/img?name=привет"><img src="/фото.png"></body>'
+            "</html>")
+    site.page("/cyr", body.encode("cp1251"), content_type="text/html")
+    assert capture(archive, site.url("/cyr")) == "archived"
+    assert site.hits.get(wanted) == 1, site.hits  # the request a browser makes
+    assert site.hits.get("/фото.png") == 1, site.hits  # the path is UTF-8 whatever the page
+    stamp = stamp_of(client, site.url("/cyr"))
+    page = client.get(f"/web/{stamp}mp_/{site.url('/cyr')}").data.decode("cp1251")
+    assert f"/web/{stamp}mp_/{site.url('/img?name=привет')}" in page, page
+    # The reader's browser, parsing the replayed page as windows-1251, asks these:
+    assert served(client, stamp, site.url(wanted)) == (200, PNG + b"cyr")
+    assert served(client, stamp, site.url("/%D1%84%D0%BE%D1%82%D0%BE.png")) == (
+        200, PNG + b"path")
+
+
+def test_a_windows_1251_style_sheet_loads_its_non_ascii_urls_from_the_archive(
+        archive: Archive, site: Site, client: FlaskClient) -> None:
+    """A style sheet saying ``@charset "windows-1251";`` (served as plain ``text/css``) is
+    read by the browser in that encoding: ``url(/фон.png)`` is the path ``/фон.png``, asked
+    for in UTF-8. One that says nothing is read in its page's encoding."""
+    site.page("/фон.png", PNG + b"bg", content_type="image/png")
+    site.page("/рамка.png", PNG + b"frame", content_type="image/png")
+    css = '@charset "windows-1251";\nbody { background: url(/фон.png) }\n'
+    site.page("/s.css", css.encode("cp1251"), content_type="text/css")
+    site.page("/plain.css", "p { border-image: url(/рамка.png) }".encode("cp1251"),
+              content_type="text/css")
+    site.page("/p", '<html><head><meta charset="windows-1251">'
+              '<link rel="stylesheet" href="/s.css"><link rel="stylesheet" href="/plain.css">'
+              "</head><body>x</body></html>", content_type="text/html")
+    assert capture(archive, site.url("/p")) == "archived"
+    assert site.hits.get("/фон.png") == 1, site.hits  # the request a browser makes
+    assert site.hits.get("/рамка.png") == 1, site.hits
+    stamp = stamp_of(client, site.url("/p"))
+    # What the browser asks once it has read the replayed sheet as windows-1251:
+    status, sheet = served(client, stamp, site.url("/s.css"))
+    assert status == 200
+    rewritten = re.search(r"url\(([^)]*)\)", sheet.decode("cp1251"))
+    assert rewritten is not None and rewritten.group(1).startswith(f"/web/{stamp}mp_/")
+    assert served(client, stamp, site.url("/%D1%84%D0%BE%D0%BD.png")) == (200, PNG + b"bg")
+
+
+@pytest.mark.parametrize(("content_type", "body", "referrer", "expected"), [
+    ("text/css", b'@charset "windows-1251";\np{}', "utf-8", "windows-1251"),
+    ("text/css; charset=koi8-r", b'@charset "windows-1251";', None, "koi8-r"),
+    ("text/css", b'@charset "utf-16le";', None, "utf-8"),  # ASCII bytes are no UTF-16
+    ("text/css", b'@charset  "windows-1251";', "iso-8859-2", "iso-8859-2"),  # not exactly it
+    ("text/css", b"\xef\xbb\xbf@charset \"windows-1251\";", None, "utf-8"),  # the BOM wins
+    ("text/css", b"p{}", None, None),
+])
+def test_a_style_sheets_charset_is_found_as_a_browser_finds_it(
+        content_type: str, body: bytes, referrer: str | None, expected: str | None) -> None:
+    assert css_charset(content_type, body, referrer) == expected

@@ -17,6 +17,7 @@ from archiver.replay.rewrite import (
     _rewrite_css,
     _rewrite_html,
     embedded_urls_html,
+    query_encoded,
     rewrite_css,
     rewrite_html,
 )
@@ -352,6 +353,20 @@ def test_embedded_urls_are_what_replay_serves_bare() -> None:
     assert embedded_urls_css("@import url(a.css); b{background:url(../b.png)} c{x:url(data:,)}",
                              "http://ex.com/c/s.css") == ["http://ex.com/c/a.css",
                                                           "http://ex.com/b.png"]
+
+
+@pytest.mark.parametrize(("reference", "codec", "expected"), [
+    ("/img?name=привет", "cp1251", "/img?name=%EF%F0%E8%E2%E5%F2"),
+    ("/фон?a=ж c\"d&e=€#фраг", "cp1251", "/фон?a=%E6%20c%22d&e=%88#фраг"),  # path as it is
+    ("?a=日", "cp1251", "?a=%26%2326085%3B"),  # what the encoding lacks is sent as &#N;
+    ("/x?a=ソ", "shift_jis", "/x?a=%83\\"),  # a byte outside the encode set stays a byte
+    ("/x?a=жи\nзнь", "koi8_r", "/x?a=%D6%C9%DA%CE%D8"),  # a newline is dropped, as browsers do
+    ("/img?name=привет", "utf-8", "/img?name=привет"),  # UTF-8 is the resolver's own
+    ("/img?name=%EF", "cp1251", "/img?name=%EF"),
+])
+def test_queries_are_encoded_in_the_documents_encoding(reference: str, codec: str,
+                                                       expected: str) -> None:
+    assert query_encoded(reference, codec) == expected
 
 
 def test_non_http_urls_untouched() -> None:

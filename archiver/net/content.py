@@ -12,6 +12,11 @@ _CHARSET_RE = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
 _META_CHARSET_RE = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
 _BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
          (codecs.BOM_UTF16_BE, "utf-16-be"))
+# A style sheet's own declaration: exactly these bytes at its very start (CSS Syntax 3.2).
+_CSS_CHARSET_RE = re.compile(rb'@charset "([\x00-\x21\x23-\x7f]*)";')
+# Labels browsers read as another encoding (the Encoding Standard), by Python codec name.
+_AS_BROWSERS_READ = {"iso8859-1": "cp1252", "ascii": "cp1252", "gb2312": "gbk",
+                     "euc_kr": "cp949", "iso8859-9": "cp1254", "tis-620": "cp874"}
 
 
 class ContentError(ValueError):
@@ -61,6 +66,32 @@ def charset_of(content_type: str, body: bytes = b"") -> str | None:
         return match.group(1)
     meta = _META_CHARSET_RE.search(body[:4096])
     return meta.group(1).decode("ascii", "replace") if meta else None
+
+
+def css_charset(content_type: str, body: bytes, referrer: str | None = None) -> str | None:
+    """A style sheet's charset as a browser finds it (CSS Syntax 3.2): BOM, the Content-Type
+    header, a leading ``@charset``, then the encoding of the document that loaded it."""
+    for bom, name in _BOMS:
+        if body.startswith(bom):
+            return name
+    match = _CHARSET_RE.search(content_type)
+    if match:
+        return match.group(1)
+    declared = _CSS_CHARSET_RE.match(body)
+    if declared:
+        name = declared.group(1).decode("ascii")
+        # a sheet whose bytes say @charset in ASCII is not UTF-16, whatever it claims
+        return "utf-8" if name.lower().startswith("utf-16") else name
+    return referrer
+
+
+def codec_of(charset: str | None) -> str:
+    """The Python codec a browser decodes ``charset`` with (UTF-8 when it is unknown)."""
+    try:
+        name = codecs.lookup(charset or "utf-8").name
+    except LookupError:
+        return "utf-8"
+    return _AS_BROWSERS_READ.get(name, name)
 
 
 def decode_text(body: bytes, charset: str | None = None) -> str:

@@ -626,13 +626,48 @@ def rewrite_css(css: str, rewriter: UrlRewriter) -> str:
 # Collecting instead of rewriting: what a page needs to render is exactly what replay serves bare.
 
 
+# Bytes the URL parser percent-encodes in a query of an http(s) URL (the "special-query
+# percent-encode set"); any other byte is kept as it is.
+_QUERY_ENCODED = frozenset(b'"#<>\'') | frozenset(range(0x21)) | frozenset(range(0x7F, 0x100))
+_UTF8_CODECS = frozenset({"utf-8", "utf-16", "utf-16-le", "utf-16-be"})
+_TAB_OR_NEWLINE = dict.fromkeys(map(ord, "\t\n\r"))
+
+
+def query_encoded(reference: str, codec: str) -> str:
+    """``reference`` with its query percent-encoded in ``codec``, as a browser asks for it from
+    a document in that encoding (the URL standard's query encoding; the path is always UTF-8).
+    A character the encoding lacks is sent as ``&#N;``, percent-encoded, as browsers do."""
+    head, hash_, fragment = reference.partition("#")
+    path, question, query = head.partition("?")
+    if not question or query.isascii() or codec in _UTF8_CODECS:
+        return reference
+    query = query.translate(_TAB_OR_NEWLINE)  # the URL parser drops them before anything
+    out: list[str] = []
+    rest = query
+    while rest:
+        try:
+            out.append(_percent_encoded(rest.encode(codec)))
+            break
+        except UnicodeEncodeError as exc:
+            out.append(_percent_encoded(rest[: exc.start].encode(codec)))
+            out += [f"%26%23{ord(char)}%3B" for char in rest[exc.start : exc.end]]
+            rest = rest[exc.end :]
+    return f"{path}?{''.join(out)}{hash_}{fragment}"
+
+
+def _percent_encoded(data: bytes) -> str:
+    return "".join(f"%{byte:02X}" if byte in _QUERY_ENCODED else chr(byte) for byte in data)
+
+
 @dataclass(frozen=True, slots=True)
 class EmbeddedCollector(UrlRewriter):
     """A rewriter that changes nothing and records, each once, the absolute URLs a document
     loads (embedded ones), up to ``limit``; past it the document is still scanned, but nothing
-    in it is resolved or kept."""
+    in it is resolved or kept. With ``codec``, the document's encoding when it is not UTF-8,
+    each URL's query is encoded in it, as the browser requests it."""
 
     limit: int | None = None
+    codec: str = "utf-8"
     urls: dict[str, None] = field(default_factory=dict)
     # Values already resolved against this base (a <base href> makes a new collector).
     tried: set[str] = field(init=False, default_factory=set)
@@ -643,8 +678,9 @@ class EmbeddedCollector(UrlRewriter):
         if modifier != EMBED or url in self.tried or full:
             return url
         self.tried.add(url)
-        rewritten = UrlRewriter.rewrite(self, url, modifier)
-        if rewritten != url:
+        wanted = query_encoded(url.strip(_C0_SPACE), self.codec)
+        rewritten = UrlRewriter.rewrite(self, wanted, modifier)
+        if rewritten != wanted:
             cut = len(self.prefix) + len(self.timestamp) + len(modifier) + 1
             self.urls.setdefault(rewritten[cut:].split("#", 1)[0], None)
         return url
@@ -654,10 +690,12 @@ class EmbeddedCollector(UrlRewriter):
         return url
 
 
-def embedded_urls_html(html: str, base_url: str, limit: int | None = None) -> list[str]:
+def embedded_urls_html(html: str, base_url: str, limit: int | None = None,
+                       codec: str = "utf-8") -> list[str]:
     """Absolute URLs of everything an HTML document loads to render (images, styles, ...),
-    the first ``limit`` of them when given."""
-    collector = EmbeddedCollector(base_url=base_url, timestamp="0", limit=limit)
+    the first ``limit`` of them when given, as a browser reading the document as ``codec``
+    requests them."""
+    collector = EmbeddedCollector(base_url=base_url, timestamp="0", limit=limit, codec=codec)
     rewrite_html(html, collector)
     return list(collector.urls)
 
