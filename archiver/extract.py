@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from linkify_it import LinkifyIt
 from selectolax.lexbor import LexborHTMLParser, LexborNode
@@ -77,7 +79,8 @@ _TEXT_ELEMENT = "text"
 _TRAILING = "?!.,:;*_~'\"\u201d\u2019\u2026\u00bb\u203a"  # ASCII and typographic closers
 # Raised when the rules change what is extracted from the same HTML: a post is read again
 # (its citations replaced) the next time its source is read, even when it did not change.
-# 3: hash-bang and route fragments (#!/…, #/…) are part of a link (archiver.urls).
+# 3: hash-bang and route fragments (#!/…, #/…) are part of a link (archiver.urls); the
+# blog's own site is spelled as links are (IDNA) and, at a path, owns only what is under it.
 EXTRACTION_RULES = 3
 _SPACE_RE = re.compile(r"\s+")
 _SENTENCE_END_RE = re.compile(r"[.!?\u2026](?=[\s\"'\u201d\u2019)\]]*\s)")
@@ -118,7 +121,8 @@ def extract_links(html: str, page_url: str, site_url: str | None = None) -> list
         if node.tag == "base":
             base = _base_url(node.attributes.get("href") or "", page_url)
             break
-    own_site = site_or_empty(site_url or page_url)
+    # A post's own address says its host, never where the blog starts on it.
+    own_site = _own_site(site_url) if site_url else _own_site(page_url)._replace(path="")
     blocks: dict[int, _BlockText] = {}
     seen: set[tuple[str, str]] = set()
     positions, bare = _walk_document(tree)
@@ -248,7 +252,34 @@ def _base_url(href: str, page_url: str) -> str:
     return base if scheme_of(base) in FETCHABLE_SCHEMES else page_url
 
 
-def _target(href: str, base: str, own_site: str) -> tuple[str | None, str | None] | None:
+class _OwnSite(NamedTuple):
+    """The blog's own address: its site (host without ``www.``, plus any port) and, for a
+    blog at a path of a shared host (``/~alice``), that path without its final slash."""
+
+    site: str
+    path: str
+
+    def holds(self, url: str) -> bool:
+        """Whether ``url`` is one of the blog's own pages."""
+        if not self.site or site_of(url) != self.site:
+            return False
+        if not self.path:
+            return True
+        path = urlsplit(url).path
+        return path == self.path or path.startswith(self.path + "/")
+
+
+def _own_site(address: str) -> _OwnSite:
+    """The blog's own site from its address, spelled as links are (IDNA, percent-encoding):
+    the author types https://bücher.example/, links resolve to xn--bcher-kva.example."""
+    try:
+        canonical = canonicalize(address)
+    except InvalidURL:  # a post read from a file: file:///..., no site of its own
+        return _OwnSite(site_or_empty(address), "")
+    return _OwnSite(site_of(canonical), urlsplit(canonical).path.rstrip("/"))
+
+
+def _target(href: str, base: str, own_site: _OwnSite) -> tuple[str | None, str | None] | None:
     """(canonical URL, verdict) of a reference, or None when it is not an outbound one."""
     if not href or href.startswith("#"):
         return None
@@ -259,7 +290,7 @@ def _target(href: str, base: str, own_site: str) -> tuple[str | None, str | None
     try:
         absolute = resolve(href, base)
         # Same-site links are most of a blog's links: drop them before the costly normalising.
-        if own_site and site_of(absolute) == own_site:
+        if own_site.holds(absolute):
             return None
     except ValueError:
         return None, "invalid_url"
@@ -269,12 +300,12 @@ def _target(href: str, base: str, own_site: str) -> tuple[str | None, str | None
 
 
 @lru_cache(maxsize=65536)
-def _canonical(absolute: str, own_site: str) -> tuple[str | None, str | None] | None:
+def _canonical(absolute: str, own_site: _OwnSite) -> tuple[str | None, str | None] | None:
     try:
         url = canonicalize(absolute)
     except InvalidURL as exc:
         return None, exc.verdict
-    if own_site and site_of(url) == own_site:
+    if own_site.holds(url):
         return None
     return url, None
 

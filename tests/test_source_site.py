@@ -52,6 +52,40 @@ def test_giving_the_site_later_reads_the_posts_again(tmp_path: Path, archive: Ar
     assert _cited(archive) == ["https://news.example.org/story"]
 
 
+def test_site_on_an_idn_host_keeps_its_own_links_out(tmp_path: Path, archive: Archive) -> None:
+    """`--site https://bücher.example/` (the blog's address as its author types it): links to
+    the blog's own pages, however they are spelled, are not references."""
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    (posts / "post.md").write_text(
+        "---\ntitle: Ein Beitrag\n---\n"
+        "Mein [älterer Beitrag](https://bücher.example/2019/alt/), "
+        "[die Startseite](https://xn--bcher-kva.example/) und "
+        "[die Quelle](https://news.example.org/story).\n", encoding="utf-8")
+    add_source(archive, str(posts), "https://bücher.example/")
+    discover(archive)
+    assert _cited(archive) == ["https://news.example.org/story"]
+
+
+def test_site_with_a_path_does_not_swallow_the_whole_host(tmp_path: Path,
+                                                         archive: Archive) -> None:
+    """A blog at https://www.cs.example.edu/~alice/ cites a colleague's paper on the same
+    university host: it is a reference (the colleague's page is not Alice's blog), while
+    Alice's own posts are not."""
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    (posts / "post.md").write_text(
+        "---\ntitle: Reading notes\n---\n"
+        "As in [my earlier note](https://www.cs.example.edu/~alice/notes/1.html), "
+        "[Bob's paper](https://www.cs.example.edu/~bob/papers/rot.pdf) shows it; "
+        "[Alicia](https://www.cs.example.edu/~alicia/) agrees.\n",
+        encoding="utf-8")
+    add_source(archive, str(posts), "https://www.cs.example.edu/~alice")  # the slash forgotten
+    discover(archive)
+    assert _cited(archive) == ["https://www.cs.example.edu/~bob/papers/rot.pdf",
+                               "https://www.cs.example.edu/~alicia/"]
+
+
 @pytest.mark.parametrize("site", ["myblog.example", "ftp://myblog.example/", "https://", " "])
 def test_a_site_that_is_no_web_address_is_refused(tmp_path: Path, archive: Archive,
                                                   site: str) -> None:
