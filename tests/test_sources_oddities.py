@@ -362,3 +362,85 @@ def test_wxr_embed_search_stays_linear_on_long_blank_runs() -> None:
     assert link_embeds(" \n" * 50_000 + "https://x.example.org/").endswith(
         '<a href="https://x.example.org/">https://x.example.org/</a>')
     assert time.monotonic() - started < 2
+
+
+# -- a WordPress blog as it is served ----------------------------------------------------
+
+
+def _wp_page(title: str, body: str, body_class: str) -> str:
+    return (f'<!doctype html><html><head><title>{title} &#8211; Field Notes</title></head>'
+            f'<body class="{body_class}"><header><a href="/">Field Notes</a></header>'
+            f'<main id="main">{body}</main><footer>Powered by WordPress</footer></body></html>')
+
+
+def _wp_excerpt(base: str, slug: str, title: str, cited: str) -> str:
+    return (f'<article class="post type-post"><h2><a href="{base}/{slug}/">{title}</a></h2>'
+            f'<p>It cites <a href="{cited}">a source</a>. <a href="{base}/{slug}/">Continue'
+            f' reading</a></p></article>')
+
+
+def _wordpress(site: Site) -> None:
+    """A WordPress blog with two posts, an About page, a category, a tag and an author: its
+    feed, its core sitemap (wp-sitemap.xml: posts, pages, taxonomies, users) and its pages."""
+    base = site.base_url
+    one = _wp_excerpt(base, "soviet-story", "The Soviet Story", "https://film.example.org/")
+    two = _wp_excerpt(base, "link-rot", "Link rot", "https://study.example.org/rot")
+    site.page("/soviet-story/", _wp_page("The Soviet Story", (
+        '<article class="post"><h1>The Soviet Story</h1><p>See '
+        '<a href="https://film.example.org/">the film</a>.</p></article>'),
+        "post-template-default single single-post"))
+    site.page("/link-rot/", _wp_page("Link rot", (
+        '<article class="post"><h1>Link rot</h1><p>A <a href="https://study.example.org/rot">'
+        'study</a>.</p></article>'), "post-template-default single single-post"))
+    site.page("/about/", _wp_page("About", (
+        '<article class="page"><h1>About</h1><p>Mail me.</p></article>'),
+        "page-template-default page"))
+    site.page("/category/film/", _wp_page("Film", one, "archive category category-film"))
+    site.page("/tag/history/", _wp_page("history", one + two, "archive tag tag-history"))
+    site.page("/author/admin/", _wp_page("admin", two + one, "archive author author-admin"))
+    site.page("/", _wp_page("Field Notes", two + one, "home blog").replace(
+        "</head>", f'<link rel="alternate" type="application/rss+xml" title="Field Notes '
+                   f'&raquo; Feed" href="{base}/feed/"></head>'))
+    sitemap = ('<?xml version="1.0" encoding="UTF-8"?>'
+               '<{root} xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{items}</{root}>')
+
+    def urlset(*paths: str) -> str:
+        return sitemap.format(root="urlset", items="".join(
+            f"<url><loc>{base}{path}</loc></url>" for path in paths))
+
+    site.page("/wp-sitemap.xml", sitemap.format(root="sitemapindex", items="".join(
+        f"<sitemap><loc>{base}/wp-sitemap-{name}-1.xml</loc></sitemap>"
+        for name in ("posts-post", "posts-page", "taxonomies-category", "taxonomies-post_tag",
+                     "users"))), content_type="application/xml")
+    site.page("/wp-sitemap-posts-post-1.xml", urlset("/soviet-story/", "/link-rot/"),
+              content_type="application/xml")
+    site.page("/wp-sitemap-posts-page-1.xml", urlset("/about/"), content_type="application/xml")
+    site.page("/wp-sitemap-taxonomies-category-1.xml", urlset("/category/film/"),
+              content_type="application/xml")
+    site.page("/wp-sitemap-taxonomies-post_tag-1.xml", urlset("/tag/history/"),
+              content_type="application/xml")
+    site.page("/wp-sitemap-users-1.xml", urlset("/author/admin/"),
+              content_type="application/xml")
+    item = ('<item><title>{title}</title><link>{base}/{slug}/</link>'
+            '<description><![CDATA[<p>It cites <a href="{cited}">a source</a>.</p>]]>'
+            '</description></item>')
+    site.page("/feed/", '<?xml version="1.0"?><rss version="2.0"><channel><title>Field Notes'
+              f'</title><link>{base}</link><description>d</description>'
+              + item.format(title="Link rot", base=base, slug="link-rot",
+                            cited="https://study.example.org/rot")
+              + item.format(title="The Soviet Story", base=base, slug="soviet-story",
+                            cited="https://film.example.org/")
+              + "</channel></rss>", content_type="application/rss+xml; charset=UTF-8")
+
+
+def test_wordpress_sitemap_archives_are_not_posts(site: Site, archive: Archive) -> None:
+    """WordPress's own sitemap index lists its category, tag and author archives beside the
+    posts and pages.  An archive page is a list of post excerpts, not a post: read as one,
+    the blog has seven "posts" and the film is cited by four of them."""
+    _wordpress(site)
+    add_source(archive, site.url("/wp-sitemap.xml"))
+    summary = discover(archive)
+    assert not summary.errors
+    assert _posts(archive) == [site.url("/about/"), site.url("/link-rot/"),
+                               site.url("/soviet-story/")]
+    assert _citing(archive, "https://film.example.org/") == [site.url("/soviet-story/")]

@@ -1,11 +1,14 @@
-"""XML sitemaps and sitemap indexes: every listed page is read like a single post."""
+"""XML sitemaps and sitemap indexes: every listed page is read like a single post (an
+index's sitemaps of category, tag and author archives are not read)."""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from urllib.parse import urlsplit
 from xml.etree.ElementTree import Element
 
 from archiver.errors import SourceError
@@ -20,6 +23,10 @@ SITEMAP_ROOTS = frozenset({"urlset", "sitemapindex"})
 MAX_DEPTH = 3            # sitemap indexes nested deeper than this are not followed
 MAX_CHILD_SITEMAPS = 50  # per index
 MAX_PAGES = 5000         # per sitemap
+# wp-sitemap-taxonomies-category-1.xml, wp-sitemap-users-1.xml (WordPress 5.5+);
+# category-sitemap.xml, post_tag-sitemap2.xml, author-sitemap.xml (Yoast, Rank Math).
+_ARCHIVE_SITEMAP_RE = re.compile(
+    r"wp-sitemap-(?:taxonomies|users)-.*|.*(?:category|tag|author)-sitemap.*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,11 @@ def _pages(client: HttpClient, url: str, depth: int, visited: set[str]) -> Itera
         log.warning("%s: sitemap indexes nested deeper than %d are not followed", url, MAX_DEPTH)
         return
     children = [entry.loc for entry in _entries(root, "sitemap", document.url)]
+    archives = [child for child in children if _lists_archives(child)]
+    if archives:
+        log.info("%s: not reading %d sitemaps of category, tag and author archives",
+                 url, len(archives))
+        children = [child for child in children if child not in archives]
     if len(children) > MAX_CHILD_SITEMAPS:
         log.warning("%s lists %d sitemaps; reading the first %d", url, len(children),
                     MAX_CHILD_SITEMAPS)
@@ -72,6 +84,13 @@ def _pages(client: HttpClient, url: str, depth: int, visited: set[str]) -> Itera
             yield from _pages(client, child, depth + 1, visited)
         except SourceError as exc:
             log.warning("skipping sitemap %s listed in %s: %s", child, url, exc)
+
+
+def _lists_archives(url: str) -> bool:
+    """Whether a child sitemap lists a blog's archive pages (category, tag, author), which
+    are lists of post excerpts, not posts: WordPress's own and Yoast's (Rank Math's) names."""
+    name = urlsplit(url).path.rsplit("/", 1)[-1]
+    return _ARCHIVE_SITEMAP_RE.fullmatch(name) is not None
 
 
 def _entries(root: Element, item_name: str, base: str) -> list[_Entry]:
