@@ -1,14 +1,15 @@
 """Snapshot one page, with what it needs to render, into the WARC store.
 
 A capture fetches the page (every redirect hop is recorded), then its requisites — images,
-style sheets and what they import, fonts, scripts, posters, iframes one level deep — on any
-host, within the page's caps on count, bytes and time, which bind the fetches in flight too;
-the URLs a document loads are read from its first ``TEXT_READ_BYTES``.  A payload already
-stored (by this process or in the index) is written as a small ``revisit`` record instead of
-again.  robots.txt and "noarchive" are honoured unless ``capture.respect_robots`` is off; a
-refusal is recorded as such, not as a failure of the link.  A requisite robots.txt holds back
-is recorded as skipped with its reason; when that robots.txt could not be read (a passing
-state), the page is captured again soon (``CaptureResult.retry_soon``).
+style sheets and what they import, fonts, scripts, posters, iframes and SVG documents one
+level deep — on any host, within the page's caps on count, bytes and time, which bind the
+fetches in flight too; the URLs a document loads are read from its first ``TEXT_READ_BYTES``.
+A payload already stored (by this process or in the index) is written as a small ``revisit``
+record instead of again.  robots.txt and "noarchive" are honoured unless
+``capture.respect_robots`` is off; a refusal is recorded as such, not as a failure of the
+link.  A requisite robots.txt holds back is recorded as skipped with its reason; when that
+robots.txt could not be read (a passing state), the page is captured again soon
+(``CaptureResult.retry_soon``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ _LOCATION_COLUMNS = ("warc_file", "offset", "length", "record_type", "record_id"
 RECENT_MEMORY = 50_000  # requisites remembered for reuse within capture.requisite_reuse
 MEDIA_PREFIXES = ("audio/", "video/")
 CSS_TYPE = "text/css"
+SVG_TYPE = "image/svg+xml"
 
 log = logging.getLogger(__name__)
 
@@ -446,7 +448,8 @@ class Capturer:
         return _Fetched(exchanges, error)
 
     def _children(self, exchange: Exchange, wanted: _Wanted, css_depth: int) -> _Children:
-        """Requisites of a requisite: what a style sheet imports, what an iframe loads."""
+        """Requisites of a requisite: what a style sheet imports, what an iframe loads, what an
+        SVG document loads (its <image>, <use> and <feImage> hrefs and style sheets)."""
         none = _Children([], wanted.codec)
         if not 200 <= exchange.status < 300:
             return none
@@ -456,7 +459,10 @@ class Capturer:
                 return none
             return _Children(embedded_urls_css(sheet.text, exchange.url, self.max_requisites),
                              sheet.codec)
-        if exchange.content_type in HTML_TYPES and wanted.depth == 1:  # an iframe's document
+        # an iframe's document, or an SVG one (in <object>, <embed> or <iframe> it loads what
+        # it refers to; the HTML collector knows its elements)
+        if (exchange.content_type in HTML_TYPES or exchange.content_type == SVG_TYPE) \
+                and wanted.depth == 1:
             html = _decoded(exchange)
             if html is None:
                 return none

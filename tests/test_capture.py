@@ -685,3 +685,26 @@ def test_a_windows_1251_style_sheet_loads_its_non_ascii_urls_from_the_archive(
 def test_a_style_sheets_charset_is_found_as_a_browser_finds_it(
         content_type: str, body: bytes, referrer: str | None, expected: str | None) -> None:
     assert css_charset(content_type, body, referrer) == expected
+
+
+def test_an_svg_document_embedded_with_object_brings_its_images(
+        archive: Archive, site: Site, client: FlaskClient) -> None:
+    """An SVG document in ``<object>``/``<embed>``/``<iframe>`` loads its own ``<image
+    href>``, ``<use>`` sprites and style sheets (unlike an SVG in ``<img>``): they are
+    captured with it, so the diagram replays without holes where its pictures were."""
+    site.page("/photo.png", PNG + b"svg-photo", content_type="image/png")
+    site.page("/bg.png", PNG + b"svg-bg", content_type="image/png")
+    site.page("/sprites.svg", '<svg xmlns="http://www.w3.org/2000/svg"><symbol id="i"/></svg>',
+              content_type="image/svg+xml")
+    site.page("/diagram.svg", '<svg xmlns="http://www.w3.org/2000/svg" '
+              'xmlns:xlink="http://www.w3.org/1999/xlink" width="10" height="10">'
+              "<style>rect { fill: url(bg.png) }</style>"
+              '<image href="photo.png" width="10" height="10"/>'
+              '<use xlink:href="sprites.svg#i"/></svg>', content_type="image/svg+xml")
+    site.page("/p", '<html><body><object data="/diagram.svg" type="image/svg+xml">'
+              "</object></body></html>")
+    assert capture(archive, site.url("/p")) == "archived"
+    stamp = stamp_of(client, site.url("/p"))
+    assert served(client, stamp, site.url("/photo.png")) == (200, PNG + b"svg-photo")
+    assert served(client, stamp, site.url("/bg.png")) == (200, PNG + b"svg-bg")
+    assert served(client, stamp, site.url("/sprites.svg"))[0] == 200
