@@ -122,7 +122,10 @@ def store_post(archive: Archive, session: Session, source: Source, data: PostDat
                summary: DiscoverSummary) -> None:
     """Insert or update one post and replace its citations when its content changed."""
     digest = content_hash(data.html)
-    post = session.scalar(select(Post).where(Post.url == data.url))
+    # Stored under the address listed for it (a feed's /posts/a, the page at /posts/a/), it
+    # keeps that name: one post, whichever source read it first.
+    post = session.scalars(select(Post).where(Post.url.in_(data.names))
+                           .order_by(Post.url != data.url, Post.id)).first()
     if post is not None and post.content_hash == digest:
         return
     if post is None:
@@ -171,11 +174,11 @@ def discover(archive: Archive,
             try:
                 for data in read_posts(SourceKind(source.kind), source.location,
                                        archive.client()):
-                    if data.url in read_urls:
+                    if data.names & read_urls:
                         log.info("%s: %s was already read in this run", source.location,
                                  data.url)
                         continue
-                    read_urls.add(data.url)
+                    read_urls |= data.names
                     store_post(archive, session, source, data, summary)
                     session.commit()  # each post kept as soon as it is read
                 source.last_error = None

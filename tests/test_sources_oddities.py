@@ -63,6 +63,50 @@ def test_tracking_query_on_a_feed_link_does_not_store_the_post_twice(
     assert urls == [site.url("/posts/a?id=7")]
 
 
+def test_one_post_listed_by_its_feed_and_its_sitemap_is_one_post(site: Site,
+                                                                 archive: Archive) -> None:
+    """The feed and the sitemap both list /posts/a, which the server redirects to /posts/a/
+    (as it does http:// to https:// on a blog moved to TLS while its settings still say
+    http).  The sitemap's page is stored under the address it ended at, the feed's entry
+    under the one listed: one post becomes two, every reference counted twice."""
+    base = site.base_url
+    site.page("/feed.xml", f"""<?xml version="1.0"?><rss version="2.0"><channel>
+<title>t</title><link>{base}/</link><description>d</description>
+<item><title>A</title><link>{base}/posts/a</link>
+<description>&lt;a href="https://cited.example.org/a"&gt;this&lt;/a&gt;</description></item>
+</channel></rss>""", content_type="application/rss+xml")
+    site.page("/sitemap.xml", f"""<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+<url><loc>{base}/posts/a</loc></url></urlset>""", content_type="application/xml")
+    site.redirect("/posts/a", "/posts/a/")
+    site.page("/posts/a/", """<!doctype html><html><head><title>A</title></head><body>
+<article><p>Cites <a href="https://cited.example.org/a">this</a>.</p></article></body></html>""")
+    add_source(archive, site.url("/feed.xml"))
+    add_source(archive, site.url("/sitemap.xml"))
+    summary = discover(archive)
+    assert not summary.errors
+    assert len(_posts(archive)) == 1, _posts(archive)
+    assert _citing(archive, "https://cited.example.org/a") == _posts(archive)
+
+
+def test_a_sitemap_post_whose_address_starts_to_redirect_stays_one_post(
+        site: Site, archive: Archive) -> None:
+    """A sitemap lists /posts/b, read and stored as such; the blog then moves its posts to
+    trailing-slash addresses (/posts/b redirects to /posts/b/): the post read again is the
+    post stored, not a second one."""
+    site.page("/sitemap.xml", f"""<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+<url><loc>{site.base_url}/posts/b</loc></url></urlset>""", content_type="application/xml")
+    site.page("/posts/b", PAGE)
+    add_source(archive, site.url("/sitemap.xml"))
+    assert not discover(archive).errors
+    assert _posts(archive) == [site.url("/posts/b")]
+    site.redirect("/posts/b", "/posts/b/")
+    site.page("/posts/b/", PAGE.replace("cited.example.org/a", "cited.example.org/b"))
+    summary = discover(archive)
+    assert (summary.errors, summary.posts_new, summary.posts_changed) == ([], 0, 1)
+    assert _posts(archive) == [site.url("/posts/b")]
+    assert _cited(archive) == ["https://cited.example.org/b"]
+
+
 def test_atom_xml_base_is_the_base_of_relative_links_in_content(site: Site, archive: Archive,
                                                                  ) -> None:
     base = site.base_url

@@ -43,6 +43,14 @@ class PostData:
     title: str | None
     published_at: datetime | None  # naive UTC
     html: str
+    # The address its source listed, when the page was found at another (``url``, where a
+    # redirect ended): a feed listing the same address names the same post.
+    listed_as: str | None = None
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every address the post goes by: its own, and the one listed for it."""
+        return frozenset(name for name in (self.url, self.listed_as) if name)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,14 @@ from xml.etree.ElementTree import Element
 
 from archiver.errors import SourceError
 from archiver.net.client import HttpClient
-from archiver.sources.common import PostData, fetch_document, local_name, parse_xml, to_utc
+from archiver.sources.common import (
+    PostData,
+    canonical_or_raw,
+    fetch_document,
+    local_name,
+    parse_xml,
+    to_utc,
+)
 from archiver.sources.page import read_page
 from archiver.urls import FETCHABLE_SCHEMES, resolve, scheme_of
 
@@ -49,6 +56,9 @@ def read_sitemap(client: HttpClient, url: str) -> Iterator[PostData]:
             continue
         if post.published_at is None and entry.lastmod is not None:
             post = replace(post, published_at=entry.lastmod)
+        listed = canonical_or_raw(entry.loc)
+        if listed != post.url:  # /posts/a redirected to /posts/a/, or http:// to https://
+            post = replace(post, listed_as=listed)
         yield post
 
 
