@@ -54,6 +54,7 @@ RECENT_MEMORY = 50_000  # requisites remembered for reuse within capture.requisi
 MEDIA_PREFIXES = ("audio/", "video/")
 CSS_TYPE = "text/css"
 SVG_TYPE = "image/svg+xml"
+XML_DOCUMENT_TYPES = frozenset({"application/xhtml+xml", SVG_TYPE})  # parsed as XML
 
 log = logging.getLogger(__name__)
 
@@ -361,7 +362,8 @@ class Capturer:
         if requisites and html is not None:  # the page's records go with the first wave's
             seen = {url, final.url}
             self._requisites(embedded_urls_html(html.text, final.url, budget.count + len(seen),
-                                                html.codec),
+                                                html.codec,
+                                                final.content_type in XML_DOCUMENT_TYPES),
                              html.codec, seen, budget, result, exchanges)
         if sketch is not None:  # sketched in another process meanwhile
             result.sketch = sketch()
@@ -466,8 +468,9 @@ class Capturer:
             html = _decoded(exchange)
             if html is None:
                 return none
-            return _Children(embedded_urls_html(html.text, exchange.url, self.max_requisites,
-                                                html.codec), html.codec)
+            return _Children(embedded_urls_html(
+                html.text, exchange.url, self.max_requisites, html.codec,
+                exchange.content_type in XML_DOCUMENT_TYPES), html.codec)
         return none
 
 

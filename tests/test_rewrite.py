@@ -399,6 +399,24 @@ def test_script_contents_untouched() -> None:
     )
 
 
+def test_xml_documents_self_close_their_scripts() -> None:
+    """A browser parses application/xhtml+xml as XML: ``<script src="a.js"/>`` is a whole
+    element, and what follows is markup, not script text up to the next ``</script>``."""
+    doc = ('<script src="a.js"/>\n<link rel="stylesheet" href="s.css"/><img src="i.png"/>'
+           '<script src="b.js"></script><script>var x = "<img src=no.png>";</script>')
+    out = rewrite_html(doc, RW, xml=True)
+    assert out == _rewrite_html(doc, RW, xml=True)
+    assert out == (
+        f'<script src="{MP}http://ex.com/dir/a.js"/>\n'
+        f'<link rel="stylesheet" href="{MP}http://ex.com/dir/s.css"/>'
+        f'<img src="{MP}http://ex.com/dir/i.png"/><script src="{MP}http://ex.com/dir/b.js">'
+        '</script><script>var x = "<img src=no.png>";</script>')
+    assert embedded_urls_html(doc, "http://ex.com/", xml=True) == [
+        "http://ex.com/a.js", "http://ex.com/s.css", "http://ex.com/i.png", "http://ex.com/b.js"]
+    # As HTML, the slash means nothing: the rest is the script's text, as a browser reads it.
+    assert embedded_urls_html(doc, "http://ex.com/") == ["http://ex.com/a.js"]
+
+
 def test_unclosed_script_runs_to_eof() -> None:
     doc = "<script>document.write('<img src=x.png>')"
     assert html(doc) == doc

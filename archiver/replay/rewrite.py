@@ -301,10 +301,14 @@ def _rewrite_refresh(value: str, rewriter: UrlRewriter) -> str:
     return head + quote + new + body[len(core) :]
 
 
-def iter_start_tags(html: str) -> Iterator[tuple[re.Match[str], str, int, int]]:
+def iter_start_tags(html: str, xml: bool = False,
+                    ) -> Iterator[tuple[re.Match[str], str, int, int]]:
     """Start tags that may carry URLs or styles, in document order, skipping comments and the
     text of raw-text elements: (tag match, lower-case name, raw text start, raw text end) —
-    for a raw-text element (script, style, ...) the span of its text, else an empty span."""
+    for a raw-text element (script, style, ...) the span of its text, else an empty span.
+
+    With ``xml`` (a document the browser parses as XML: XHTML, SVG), a self-closed
+    ``<script .../>`` is a whole element, not the start of raw text up to ``</script>``."""
     length = len(html)
     pos = 0
     skip = _SKIP.match
@@ -341,7 +345,7 @@ def iter_start_tags(html: str) -> Iterator[tuple[re.Match[str], str, int, int]]:
             continue  # end tag
         name = tag.group(2).lower()
         raw_end = _RAW_TEXT_END.get(name)
-        if raw_end is not None:
+        if raw_end is not None and not (xml and html[pos - 2] == "/"):
             end_tag = raw_end.search(html, pos)
             stop = length if end_tag is None else end_tag.start()
             yield tag, name, pos, stop
@@ -355,10 +359,12 @@ def iter_start_tags(html: str) -> Iterator[tuple[re.Match[str], str, int, int]]:
 class _HtmlPass:
     """One left-to-right pass over a document, collecting the unchanged spans and the edits."""
 
-    __slots__ = ("base_seen", "depth", "doc_rewriter", "html", "last", "out", "rewriter")
+    __slots__ = ("base_seen", "depth", "doc_rewriter", "html", "last", "out", "rewriter", "xml")
 
-    def __init__(self, html: str, rewriter: UrlRewriter, depth: int = 0) -> None:
+    def __init__(self, html: str, rewriter: UrlRewriter, depth: int = 0,
+                 xml: bool = False) -> None:
         self.html = html
+        self.xml = xml
         self.doc_rewriter = rewriter
         self.rewriter = rewriter  # replaced once by the first <base href>
         self.base_seen = False
@@ -375,7 +381,7 @@ class _HtmlPass:
     def run(self) -> str:
         """Rewrite the whole document."""
         html = self.html
-        for tag, name, raw_start, raw_stop in iter_start_tags(html):
+        for tag, name, raw_start, raw_stop in iter_start_tags(html, self.xml):
             attrs_start, attrs_end = tag.span(3)
             if name == "a":
                 plain = _PLAIN_A_HREF.fullmatch(html, attrs_start, attrs_end)
@@ -485,14 +491,15 @@ class _HtmlPass:
         self.emit(match.start() if following and following in _WS else match.start(1), end, "")
 
 
-def _rewrite_html(html: str, rewriter: UrlRewriter) -> str:
-    return _HtmlPass(html, rewriter).run()
+def _rewrite_html(html: str, rewriter: UrlRewriter, xml: bool = False) -> str:
+    return _HtmlPass(html, rewriter, xml=xml).run()
 
 
-def rewrite_html(html: str, rewriter: UrlRewriter) -> str:
-    """Point every URL in an HTML document at the archive, leaving all other text as it was."""
+def rewrite_html(html: str, rewriter: UrlRewriter, xml: bool = False) -> str:
+    """Point every URL in an HTML document at the archive, leaving all other text as it was;
+    ``xml`` for a document the browser parses as XML (application/xhtml+xml, SVG)."""
     try:
-        return _rewrite_html(html, rewriter)
+        return _rewrite_html(html, rewriter, xml)
     except Exception:  # a rewriter bug must not break replay: serve the page as archived
         _log.exception("HTML rewrite failed for %s", rewriter.base_url)
         return html
@@ -691,12 +698,12 @@ class EmbeddedCollector(UrlRewriter):
 
 
 def embedded_urls_html(html: str, base_url: str, limit: int | None = None,
-                       codec: str = "utf-8") -> list[str]:
+                       codec: str = "utf-8", xml: bool = False) -> list[str]:
     """Absolute URLs of everything an HTML document loads to render (images, styles, ...),
     the first ``limit`` of them when given, as a browser reading the document as ``codec``
-    requests them."""
+    requests them; ``xml`` as for :func:`rewrite_html`."""
     collector = EmbeddedCollector(base_url=base_url, timestamp="0", limit=limit, codec=codec)
-    rewrite_html(html, collector)
+    rewrite_html(html, collector, xml)
     return list(collector.urls)
 
 
