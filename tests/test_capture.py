@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import multiprocessing
 import os
 import re
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from datetime import timedelta
 from multiprocessing.queues import Queue
@@ -745,3 +747,140 @@ def test_an_xhtml_page_replays_past_a_self_closed_script(
     assert capture(archive, xhtml_page) == "archived"
     stamp, html = replayed_page(client, xhtml_page)
     assert f'src="/web/{stamp}mp_/{site.url("/i.png")}"' in html
+
+
+def test_modern_markup_requisites_replay_from_the_archive(archive: Archive, site: Site,
+                                                          cdn: Site,
+                                                          client: FlaskClient) -> None:
+    """Every requisite form a current page uses is captured and answered from the archive."""
+    assets = {
+        "/webp.webp": (b"RIFF0000WEBP", "image/webp"),
+        "/fallback.png": (PNG + b"fb", "image/png"),
+        "/hero-1x.png": (PNG + b"h1", "image/png"),
+        "/hero-2x.png": (PNG + b"h2", "image/png"),
+        "/font.woff2": (WOFF2, "font/woff2"),
+        "/mod.js": (b"export const a = 1;", "text/javascript"),
+        "/icon.png": (PNG + b"icon", "image/png"),
+        "/touch.png": (PNG + b"touch", "image/png"),
+        "/poster.png": (PNG + b"poster", "image/png"),
+        "/clip.mp4": (b"\x00\x00\x00\x18ftypmp42" + bytes(40), "video/mp4"),
+        "/sound.ogg": (b"OggS" + bytes(40), "audio/ogg"),
+        "/subs.vtt": (b"WEBVTT\n", "text/vtt"),
+        "/obj.pdf": (b"%PDF-1.4\n%%EOF\n", "application/pdf"),
+        "/embed.png": (PNG + b"embed", "image/png"),
+        "/button.png": (PNG + b"button", "image/png"),
+        "/svg-image.png": (PNG + b"svgimg", "image/png"),
+        "/sprite.svg": (b'<svg xmlns="http://www.w3.org/2000/svg"><symbol id="i"/></svg>',
+                        "image/svg+xml"),
+        "/set-1x.png": (PNG + b"s1", "image/png"),
+        "/set-2x.png": (PNG + b"s2", "image/png"),
+        "/a b.png": (PNG + b"space", "image/png"),
+        "/q'uote.png": (PNG + b"quote", "image/png"),
+        "/svgstyle.png": (PNG + b"svgstyle", "image/png"),
+        "/attr-1.png": (PNG + b"attr1", "image/png"),
+        "/attr-2.png": (PNG + b"attr2", "image/png"),
+        "/print.css": (b"p{color:black}", "text/css"),
+        "/layer.css": (b"p{margin:0}", "text/css"),
+    }
+    for path, (body, kind) in assets.items():
+        cdn.page(path.replace(" ", "%20"), body, content_type=kind)
+        cdn.page(path, body, content_type=kind)
+    c = cdn.url("")
+    proto_relative = c.removeprefix("http:")
+    site.page("/style.css", f"""@import url("{c}/print.css") print;
+@import "{c}/layer.css" layer(base) supports(display: grid);
+@font-face {{ font-family: F; src: local("F"), url( '{c}/font.woff2' ) format("woff2"),
+  url({c}/missing.woff) format("woff"); unicode-range: U+0000-00FF; }}
+.h {{ background-image: image-set("{c}/set-1x.png" 1x, url({c}/set-2x.png) 2x); }}
+.e {{ background: url("{c}/a b.png"), url({c}/q\\'uote.png); }}
+""", content_type="text/css; charset=utf-8")
+    site.page("/page", f"""<!doctype html><html><head>
+<link rel="stylesheet" href="/style.css">
+<link rel="preload" as="image" imagesrcset="{c}/hero-1x.png 1x, {c}/hero-2x.png 2x">
+<link rel="preload" as="font" href="{c}/font.woff2" crossorigin>
+<link rel="modulepreload" href="{proto_relative}/mod.js">
+<link rel="icon" href="{c}/icon.png"><link rel="apple-touch-icon" href="{c}/touch.png">
+</head><body>
+<picture><source type="image/webp" srcset="{c}/webp.webp"><img src="{c}/fallback.png"></picture>
+<video poster="{c}/poster.png" controls><source src="{c}/clip.mp4" type="video/mp4">
+<track kind="subtitles" src="{c}/subs.vtt"></video>
+<audio controls><source src="{c}/sound.ogg" type="audio/ogg"></audio>
+<object data="{c}/obj.pdf" type="application/pdf"></object><embed src="{c}/embed.png">
+<form><input type="image" src="{c}/button.png" alt="go"></form>
+<svg><style>.x {{ background: url({c}/svgstyle.png) }}</style>
+<image href="{c}/svg-image.png" width="1" height="1"/><use href="{c}/sprite.svg#i"/></svg>
+<div style="background: url({c}/attr-1.png), url('{c}/attr-2.png')"></div>
+</body></html>""")
+    assert capture(archive, site.url("/page")) == "archived"
+    stamp, html = replayed_page(client, site.url("/page"))
+    assert c not in html.replace(f"mp_/{c}", "")  # nothing left pointing at the live CDN
+    for path in [p for p in assets if p not in {"/a b.png"}] + ["/a%20b.png"]:
+        status, data = served(client, stamp, cdn.url(path))
+        assert status == 200, (path, status)
+        assert data == assets[path.replace("%20", " ")][0], path
+    status, _ = served(client, stamp, cdn.url("/missing.woff"))  # the archived 404, as sent
+    assert status == 404
+
+
+def test_redirecting_404_and_base_href_requisites(archive: Archive, site: Site, cdn: Site,
+                                                   client: FlaskClient) -> None:
+    """A requisite behind a cross-host redirect keeps both hops and replays through them;
+    one that answered 404 is kept as a 404; a ``<base href>`` on another host moves them."""
+    cdn.page("/new.png", PNG + b"new", content_type="image/png")
+    cdn.page("/assets/rel.png", PNG + b"rel", content_type="image/png")
+    site.redirect("/old.png", cdn.url("/new.png"), status=302)
+    site.page("/p", f'<html><head><base href="{cdn.url("/assets/")}"></head><body>'
+              f'<img src="{site.url("/old.png")}"><img src="rel.png">'
+              f'<img src="{site.url("/gone.png")}"></body></html>')
+    assert capture(archive, site.url("/p")) == "archived"
+    urls = captured_urls(archive)
+    assert site.url("/old.png") in urls and cdn.url("/new.png") in urls
+    stamp = stamp_of(client, site.url("/p"))
+    assert served(client, stamp, site.url("/old.png")) == (200, PNG + b"new")
+    assert served(client, stamp, cdn.url("/assets/rel.png")) == (200, PNG + b"rel")
+    assert served(client, stamp, site.url("/gone.png"))[0] == 404
+    with archive.db.session() as session:
+        gone = session.scalars(select(Capture).where(Capture.url == site.url("/gone.png"))).one()
+    assert gone.status == 404
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate"])
+def test_compressed_pages_find_their_requisites_and_keep_their_bytes(
+        archive: Archive, site: Site, client: FlaskClient, coding: str) -> None:
+    """A page sent gzip, zlib or raw deflate is read for requisites, stored as sent and
+    replayed decoded once."""
+    html = f'<html><body><img src="{site.url("/z.png")}"></body></html>'.encode()
+    if coding == "gzip":
+        body = gzip.compress(html)
+    elif coding == "deflate":
+        body = zlib.compress(html)
+    else:
+        raw = zlib.compressobj(wbits=-15)
+        body = raw.compress(html) + raw.flush()
+    site.page("/z.png", PNG + b"z", content_type="image/png")
+    site.page("/zp", body, headers={"Content-Encoding": coding.removeprefix("raw-")})
+    assert capture(archive, site.url("/zp")) == "archived"
+    stamp, page = replayed_page(client, site.url("/zp"))
+    assert f"mp_/{site.url('/z.png')}" in page
+    assert served(client, stamp, site.url("/z.png")) == (200, PNG + b"z")
+    raw_replay = client.get(f"/web/{stamp}id_/{site.url('/zp')}")
+    assert raw_replay.data == html  # decoded once for the reader
+
+
+def test_iframe_one_level_with_its_own_css_and_fonts(archive: Archive, site: Site,
+                                                     cdn: Site, client: FlaskClient) -> None:
+    """An iframe's document on another host brings its images, style sheet and what the
+    sheet loads (fonts, backgrounds)."""
+    cdn.page("/w.html", '<html><head><link rel="stylesheet" href="/w.css"></head>'
+             '<body><img src="/w.png"></body></html>')
+    cdn.page("/w.css", "@font-face{font-family:W;src:url(w.woff2)}"
+             ".a{background:url(/w-bg.png)}", content_type="text/css")
+    cdn.page("/w.woff2", WOFF2, content_type="font/woff2")
+    cdn.page("/w.png", PNG + b"w", content_type="image/png")
+    cdn.page("/w-bg.png", PNG + b"wbg", content_type="image/png")
+    site.page("/p", f'<html><body><iframe src="{cdn.url("/w.html")}"></iframe></body></html>')
+    assert capture(archive, site.url("/p")) == "archived"
+    stamp = stamp_of(client, site.url("/p"))
+    for path, data in (("/w.png", PNG + b"w"), ("/w.woff2", WOFF2),
+                       ("/w-bg.png", PNG + b"wbg")):
+        assert served(client, stamp, cdn.url(path)) == (200, data), path

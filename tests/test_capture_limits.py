@@ -22,7 +22,7 @@ from archiver.fingerprint import TEXT_READ_BYTES, sketch
 from archiver.jobs import capture_link
 from archiver.models import Capture, Link
 from tests.conftest import InFlight, make_settings
-from tests.test_capture import PNG, add_link
+from tests.test_capture import PNG, add_link, capture, replayed_page
 
 KB = 1000
 
@@ -229,3 +229,22 @@ def test_a_redirect_chain_cut_by_the_pages_bytes_keeps_its_hops(tmp_path: Path,
         payloads = stored_payloads(archive)
     assert payloads[site.url("/hop.png")][1] == "length"
     assert site.url("/real.png") not in payloads and "/real.png" not in site.hits
+
+
+def test_a_page_over_the_byte_cap_is_marked_and_still_replays(
+        tmp_path: Path, site: Site) -> None:
+    """A page cut at capture.max_page_bytes is marked truncated and replays as far as it
+    was kept."""
+    body = "<html><body><p>start</p>" + "<p>filler text</p>" * 400 + "</body></html>"
+    site.page("/big", body)
+    with opened(tmp_path, capture__max_page_bytes="2000") as archive:
+        from web import create_app
+
+        client = create_app(archive.settings, archive).test_client()
+        assert capture(archive, site.url("/big")) == "archived"
+        with archive.db.session() as session:
+            row = session.scalars(select(Capture).where(Capture.url == site.url("/big"))).one()
+        assert row.truncated == "length"
+        stamp, html = replayed_page(client, site.url("/big"))
+        assert html.startswith("<html><body><p>start</p>") and len(html.encode()) == 2000
+        assert stamp
