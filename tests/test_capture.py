@@ -740,8 +740,6 @@ def test_xhtml_self_closing_script_does_not_hide_the_rest_of_the_page(
         assert site.url(path) in urls, (path, sorted(urls))
 
 
-@pytest.mark.xfail(strict=True, reason="render_capture does not pass xml=True to rewrite_html "
-                   "for application/xhtml+xml yet (archiver/replay/render.py)")
 def test_an_xhtml_page_replays_past_a_self_closed_script(
         archive: Archive, site: Site, client: FlaskClient, xhtml_page: str) -> None:
     assert capture(archive, xhtml_page) == "archived"

@@ -189,9 +189,9 @@ def test_a_stop_abandons_the_captures_waiting_for_their_hosts_turn(tmp_path: Pat
         ids = add_links(archive, [site.url(f"/{n}") for n in range(10)])
         summary = run_due(archive, WorkKind.CAPTURE)
         fetched = [int(path[1:]) for path in site.hits if path[1:].isdigit()]
-        # /2 and those before it (the slot is not handed out in order); the three other
-        # threads' pages were waiting for the slot when the stop came, and none was fetched.
-        assert 2 in fetched and len(fetched) <= 3, site.hits
+        # /2 and those before it (the slot is not handed out in order); the other threads'
+        # pages were waiting for the slot when the stop came, and none was fetched after it.
+        assert fetched[-1] == 2, site.hits
         assert summary.outcomes == {"archived": len(fetched), "stopped": 10 - len(fetched)}
         with archive.db.session() as session:
             captured = set(session.scalars(select(Link.id).where(

@@ -255,7 +255,8 @@ def render_capture(session: Session, store: WarcStore, capture: Capture,
         pass
     elif media in {"text/html", "application/xhtml+xml"} or (not media and body[:1] == b"<"):
         text, charset = decode_reversibly(body, charset_of(content_type, body))
-        body = rewrite_html(text, rewriter).encode(charset, "xmlcharrefreplace")
+        body = rewrite_html(text, rewriter, media == "application/xhtml+xml").encode(
+            charset, "xmlcharrefreplace")
         if not media:  # rewritten as HTML: say so, as nosniff keeps the browser from guessing
             headers.append(("Content-Type", f"text/html; charset={charset}"))
     elif media == "text/css":
