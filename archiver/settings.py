@@ -315,8 +315,9 @@ REGISTRY: tuple[Setting, ...] = (
        "How often an archived link is captured again (every capture is kept).",
        low=0, high=MAX_DURATION),
     _s("capture.requisites", "bool", True,
-       "Also capture what an HTML page needs to render: images, style sheets, fonts, scripts, "
-       "media posters and iframes (one level deep), on any host."),
+       "Also capture what an HTML page needs to render: images (lazy-loaded ones too), style "
+       "sheets, fonts, scripts, media posters, and iframes and SVG documents one level deep "
+       "(srcdoc included), on any host."),
     _s("capture.max_requisites", "int", 150, "Most requisites fetched for one page.",
        low=0, high=10000),
     _s("capture.max_page_bytes", "size", "60MB",
