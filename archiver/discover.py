@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html as html_lib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from archiver.health import apply_verdict
 from archiver.models import Citation, Link, Post, Source, SourceKind
 from archiver.settings import Settings
 from archiver.sources import PostData, detect_kind, read_posts
+from archiver.sources.page import read_page
 from archiver.urls import FETCHABLE_SCHEMES, host_of, scheme_of, site_or_empty, url_key
 from archiver.verdicts import Verdict
 
@@ -144,8 +146,9 @@ def store_post(archive: Archive, session: Session, source: Source, data: PostDat
         session.flush()
     post.title = data.title
     post.published_at = data.published_at
+    html = _whole_post(archive, data) if data.summary_only else data.html
     seen: set[tuple[int, str]] = set()
-    for found in extract_links(data.html, data.url, source.site_url):
+    for found in extract_links(html, data.url, source.site_url):
         link, created = _link_for(session, found, archive.settings)
         summary.links_new += int(created)
         key = (link.id, found.href)
@@ -154,6 +157,21 @@ def store_post(archive: Archive, session: Session, source: Source, data: PostDat
         seen.add(key)
         post.citations.append(Citation(link=link, href=found.href, element=found.element,
                                         anchor_text=found.anchor_text, context=found.context))
+
+
+def _whole_post(archive: Archive, data: PostData) -> str:
+    """A summary-only feed entry as a whole post: its page's content, then the summary (a
+    link-blog entry's cited link is there); the summary alone when the page cannot be read.
+    Only new or changed entries come here, so an unchanged feed costs no page requests."""
+    try:
+        page = read_page(archive.client(), data.url)
+    except SourceError as exc:
+        log.warning("%s: only the feed's summary is read: %s", data.url, exc)
+        return data.html
+    content = page.html
+    if not content.startswith("<base"):  # the page's own base, or where the page was
+        content = f'<base href="{html_lib.escape(page.url, quote=True)}">{content}'
+    return content + data.html
 
 
 def discover(archive: Archive,

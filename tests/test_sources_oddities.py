@@ -107,6 +107,40 @@ def test_a_sitemap_post_whose_address_starts_to_redirect_stays_one_post(
     assert _cited(archive) == ["https://cited.example.org/b"]
 
 
+def test_a_summary_only_feed_still_gives_every_reference_of_the_post(site: Site,
+                                                                     archive: Archive) -> None:
+    """Hugo's default RSS template carries each post's summary (its first 70 words), and
+    WordPress's "For each post in a feed, include: Summary" an excerpt: the references
+    further down the post are not in the feed at all.  The post's page has them, read once
+    for a new or changed entry."""
+    base = site.base_url
+    site.page("/index.xml", f"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom"><channel><title>Hugo blog</title>
+<link>{base}/</link><description>Recent content</description>
+<item><title>On link rot</title><link>{base}/posts/link-rot/</link>
+<pubDate>Mon, 01 Jan 2024 00:00:00 +0000</pubDate><guid>{base}/posts/link-rot/</guid>
+<description>&lt;p&gt;Pew found that &lt;a href="https://pew.example.org/report"&gt;38% of
+pages&lt;/a&gt; are gone.&lt;/p&gt;</description></item></channel></rss>""",
+              content_type="application/rss+xml")
+    site.page("/posts/link-rot/", """<!doctype html><html><head><title>On link rot</title>
+</head><body><article><h1>On link rot</h1>
+<p>Pew found that <a href="https://pew.example.org/report">38% of pages</a> are gone.</p>
+<!--more-->
+<p>Half the links in court opinions fail, says <a href="https://law.example.edu/zittrain">
+Zittrain</a>; the fix is <a href="https://perma.example.cc/">a permanent copy</a>.</p>
+</article></body></html>""")
+    add_source(archive, site.url("/index.xml"))
+    summary = discover(archive)
+    assert not summary.errors
+    assert _posts(archive) == [site.url("/posts/link-rot/")]
+    assert sorted(_cited(archive)) == ["https://law.example.edu/zittrain",
+                                       "https://perma.example.cc/",
+                                       "https://pew.example.org/report"]
+    assert site.hits["/posts/link-rot/"] == 1
+    assert discover(archive).posts_changed == 0  # the entry unchanged: its page not asked
+    assert site.hits["/posts/link-rot/"] == 1
+
+
 def test_atom_xml_base_is_the_base_of_relative_links_in_content(site: Site, archive: Archive,
                                                                  ) -> None:
     base = site.base_url
@@ -237,7 +271,9 @@ def test_a_post_listed_twice_is_stored_once_and_stays_unchanged(site: Site,
     with archive.db.session() as session:
         (post,) = session.scalars(select(Post))
         assert post.title == "New"
-        assert [citation.link.url for citation in post.citations] == ["https://new.example.org/"]
+        # A summary-only entry: its page's references, then its summary's.
+        assert [citation.link.url for citation in post.citations] == [
+            "https://cited.example.org/a", "https://new.example.org/"]
 
 
 def test_utf8_page_served_as_latin1_keeps_its_links(site: Site, archive: Archive) -> None:

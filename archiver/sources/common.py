@@ -46,6 +46,9 @@ class PostData:
     # The address its source listed, when the page was found at another (``url``, where a
     # redirect ended): a feed listing the same address names the same post.
     listed_as: str | None = None
+    # Only a summary of the post (a feed entry without its content): the rest of its
+    # references are on its page.
+    summary_only: bool = False
 
     @property
     def names(self) -> frozenset[str]:

@@ -111,7 +111,7 @@ def _post(entry: Any, feed_url: str, blog_url: str) -> PostData | None:
         log.warning("%s: skipping an entry with a malformed link %r", feed_url, link)
         return None
     title = _plain(str(entry.get("title") or ""), (entry.get("title_detail") or {}).get("type"))
-    html, base = _content(entry)
+    html, base, summary_only = _content(entry)
     html = _with_base(html, base, feed_url)
     permalink = _permalink_on_blog(entry, link, blog_url)
     if permalink is not None:
@@ -120,7 +120,7 @@ def _post(entry: Any, feed_url: str, blog_url: str) -> PostData | None:
         html = f'<p><a href="{cited}">{html_lib.escape(title or link)}</a></p>{html}'
         link = permalink
     return PostData(url=canonical_or_raw(link), title=title,
-                    published_at=_published(entry), html=html)
+                    published_at=_published(entry), html=html, summary_only=summary_only)
 
 
 def _permalink_on_blog(entry: Any, link: str, blog_url: str) -> str | None:
@@ -145,9 +145,9 @@ def _plain(text: str, kind: object) -> str | None:
     return " ".join(text.split()) or None
 
 
-def _content(entry: Any) -> tuple[str, str]:
-    """The fullest body an entry has (HTML content, else any content, else the summary) and
-    the base URL feedparser worked out for it from xml:base."""
+def _content(entry: Any) -> tuple[str, str, bool]:
+    """The fullest body an entry has (HTML content, else any content, else the summary),
+    the base URL feedparser worked out for it from xml:base, and whether it is the summary."""
     contents = entry.get("content") or []
     chosen = next((item for item in contents if "html" in str(item.get("type") or "")), None)
     if chosen is None and contents:
@@ -159,7 +159,8 @@ def _content(entry: Any) -> tuple[str, str]:
         detail = chosen
         value, kind = chosen.get("value") or "", str(chosen.get("type") or "text/html")
     text = str(value)
-    return (text if "html" in kind else html_lib.escape(text)), str(detail.get("base") or "")
+    return ((text if "html" in kind else html_lib.escape(text)), str(detail.get("base") or ""),
+            chosen is None)
 
 
 def _with_base(html: str, base: str, feed_url: str) -> str:
