@@ -172,6 +172,9 @@ def add(ctx: Context, source: str, site_url: str | None) -> None:
     with ctx.open() as archive:
         added, new = add_source(archive, source, site_url)
     site = f" (the blog: {added.site_url})" if added.site_url else ""
+    if added.kind == "feed" and added.location != source.strip():
+        ctx.say(f"{source.strip()} is the blog's home page; it names its feed, which is "
+                "read for the blog's posts")
     if new:
         ctx.say(f"added {added.kind} source #{added.id}: {added.location}{site}")
     else:

@@ -20,7 +20,7 @@ from archiver.extract import EXTRACTION_RULES, ExtractedLink, extract_links
 from archiver.health import apply_verdict
 from archiver.models import Citation, Link, Post, Source, SourceKind
 from archiver.settings import Settings
-from archiver.sources import PostData, detect_kind, read_posts
+from archiver.sources import PostData, detect_source, read_posts
 from archiver.sources.page import read_page
 from archiver.urls import FETCHABLE_SCHEMES, host_of, scheme_of, site_or_empty, url_key
 from archiver.verdicts import Verdict
@@ -60,16 +60,18 @@ def content_hash(html: str, rules: int | None = None) -> str:
 def add_source(archive: Archive, location: str,
                site_url: str | None = None) -> tuple[Source, bool]:
     """Detect the kind of ``location`` and register it; an unknown kind raises SourceError.
-    A file or folder is stored as an absolute path, so any later run finds it.  ``site_url``
-    is the blog's own address (links to it are not references); given for a source already
-    registered, it replaces the one stored and its posts are read again at the next run.
+    A file or folder is stored as an absolute path, so any later run finds it; a blog's home
+    page that names its feed is registered as that feed (the source's location says so).
+    ``site_url`` is the blog's own address (links to it are not references); given for a
+    source already registered, it replaces the one stored and its posts are read again at the
+    next run.
     Returns the source and whether it is new (False: it was already registered)."""
     location = location.strip()
     if not location:
         raise SourceError("no source given: give a feed, sitemap or page URL, a WordPress "
                           "export file or a folder")
     site = _site_address(site_url) if site_url is not None else None
-    kind = detect_kind(location, archive.client())
+    kind, location = detect_source(location, archive.client())
     if kind in (SourceKind.FOLDER, SourceKind.WXR):
         location = str(Path(location).expanduser().resolve())
     with archive.db.session() as session:

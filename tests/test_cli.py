@@ -445,3 +445,14 @@ def test_hashbang_links_are_fetched_without_their_fragment_and_replayed(
                 assert b"Social home" in response.data
     finally:
         social.stop()
+
+
+def test_adding_the_blogs_home_page_says_it_reads_the_feed_it_names(
+        env: dict[str, str], blog: Site) -> None:
+    blog.page("/", '<html><head><title>Blog</title><link rel="alternate" '
+                   'type="application/rss+xml" href="/feed.xml"></head><body></body></html>')
+    assert invoke(env, "init")[0] == 0
+    code, _, err = invoke(env, "add", blog.url("/"))
+    assert code == 0
+    assert err == (f"{blog.url('/')} is the blog's home page; it names its feed, which is "
+                   f"read for the blog's posts\nadded feed source #1: {blog.url('/feed.xml')}\n")

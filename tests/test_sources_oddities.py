@@ -524,3 +524,32 @@ def test_wordpress_sitemap_archives_are_not_posts(site: Site, archive: Archive) 
     assert _posts(archive) == [site.url("/about/"), site.url("/link-rot/"),
                                site.url("/soviet-story/")]
     assert _citing(archive, "https://film.example.org/") == [site.url("/soviet-story/")]
+
+
+def test_adding_the_blog_address_reads_the_blogs_posts(site: Site, archive: Archive) -> None:
+    """The address a blogger knows is the blog's own: https://myblog.example/.  Its home page
+    names its feed (<link rel="alternate" type="application/rss+xml">), as every blog engine
+    writes it.  Added, it was one "post" (the home page, titled with the blog's name) citing
+    the excerpts' links; the blog's posts were not read at all."""
+    _wordpress(site)
+    source, _new = add_source(archive, site.url("/"))
+    summary = discover(archive)
+    assert not summary.errors
+    assert site.url("/") not in _posts(archive), f"the home page is a post ({source.kind})"
+    assert _posts(archive) == [site.url("/link-rot/"), site.url("/soviet-story/")]
+
+
+def test_a_post_page_naming_the_blogs_feed_is_still_one_post(site: Site,
+                                                            archive: Archive) -> None:
+    """Every page of a WordPress blog names the blog's feed in its <head>: a post's address,
+    added, is that post, not the whole blog."""
+    _wordpress(site)
+    feed_link = (f'<link rel="alternate" type="application/rss+xml" '
+                 f'href="{site.base_url}/feed/"></head>')
+    site.page("/link-rot/", _wp_page("Link rot", (
+        '<article class="post"><h1>Link rot</h1><p>A <a href="https://study.example.org/rot">'
+        'study</a>.</p></article>'), "single single-post").replace("</head>", feed_link))
+    source, _new = add_source(archive, site.url("/link-rot/"))
+    assert (source.kind, source.location) == ("page", site.url("/link-rot/"))
+    assert not discover(archive).errors
+    assert _posts(archive) == [site.url("/link-rot/")]

@@ -7,6 +7,7 @@ message meant for the user, never a parser's traceback.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +17,14 @@ from archiver.net.client import HttpClient
 from archiver.sources.common import Document, PostData, fetch_document, local_name, sniff_root
 from archiver.sources.feed import FEED_ROOTS, FEED_TYPES, read_feed
 from archiver.sources.folder import read_folder
-from archiver.sources.page import HTML_TYPES, read_page
+from archiver.sources.page import HTML_TYPES, feed_of_home_page, read_page
 from archiver.sources.sitemap import SITEMAP_ROOTS, read_sitemap
 from archiver.sources.wxr import looks_like_wxr, read_wxr
 from archiver.urls import FETCHABLE_SCHEMES, scheme_of
 
-__all__ = ["PostData", "detect_kind", "read_posts"]
+log = logging.getLogger(__name__)
+
+__all__ = ["PostData", "detect_kind", "detect_source", "read_posts"]
 
 
 def detect_kind(location: str, client: HttpClient) -> SourceKind:
@@ -37,6 +40,25 @@ def detect_kind(location: str, client: HttpClient) -> SourceKind:
         raise SourceError(f"unknown source type: {location} is a file but not a WordPress "
                           "export (WXR); give a folder, a WXR file or an http(s) URL")
     raise SourceError(f"{location}: no such file or folder, and not an http(s) URL")
+
+
+def detect_source(location: str, client: HttpClient) -> tuple[SourceKind, str]:
+    """What kind of source ``location`` is, and the location to register for it: a blog's
+    home page that names its feed is that feed (its posts, not one page of excerpts)."""
+    if scheme_of(location) not in FETCHABLE_SCHEMES:
+        return detect_kind(location, client), location
+    document = fetch_document(client, location)
+    kind = kind_of_document(document)
+    feed = feed_of_home_page(document) if kind is SourceKind.PAGE else None
+    if feed is None:
+        return kind, location
+    try:
+        if kind_of_document(fetch_document(client, feed)) is SourceKind.FEED:
+            return SourceKind.FEED, feed
+    except SourceError as exc:
+        log.warning("%s names the feed %s, which cannot be read (%s): adding the page",
+                    location, feed, exc)
+    return kind, location
 
 
 def kind_of_document(document: Document) -> SourceKind:

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import html as html_lib
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from archiver.errors import SourceError
 from archiver.net.client import HttpClient
 from archiver.net.content import decode_text
-from archiver.sources.common import PostData, canonical_or_raw, fetch_document, to_utc
-from archiver.urls import FETCHABLE_SCHEMES, resolve, scheme_of
+from archiver.sources.common import (
+    Document,
+    PostData,
+    canonical_or_raw,
+    fetch_document,
+    to_utc,
+)
+from archiver.urls import FETCHABLE_SCHEMES, host_of, resolve, scheme_of
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+FEED_LINK_TYPES = frozenset({"application/rss+xml", "application/atom+xml"})
 # Where a post's own content lives, most specific first; ``body`` is the last resort.
 CONTENT_SELECTORS = ("article", "main", "[itemprop=articleBody]", ".entry-content",
                      ".post-content", ".post", "#content")
@@ -21,6 +29,33 @@ CONTENT_SELECTORS = ("article", "main", "[itemprop=articleBody]", ".entry-conten
 _FURNITURE = "nav, aside, header, footer, script, style, template"
 _LATIN1_NAMES = frozenset({"iso-8859-1", "iso8859-1", "latin-1", "latin1", "l1",
                            "windows-1252", "cp1252", "us-ascii", "ascii"})
+
+
+def feed_of_home_page(document: Document) -> str | None:
+    """The feed a blog's home page names (its first <link rel="alternate"> of an RSS or Atom
+    type), when the page is the blog's home: the feed lives at or below the page's folder
+    (https://blog.example/ and /feed/; a post page at /a-post/ names the blog's /feed/)."""
+    tree = LexborHTMLParser(_decode(document.body, document.charset))
+    for node in tree.css("link[rel][href][type]"):
+        attributes = node.attributes
+        rels = (attributes.get("rel") or "").lower().split()
+        if "alternate" not in rels or (attributes.get("type") or "").strip().lower() not in (
+                FEED_LINK_TYPES):
+            continue
+        try:
+            feed = resolve((attributes.get("href") or "").strip(), document.url)
+        except ValueError:
+            return None
+        return feed if _is_home_of(document.url, feed) else None
+    return None
+
+
+def _is_home_of(page: str, feed: str) -> bool:
+    """Whether ``page`` is the folder ``feed`` lives in, on the same host."""
+    if scheme_of(feed) not in FETCHABLE_SCHEMES or host_of(page) != host_of(feed):
+        return False
+    folder = urlsplit(page).path or "/"
+    return folder.endswith("/") and urlsplit(feed).path.startswith(folder)
 
 
 def read_page(client: HttpClient, url: str) -> PostData:
