@@ -97,6 +97,13 @@ def test_link_page_shows_checks_and_captures(client: FlaskClient, filled: Site) 
     assert ">ok<" in html
     assert ".warc.gz@" in html
     assert client.get("/links/999").status_code == 404
+    assert "No post cites it any more" not in html
+
+
+def test_a_link_no_post_cites_says_so(client: FlaskClient, archive: Archive) -> None:
+    [link_id] = add_links(archive, ["https://example.org/taken-out"])
+    html = client.get(f"/links/{link_id}").get_data(as_text=True)
+    assert "No post cites it any more (it stays in the archive)." in html
 
 
 def test_api(client: FlaskClient, filled: Site) -> None:
