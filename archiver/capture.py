@@ -8,8 +8,8 @@ A payload already stored (by this process or in the index) is written as a small
 record instead of again.  robots.txt and "noarchive" are honoured unless
 ``capture.respect_robots`` is off; a refusal is recorded as such, not as a failure of the
 link.  A requisite robots.txt holds back is recorded as skipped with its reason; when that
-robots.txt could not be read (a passing state), the page is captured again soon
-(``CaptureResult.retry_soon``).
+robots.txt could not be read for a passing reason (a 5xx, a timeout, a reset), the page is
+captured again soon (``CaptureResult.retry_soon``), once: ``RETRIED_SOON`` marks it.
 """
 
 from __future__ import annotations
@@ -55,6 +55,14 @@ MEDIA_PREFIXES = ("audio/", "video/")
 CSS_TYPE = "text/css"
 SVG_TYPE = "image/svg+xml"
 XML_DOCUMENT_TYPES = frozenset({"application/xhtml+xml", SVG_TYPE})  # parsed as XML
+# The last_capture_error of an archived capture retried soon for a requisite: the capture
+# after it is not retried soon again (a CDN answering 503 to bots for good costs one retry).
+RETRIED_SOON = "captured again soon: a requisite's robots.txt could not be read"
+# Why a robots.txt could not be read (RobotsPolicy.unreachable: "HTTP <status>" or
+# "<verdict>: <message>") that passes: a server error, a timeout, a reset. A refused
+# connection, an unknown name or an address the guard refuses does not come back in hours.
+_PASSING_PROBLEMS = ("HTTP 5", "timeout:", "connection_error:", "server_error:",
+                     "rate_limited:")
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +125,8 @@ class CaptureResult:
     revisits: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     status: int | None = None  # the page's final HTTP status, when it answered
-    # A requisite was held back only because its host's robots.txt could not be read (a
-    # passing state): the page is captured again at capture.retry_interval to fetch it.
+    # A requisite was held back only because its host's robots.txt could not be read, for a
+    # reason that passes: the page is captured again at capture.retry_interval to fetch it.
     retry_soon: bool = False
 
     @property
@@ -400,7 +408,7 @@ class Capturer:
                     strict=True):
                 if fetched.skipped is not None:
                     result.skipped.append(fetched.skipped)
-                    if fetched.skipped.reason is SkipReason.ROBOTS_UNREACHABLE:
+                    if _passing(fetched.skipped):
                         result.retry_soon = True
                 kept += fetched.exchanges
                 if not fetched.exchanges or fetched.skipped is not None:
@@ -472,6 +480,12 @@ class Capturer:
                 html.text, exchange.url, self.max_requisites, html.codec,
                 exchange.content_type in XML_DOCUMENT_TYPES), html.codec)
         return none
+
+
+def _passing(skipped: Skipped) -> bool:
+    """True when a requisite was held back by a robots.txt unreadable for a passing reason."""
+    return (skipped.reason is SkipReason.ROBOTS_UNREACHABLE
+            and (skipped.detail or "").startswith(_PASSING_PROBLEMS))
 
 
 def _held_back(robots: RobotsPolicy, url: str) -> Skipped:

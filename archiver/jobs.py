@@ -28,7 +28,13 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 
 from archiver.archive import Archive
-from archiver.capture import CaptureOutcome, CaptureResult, KnownSketch, index_new_locations
+from archiver.capture import (
+    RETRIED_SOON,
+    CaptureOutcome,
+    CaptureResult,
+    KnownSketch,
+    index_new_locations,
+)
 from archiver.check import SUCCESS, VALIDATORS, CheckOutcome, check_url
 from archiver.clock import utcnow
 from archiver.errors import WriteError
@@ -361,11 +367,13 @@ def apply_capture(link: Link, result: CaptureResult, captured_at: datetime,
     current way, when the stored one was made another way."""
     if baseline is not None:
         link.first_fingerprint = baseline
+    # a requisite's robots.txt retried once in a row: what the last capture said before it
+    retry_soon = result.retry_soon and link.last_capture_error != RETRIED_SOON
     link.last_capture_at = captured_at
     link.last_capture_outcome = result.outcome
     link.last_capture_error = (f"{result.verdict}: {result.error}" if result.verdict
-                               else result.error)
-    retry = result.outcome is CaptureOutcome.FAILED or result.retry_soon
+                               else result.error or (RETRIED_SOON if retry_soon else None))
+    retry = result.outcome is CaptureOutcome.FAILED or retry_soon
     link.next_capture_at = with_jitter(captured_at, settings["capture.retry_interval"] if retry
                                        else settings["capture.recapture_interval"])
     if result.ok:

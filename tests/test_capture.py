@@ -23,7 +23,7 @@ from werkzeug.wrappers import Request, Response
 
 from archiver import robots as robots_module
 from archiver.archive import Archive, initialise
-from archiver.capture import CaptureOutcome, Skipped, SkipReason
+from archiver.capture import RETRIED_SOON, CaptureOutcome, Skipped, SkipReason
 from archiver.clock import utcnow
 from archiver.demo.fixtureweb import Site
 from archiver.fingerprint import body_sketch, is_current, similarity, sketch
@@ -34,6 +34,7 @@ from archiver.sketch_pool import SketchPool
 from archiver.urls import host_of, url_key
 from archiver.warc.store import payload_digest
 from tests.conftest import make_settings
+from tests.test_notify import closed_port
 from tests.test_warc import warcio_check
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
@@ -599,6 +600,52 @@ def test_a_requisite_robots_txt_refuses_is_recorded_and_not_retried(
         assert link is not None and link.last_capture_at and link.next_capture_at
         wait = link.next_capture_at - link.last_capture_at
     assert wait >= timedelta(seconds=archive.settings["capture.recapture_interval"] * 0.8)
+
+
+def _capture_waits(archive: Archive, link_id: int, times: int) -> list[timedelta]:
+    """Capture the link ``times`` in a row, as due rounds would: the wait set after each."""
+    waits = []
+    for _ in range(times):
+        assert capture_link(archive, link_id) == "archived"
+        with archive.db.session() as session:
+            link = session.get(Link, link_id)
+            assert link is not None and link.next_capture_at and link.last_capture_at
+            waits.append(link.next_capture_at - link.last_capture_at)
+    return waits
+
+
+def test_a_requisite_on_a_host_that_stays_down_does_not_recapture_its_page_forever(
+        archive: Archive, site: Site) -> None:
+    """A requisite whose host refuses connections (its robots.txt "could not be read") does
+    not come back in hours: the page keeps capture.recapture_interval (30 d), not
+    capture.retry_interval (6 h), which would be 120 times the load on the live site."""
+    dead = f"http://127.0.0.1:{closed_port()}/gone.png"
+    site.page("/p", f'<html><body><p>text</p><img src="{dead}"></body></html>')
+    waits = _capture_waits(archive, add_link(archive, site.url("/p")), 4)
+    recapture = timedelta(seconds=archive.settings["capture.recapture_interval"])
+    assert all(wait >= recapture * 0.8 for wait in waits), [str(wait) for wait in waits]
+
+
+def test_a_requisite_whose_robots_txt_stays_down_is_retried_soon_once(
+        archive: Archive, site: Site, cdn: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CDN that answers 503 to robots.txt for good (a bot wall, say): the page is captured
+    again soon once in a row, then at capture.recapture_interval (the month after, a new
+    failure is retried once again); the link page says why it comes back soon."""
+    cdn.page("/robots.txt", "busy", status=503, content_type="text/plain")
+    cdn.page("/a.png", PNG, content_type="image/png")
+    site.page("/p", f'<html><body><img src="{cdn.url("/a.png")}"></body></html>')
+    monkeypatch.setattr(robots_module, "UNREACHABLE_TTL", 0)  # asked again at once
+    link_id = add_link(archive, site.url("/p"))
+    retry = timedelta(seconds=archive.settings["capture.retry_interval"])
+    recapture = timedelta(seconds=archive.settings["capture.recapture_interval"])
+    for soon in (True, False, True):
+        [wait] = _capture_waits(archive, link_id, 1)
+        assert wait <= retry * 1.2 if soon else wait >= recapture * 0.8, (soon, wait)
+        with archive.db.session() as session:
+            link = session.get(Link, link_id)
+            assert link is not None
+            assert link.last_capture_error == (RETRIED_SOON if soon else None)
+    assert cdn.hits.get("/a.png") is None
 
 
 def test_css_namespace_urls_are_names_not_requisites(archive: Archive, site: Site,
