@@ -317,8 +317,26 @@ class Capturer:
 
         ``stop``, once set, abandons a capture whose page is still waiting for its host's turn
         (:class:`Stopped`, nothing written); one whose page was fetched is finished.
+
+        A capture that raises (a WARC write failed) leaves nothing for later captures to reuse.
         """
         result = CaptureResult()
+        try:
+            return self._capture(url, known, stop, result)
+        except BaseException:
+            self.abandon(result)
+            raise
+
+    def abandon(self, result: CaptureResult) -> None:
+        """Forget what a capture wrote that will not be indexed (its write or its index
+        transaction failed): later captures must neither skip its requisites as captured
+        moments ago nor write revisits of its payloads, which replay could not find."""
+        self.store.forget(result.locations)
+        for location in result.locations:
+            self._forget(location.url)
+
+    def _capture(self, url: str, known: KnownSketch | None, stop: threading.Event | None,
+                 result: CaptureResult) -> CaptureResult:
         if self.robots is not None and not self.robots.allowed(url, stop):
             problem = self.robots.unreachable(url)
             if problem is None:
@@ -384,6 +402,17 @@ class Capturer:
         The ``page``'s own exchanges are written first, with the first wave's (one digest query
         for both). Each requisite goes with the codec of the document that loads it, the one a
         style sheet that does not say its own is read in."""
+        claimed: list[str] = []
+        try:
+            self._waves(first, codec, seen, budget, result, page, claimed)
+        except BaseException:  # claimed as in flight: other pages must fetch them themselves
+            for url in claimed:
+                self._forget(url)
+            raise
+
+    def _waves(self, first: list[str], codec: str, seen: set[str], budget: _Budget,
+               result: CaptureResult, page: list[Exchange], claimed: list[str]) -> None:
+        """The waves of :meth:`_requisites`, noting in ``claimed`` each URL it claims."""
         css_depth: int = self.settings["capture.css_depth"]
         unwritten = page
         wave = [_Wanted(u, 1, codec) for u in first if u not in seen]
@@ -400,6 +429,7 @@ class Capturer:
                 known = self._reusable(wanted.url)
                 if known is None:
                     fetch.append(wanted)
+                    claimed.append(wanted.url)
                 else:  # captured moments ago for another page: its own requisites still count
                     following += known.wanted(wanted.depth + 1)
             kept: list[Exchange] = []

@@ -41,6 +41,9 @@ VALIDATORS = ("etag", "last-modified", "content-length")
 BLOCKED_STATUSES = frozenset({401, 403, 999})
 TRANSIENT = frozenset({Verdict.TIMEOUT, Verdict.SERVER_ERROR, Verdict.CONNECTION_ERROR})
 SUCCESS = frozenset({Verdict.OK, Verdict.REDIRECT})
+# A request that got no answer at all: nothing said of the page.
+NO_ANSWER = frozenset({Verdict.TIMEOUT, Verdict.CONNECTION_ERROR, Verdict.CONNECTION_REFUSED,
+                       Verdict.TLS_ERROR, Verdict.DNS_ERROR})
 # Where Retry-After means "come back later" (RFC 9110 10.2.3): a 200 that carries one
 # (some CDNs send it on everything) must not postpone a live link's next check.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -49,7 +52,14 @@ HARD_404 = frozenset({404, 410})
 # again after this long at most, so a site that was down a moment is soon judged again.
 FAILED_PROBE_TTL = 300.0
 # The home page's own file names: /index.html redirected to / is the page that was cited.
-_INDEX_DOCUMENT = re.compile(r"/(?:index|default)\.[A-Za-z0-9]{1,5}")
+_INDEX_DOCUMENT = re.compile(r"/(?:index|default)\.(?:html?|shtml|php\d?|aspx?|jsp|cfm)", re.I)
+# Where a sign-in or consent wall lands, and the parameters such pages keep the address in.
+_WALL_PATH = re.compile(r"log[-_]?in|log[-_]?on|sign[-_]?in|oauth|consent|cookie|gdpr|"
+                        r"(?<![a-z])(?:auth|sso|accounts?|sessions?)(?![a-z])", re.I)
+RETURN_KEYS = frozenset({"next", "continue", "return", "returnto", "returnurl", "returnpath",
+                         "redirect", "redirectto", "redirecturi", "redirecturl",
+                         "redirectafterlogin", "goto", "service", "camefrom", "destination",
+                         "dest", "target", "back", "backurl"})
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}$")  # a file name's extension, kept by probes
 PROBE_DIGITS = 8  # a random number ID is this long at least (below 2**31 whatever it is)
 # Longest Retry-After believed (a year), whatever the header says: a bound that keeps every
@@ -142,16 +152,36 @@ def is_deep(url: str) -> bool:
 def is_wall(asked: Iterable[str], final_url: str) -> bool:
     """True when a redirect ended on a sign-in or consent page that carries the address
     asked for in its query (``/login?next=/article``, ``/consent?continue=https://…``):
-    the page is behind the wall, neither there nor gone.  ``asked``: the URLs of the hops."""
+    the page is behind the wall, neither there nor gone.  ``asked``: the URLs of the hops.
+
+    The landing page must look like a wall (its path, or the parameter's name as sign-in
+    pages name it): an error page that carries the missing path
+    (``/Error.aspx?aspxerrorpath=/old``) is a removed page, not a wall."""
     landed = urlsplit(final_url)
     hops = [urlsplit(url) for url in asked]
     if not landed.query or not hops or \
             (hops[0].netloc, hops[0].path) == (landed.netloc, landed.path):
         return False  # back where it was asked (a cookie or session hop), not a wall
-    wanted = {hop.geturl() for hop in hops} | \
-        {hop.path + (f"?{hop.query}" if hop.query else "") for hop in hops}
-    wanted -= {"", "/"}  # a wall that sends everyone home afterwards says nothing
-    return any(value in wanted for _key, value in parse_qsl(landed.query))
+    wall_path = bool(_WALL_PATH.search(landed.path))
+    return any((wall_path or _squashed(key) in RETURN_KEYS) and _names_a_hop(value, hops)
+               for key, value in parse_qsl(landed.query))
+
+
+def _squashed(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
+
+
+def _names_a_hop(value: str, hops: list[SplitResult]) -> bool:
+    """Whether ``value`` is the address of one of ``hops`` (absolute, or its path and
+    query), perhaps with parameters added by the wall (``&cbrd=1``)."""
+    given = urlsplit(value)
+    if given.path in {"", "/"} and not given.query:
+        return False  # a wall that sends everyone home afterwards says nothing
+    added = set(parse_qsl(given.query, keep_blank_values=True))
+    return any((not given.netloc or (given.scheme, given.netloc) == (hop.scheme, hop.netloc))
+               and given.path == hop.path
+               and set(parse_qsl(hop.query, keep_blank_values=True)) <= added
+               for hop in hops)
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -234,9 +264,10 @@ def _attempt(client: HttpClient, url: str, previous: dict[str, str] | None,
             if not changed:
                 return outcome
             # The body is wanted for its text only: a GET that gets no answer (a reset, a
-            # timeout) leaves the HEAD's success standing; a GET answered otherwise decides.
+            # timeout, perhaps after a redirect hop) leaves the HEAD's success standing; a GET
+            # answered otherwise decides.
             read = _get(client, url, budget)
-            return read if read.http_status is not None else outcome
+            return outcome if read.verdict in NO_ANSWER else read
     except FetchError as exc:
         if exc.verdict in {Verdict.DNS_ERROR, Verdict.CONNECTION_REFUSED,
                            Verdict.FORBIDDEN_ADDRESS, Verdict.INVALID_URL,
@@ -390,9 +421,22 @@ class ProbeCache:
         return found
 
 
+def _numbered(url: str) -> bool:
+    """Whether ``url``'s probe puts a random number in place of a number (an article ID, but
+    also a page or post number, which many sites answer past the end with the last one)."""
+    parts = urlsplit(url)
+    if parts.query:
+        return any(_kind(value) == "#" for _key, value in parse_qsl(parts.query))
+    return _kind(_last_part(parts.path)[1]) == "#"
+
+
 def _judge_soft_404(client: HttpClient, url: str, outcome: CheckOutcome, settings: Settings,
-                    probes: ProbeCache) -> CheckOutcome:
-    """Turn a success into soft_404/redirect_to_root when the site answers junk the same way."""
+                    probes: ProbeCache, baseline: str | None = None) -> CheckOutcome:
+    """Turn a success into soft_404/redirect_to_root when the site answers junk the same way.
+
+    ``baseline`` is the link's first fingerprint: a page whose number-shaped probe lands on
+    the same text is a soft 404 only if its text has moved from what was first archived (a
+    paginated list or a forum topic answers any number past its end with its last page)."""
     probe = probes.probe(client, url)
     if probe is None or probe.status is None:
         return outcome  # no telling answer: the page's own success stands
@@ -414,10 +458,18 @@ def _judge_soft_404(client: HttpClient, url: str, outcome: CheckOutcome, setting
             not (has_text(outcome.sketch) or has_text(probe.sketch)):
         return outcome  # no text on either side (an app's script shell): nothing to compare
     alike = similarity(outcome.sketch, probe.sketch)
+    threshold: float = settings["health.soft_404_similarity"]
     if alike is not None:
         outcome.evidence["probe"]["similarity"] = round(alike, 3)
-        if alike >= settings["health.soft_404_similarity"]:
-            outcome.verdict = Verdict.SOFT_404
+        if alike >= threshold:
+            kept = similarity(outcome.sketch, baseline) if baseline is not None else None
+            if _numbered(url) and (kept is None or kept >= threshold):
+                outcome.evidence["probe"]["note"] = (
+                    "any number lands on this page, which is as first archived" if kept
+                    is not None else "any number lands on this page; nothing archived to "
+                    "compare it with")
+            else:
+                outcome.verdict = Verdict.SOFT_404
     return outcome
 
 
@@ -431,11 +483,13 @@ def check_budget(settings: Settings) -> float:
 
 def check_url(client: HttpClient, url: str, settings: Settings, *,
               probes: ProbeCache | None = None,
-              previous: dict[str, str] | None = None) -> CheckOutcome:
+              previous: dict[str, str] | None = None,
+              baseline: str | None = None) -> CheckOutcome:
     """Check ``url``: retries, Retry-After, HEAD/GET, and soft-404 probing when ``probes``.
 
     ``previous`` holds the validator headers of the last check; when they are unchanged a
-    HEAD answer is enough, otherwise the body is read for its fingerprint.  The attempts
+    HEAD answer is enough, otherwise the body is read for its fingerprint.  ``baseline`` is
+    the link's first fingerprint (see :func:`_judge_soft_404`).  The attempts
     stop when they have spent :func:`check_budget`; the soft-404 probes are not counted.
     """
     retries: int = settings["health.retries"]
@@ -459,7 +513,7 @@ def check_url(client: HttpClient, url: str, settings: Settings, *,
         time.sleep(outcome.retry_after if waits and outcome.retry_after is not None
                    else backoff * 2 ** (attempts - 1))
     if outcome.verdict in SUCCESS and probes is not None and is_deep(url):
-        outcome = _judge_soft_404(client, url, outcome, settings, probes)
+        outcome = _judge_soft_404(client, url, outcome, settings, probes, baseline)
     outcome.evidence["attempts"] = attempts
     outcome.elapsed = time.monotonic() - started
     return outcome

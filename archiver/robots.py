@@ -57,6 +57,9 @@ class RobotsPolicy:
         except FetchError as exc:
             parser.parse(DISALLOW_ALL)  # unreachable: assume complete disallow (RFC 9309 2.3.1.4)
             return parser, f"{exc.verdict}: {exc.message}"
+        if final.truncated in {"disconnect", "time"}:  # rules cut short may allow too much
+            parser.parse(DISALLOW_ALL)
+            return parser, f"robots.txt cut short ({final.truncated})"
         if 400 <= final.status < 500:
             parser.parse([])  # no robots.txt: everything is allowed
         elif not 200 <= final.status < 300:

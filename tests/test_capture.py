@@ -33,9 +33,10 @@ from archiver.net.content import css_charset
 from archiver.sketch_pool import SketchPool
 from archiver.urls import host_of, url_key
 from archiver.warc.store import payload_digest
-from tests.conftest import make_settings
+from tests.conftest import RawSite, make_settings
+from tests.test_jobs import add_links
 from tests.test_notify import closed_port
-from tests.test_warc import warcio_check
+from tests.test_warc import warcio_check, writes_fail_past
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
                     "0000000d49444154789c63f8cfc0f01f0005000201e0a7d5b50000000049454e44ae426082")
@@ -929,3 +930,58 @@ def test_iframe_one_level_with_its_own_css_and_fonts(archive: Archive, site: Sit
     for path, data in (("/w.png", PNG + b"w"), ("/w.woff2", WOFF2),
                        ("/w-bg.png", PNG + b"wbg")):
         assert served(client, stamp, cdn.url(path)) == (200, data), path
+
+
+def test_a_robots_txt_cut_short_does_not_let_a_disallowed_page_be_captured(
+        tmp_path: Path) -> None:
+    """robots.txt says ``User-agent: *`` / ``Disallow: /private/``, but the connection drops
+    after its first line.  Since a cut body is now kept ("disconnect") instead of failing,
+    the robots policy parses the half that came, which allows everything, and the page the
+    site disallows is archived.  Before, the unreadable robots.txt held the capture back
+    (retried soon), as RFC 9309 asks for an unreachable one."""
+    robots = b"User-agent: *\nDisallow: /private/\n"
+
+    def answer(method: str, path: str) -> bytes:
+        if path == "/robots.txt":
+            return (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(robots) + robots[:14])
+        body = b"<html><body><h1>Members only</h1><p>private minutes</p></body></html>"
+        return (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    server = RawSite(answer)
+    settings = make_settings(tmp_path / "data")
+    initialise(settings)
+    try:
+        with Archive.open(settings) as archive:
+            [link_id] = add_links(archive, [server.url("/private/minutes.html")])
+            outcome = capture_link(archive, link_id)
+    finally:
+        server.close()
+    assert outcome != "archived", outcome
+
+
+def test_after_a_failed_write_a_later_page_still_replays_the_style_sheet_it_shares(
+        archive: Archive, client: object, site: Site) -> None:
+    """A capture writes its page and style sheet, then its large image hits the full disk
+    (WriteError): nothing of that capture is indexed.  But the capturer has already noted the
+    style sheet as captured (``capture.requisite_reuse``) and the store its payload as
+    written, so the next page of the site, captured once there is room again, neither fetches
+    nor stores the style sheet: the archived copy of that page replays without it."""
+    from tests.test_capture import served, stamp_of
+
+    css = "body { color: #333; font-family: Georgia, serif; } h1 { color: #900; }"
+    site.page("/static/site.css", css, content_type="text/css")
+    site.page("/static/photo.png", b"\x89PNG\r\n\x1a\n" + os.urandom(200_000),
+              content_type="image/png")
+    site.page("/a.html", '<html><head><link rel="stylesheet" href="/static/site.css"></head>'
+              '<body><h1>A</h1><img src="/static/photo.png"></body></html>')
+    site.page("/b.html", '<html><head><link rel="stylesheet" href="/static/site.css"></head>'
+              '<body><h1>B</h1><p>Another page of the site.</p></body></html>')
+    [first, second] = add_links(archive, [site.url("/a.html"), site.url("/b.html")])
+    with writes_fail_past(64 * 1024), pytest.raises(Exception, match="File too large"):
+        capture_link(archive, first)
+    assert capture_link(archive, second) == "archived"
+    stamp = stamp_of(client, site.url("/b.html"))  # type: ignore[arg-type]
+    status, body = served(client, stamp, site.url("/static/site.css"))  # type: ignore[arg-type]
+    assert (status, body.decode()) == (200, css), (status, body[:200])

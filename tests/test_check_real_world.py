@@ -23,6 +23,7 @@ from werkzeug.wrappers import Request, Response
 from archiver.archive import Archive, initialise
 from archiver.check import FAILED_PROBE_TTL, ProbeCache, check_url, is_wall
 from archiver.demo.fixtureweb import Site
+from archiver.fingerprint import body_sketch
 from archiver.jobs import WorkKind, capture_link, run_due
 from archiver.models import SiteProbe
 from archiver.net.client import HttpClient
@@ -305,15 +306,21 @@ def test_a_removed_article_with_a_numeric_id_is_a_soft_404(tmp_path: Path, site:
     """The random sibling is ``?id=zz<hex>`` or ``/news/zz<hex>``: no article site accepts
     that as an ID, so the probe gets a 400 or a router 404 and the site is taken to report
     missing pages properly, while a removed article (a numeric ID) answers 200 with "sorry".
-    A probe keeping the value's shape (digits for digits) would land on that page."""
+    A probe keeping the value's shape (digits for digits) lands on that page.  Since a
+    paginated list answers any number with a page too, a number-shaped probe alike calls
+    the link a soft 404 only when its text moved from what was first archived (the article,
+    here); with nothing archived yet, it says nothing."""
     _article_site(site)
     client, settings = checker(tmp_path)
     probes = ProbeCache(3600)
+    first = body_sketch(ARTICLE.encode(), "text/html", "", 10**6)
     assert check_url(client, site.url(path.replace("4567", "123")), settings,
-                     probes=ProbeCache(3600)).verdict is Verdict.OK  # the real article
-    outcome = check_url(client, site.url(path), settings, probes=probes)
+                     probes=ProbeCache(3600), baseline=first).verdict is Verdict.OK
+    outcome = check_url(client, site.url(path), settings, probes=probes, baseline=first)
+    unknown = check_url(client, site.url(path), settings, probes=probes)
     client.close()
     assert outcome.verdict is Verdict.SOFT_404, outcome.evidence.get("probe")
+    assert unknown.verdict is Verdict.OK and "nothing archived" in unknown.evidence["probe"]["note"]
 
 
 def test_a_probe_for_a_pdf_does_not_answer_for_an_html_page(tmp_path: Path, site: Site) -> None:
@@ -354,6 +361,13 @@ def test_a_probe_for_a_pdf_does_not_answer_for_an_html_page(tmp_path: Path, site
     (["https://a.org/article"], "https://a.org/?from=/", False),
     (["https://a.org/old"], "https://a.org/new?utm_source=old", False),
     (["https://a.org/article"], "https://a.org/login", False),
+    # An error page that carries the missing path is a removed page, not a wall ...
+    (["https://a.org/old.aspx"], "https://a.org/Error.aspx?aspxerrorpath=/old.aspx", False),
+    (["https://a.org/old-page"], "https://a.org/?redirect_from=/old-page", False),
+    # ... and a wall may add its own parameters to the address it keeps.
+    (["https://www.v.org/watch?v=x1"],
+     "https://consent.v.org/m?continue=https://www.v.org/watch%3Fv%3Dx1%26cbrd%3D1&gl=DE", True),
+    (["https://a.org/doc"], "https://a.org/accounts/ServiceLogin?service=/doc", True),
 ])
 def test_a_wall_is_a_redirect_that_carries_the_address_asked_for(
         hops: list[str], final: str, wall: bool) -> None:
@@ -394,6 +408,171 @@ def test_a_failed_probe_is_asked_again_within_minutes(tmp_path: Path, site: Site
     probes._entries[key] = (when - FAILED_PROBE_TTL, None)  # minutes later
     assert check_url(client, url, settings, probes=probes).verdict is Verdict.SOFT_404
     client.close()
+
+
+SORRY = ("<html><body><h1>Sorry, an error occurred</h1><p>The page you requested could not "
+         "be found. It may have been moved or removed. Please use the site search or go "
+         "back to the home page.</p></body></html>")
+CONSENT = ("<html><body><h1>Before you continue to YouTube</h1><p>We use cookies and data to "
+           "deliver and maintain Google services, track outages and protect against spam, "
+           "fraud and abuse, measure audience engagement and site statistics. Accept all or "
+           "reject all to continue.</p></body></html>")
+
+
+def _words(topic: str, count: int = 60) -> str:
+    return " ".join(f"{topic} remark {n} about the {topic} in question." for n in range(count))
+
+
+@pytest.mark.parametrize(("landing", "param"), [("/Error.aspx", "aspxerrorpath"),
+                                                ("/", "redirect_from")])
+def test_a_removed_page_behind_an_error_redirect_carrying_its_path_ends_dead(
+        tmp_path: Path, site: Site, landing: str, param: str) -> None:
+    """ASP.NET's customErrors (and many CMS 404 handlers) answer a missing page with a 302 to
+    ``/Error.aspx?aspxerrorpath=/the/missing/page.aspx`` and a 200 "sorry" page.  That is a
+    soft 404 (the probe lands on the same "sorry" page), but ``is_wall`` sees a redirect
+    whose query carries the path asked for and calls it ``blocked``: the link is "unknown"
+    for ever and never reported dead.  So is a removed page sent home with its old path
+    (``/?redirect_from=/old-page``)."""
+    def answer(request: Request) -> Response:
+        if request.path == landing:
+            return Response(SORRY, content_type="text/html")
+        return Response("", 302, headers={
+            "Location": f"{landing}?{param}=" + quote(request.path)})
+
+    site.fallback = answer
+    url = site.url("/news/2009/council-budget-vote.aspx")
+    with fast_archive(tmp_path) as archive:
+        add_links(archive, [url])
+        checks(archive, 3)
+        code, rows = report(archive)
+    assert rows[url]["state"] == "dead", \
+        (rows[url]["verdict"], rows[url]["evidence"].get("error"), rows[url]["final_url"])
+    assert code == 1
+
+
+def test_a_consent_wall_that_adds_to_the_continue_url_is_still_a_wall(
+        tmp_path: Path, site: Site) -> None:
+    """YouTube's EU consent wall (consent.youtube.com/m?continue=…) carries the address asked
+    for with a parameter of its own appended (``…watch?v=ID&cbrd=1``), so ``is_wall``, which
+    wants the value to equal a hop's URL exactly, misses it.  The probe lands on the same
+    wall, the texts match, and the live video is a ``soft_404``: dead after three checks."""
+    def answer(request: Request) -> Response:
+        if request.path == "/m":
+            return Response(CONSENT, content_type="text/html")
+        target = request.url + ("&" if "?" in request.url else "?") + "cbrd=1"
+        return Response("", 302, headers={
+            "Location": "/m?continue=" + quote(target, safe="") + "&gl=DE&m=0&pc=yt&hl=de"})
+
+    site.fallback = answer
+    url = site.url("/watch?v=dQw4w9WgXcQ")
+    with fast_archive(tmp_path) as archive:
+        add_links(archive, [url])
+        checks(archive, 3)
+        code, rows = report(archive)
+    assert rows[url]["state"] != "dead", (rows[url]["verdict"], rows[url]["final_url"])
+    assert rows[url]["verdict"] == "blocked", rows[url]["verdict"]
+    assert code == 0
+
+
+def test_a_get_cut_off_after_a_redirect_hop_does_not_undo_the_heads_success(
+        tmp_path: Path) -> None:
+    """HEAD follows ``/old`` -> ``/new`` and gets 200; the page's ETag changed, so the body is
+    read by GET, and the GET's connection drops before ``/new`` answers.  The fix keeps the
+    HEAD's success only when the failed GET has no HTTP status at all; here the status of the
+    redirect hop (301) is kept as the GET's, so ``connection_error`` wins and a page whose
+    ETag changes on every request (common) fails every check but its first."""
+    def answer(method: str, path: str) -> bytes:
+        if path == "/old":
+            return (b"HTTP/1.1 301 Moved Permanently\r\nLocation: /new\r\n"
+                    b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+        if method == "HEAD":
+            return (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n"
+                    b'ETag: "%d"\r\nContent-Length: 5000\r\n\r\n' % time.monotonic_ns())
+        return b""  # the GET: the connection closes before any answer
+
+    server = RawSite(answer)
+    client, settings = checker(tmp_path)
+    try:
+        outcome = check_url(client, server.url("/old"), settings, previous={"etag": '"1"'})
+    finally:
+        server.close()
+        client.close()
+    assert outcome.verdict in {Verdict.OK, Verdict.REDIRECT}, \
+        (outcome.verdict, outcome.http_status, outcome.error)
+
+
+def _paginated_topic(site: Site) -> None:
+    """A forum topic (Django's ``Paginator.get_page``, vBulletin, phpBB): three pages of
+    replies; a page number past the end shows the last page, a page that is not a number
+    the first.  Any other topic or path is a proper 404."""
+    pages = {n: f"<html><body><h1>Topic 77</h1><div>{_words(f'reply-page-{n}')}</div>"
+                f"</body></html>" for n in (1, 2, 3)}
+
+    def topic(request: Request) -> Response:
+        value = request.args.get("page", "1")
+        number = int(value) if value.isdigit() else 1
+        return Response(pages[max(1, min(number, 3))], content_type="text/html")
+
+    site.route("/forum/topic/77/", topic)
+
+
+def test_the_last_page_of_a_paginated_topic_is_not_a_soft_404(tmp_path: Path,
+                                                              site: Site) -> None:
+    """``?page=3``, the topic's last page, is cited.  The probe now keeps the number's shape
+    (``?page=9xxxxxxx``), which a paginator clamps to the last page: the very page cited, so
+    the live page is called a ``soft_404``.  The old probe (``?page=zz…``) got the first page,
+    a different text."""
+    _paginated_topic(site)
+    client, settings = checker(tmp_path)
+    outcome = check_url(client, site.url("/forum/topic/77/?page=3"), settings,
+                        probes=ProbeCache(3600))
+    client.close()
+    assert outcome.verdict is Verdict.OK, outcome.evidence.get("probe")
+
+
+def _discourse_like(site: Site) -> None:
+    """A Discourse topic: ``/t/<slug>/<topic>/<post number>``; a post number past the end
+    shows the topic (scrolled to its last post); the router takes digits only (anything
+    else is a 404), and an unknown topic is a 404."""
+    text = (f"<html><body><h1>Packaging the archiver</h1><div>{_words('wheel')}</div>"
+            f"</body></html>")
+
+    def answer(request: Request) -> Response:
+        parts = request.path.strip("/").split("/")
+        if len(parts) == 4 and parts[:3] == ["t", "packaging-the-archiver", "4242"] and \
+                parts[3].isdigit():
+            return Response(text, content_type="text/html")
+        return Response("<h1>Oops! That page doesn't exist</h1>", status=404,
+                        content_type="text/html")
+
+    site.fallback = answer
+
+
+def test_a_post_of_a_short_forum_topic_is_not_a_soft_404(tmp_path: Path, site: Site) -> None:
+    """A link to post 3 of a Discourse topic.  The probe ``/t/…/4242/9xxxxxxx`` is shown the
+    same topic (Discourse jumps to the last post), so the live post is a ``soft_404`` and
+    ends dead; the old ``zz…`` probe got the router's 404 and the link was alive."""
+    _discourse_like(site)
+    client, settings = checker(tmp_path)
+    outcome = check_url(client, site.url("/t/packaging-the-archiver/4242/3"), settings,
+                        probes=ProbeCache(3600))
+    client.close()
+    assert outcome.verdict is Verdict.OK, outcome.evidence.get("probe")
+
+
+@pytest.mark.parametrize("path", ["/index.xml", "/index.json"])
+def test_a_removed_feed_named_index_redirected_home_is_redirect_to_root(
+        tmp_path: Path, site: Site, path: str) -> None:
+    """``_is_root`` takes any top-level ``index.*``/``default.*`` for the home page, so a cited
+    Hugo feed (``/index.xml``) or API document (``/index.json``) that is gone and redirected
+    home is a plain ``redirect`` (alive), not ``redirect_to_root``.  Only a document's own
+    file names (``index.html``, ``.htm``, ``.php``, ``.asp(x)``...) are the home page."""
+    site.page("/", "<h1>Home</h1><p>Welcome.</p>")
+    site.redirect(path, "/", 301)
+    client, settings = checker(tmp_path)
+    outcome = check_url(client, site.url(path), settings, probes=ProbeCache(3600))
+    client.close()
+    assert outcome.verdict is Verdict.REDIRECT_TO_ROOT, outcome.verdict
 
 
 # -- behaviour found right (kept: no existing test covers these) ----------------------------

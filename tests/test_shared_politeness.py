@@ -405,3 +405,51 @@ def wait_until_ready(tmp_path: Path, names: list[str],
             assert time.monotonic() < deadline, f"{name} never got ready"
             assert all(worker.poll() is None for worker in workers), "a worker died"
             time.sleep(0.1)
+
+
+def test_abandoned_waits_in_redis_leave_the_limit_whole(redis_url: str) -> None:  # noqa: F811
+    """Twelve requests wait for one host's single slot (two limiters, as two processes, with
+    a delay between starts); half are stopped at different moments of their wait.  No two
+    requests ever hold the host at once, each of the others gets its turn, and nothing stays
+    held in Redis or in either process."""
+    import redis
+
+    from archiver.net.politeness import TurnAbandoned
+    from archiver.net.shared_limits import SharedHostLimiter, holders_key
+
+    limiters = [SharedHostLimiter(redis.Redis.from_url(redis_url), 1, 0.05, 4)
+                for _ in range(2)]
+    host = "abandon.example"
+    inside = {"now": 0, "peak": 0, "served": 0, "abandoned": 0}
+    lock = threading.Lock()
+    stops = [threading.Event() for _ in range(12)]
+
+    def request(number: int) -> None:
+        try:
+            with limiters[number % 2].slot(host, stops[number]):
+                with lock:
+                    inside["now"] += 1
+                    inside["peak"] = max(inside["peak"], inside["now"])
+                time.sleep(0.03)
+                with lock:
+                    inside["now"] -= 1
+                    inside["served"] += 1
+        except TurnAbandoned:
+            with lock:
+                inside["abandoned"] += 1
+
+    threads = [threading.Thread(target=request, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for number in range(0, 12, 2):
+        time.sleep(0.02)
+        stops[number].set()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert inside["peak"] == 1 and inside["served"] + inside["abandoned"] == 12, inside
+    assert inside["served"] >= 6, inside
+    assert limiters[0].redis.zcard(holders_key(host)) == 0
+    assert all(limiter._slots == {} for limiter in limiters)
+    for limiter in limiters:
+        limiter.close()

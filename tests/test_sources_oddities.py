@@ -8,13 +8,15 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from archiver.archive import Archive
+from archiver.archive import Archive, initialise
 from archiver.demo.fixtureweb import Site
 from archiver.discover import add_source, discover
 from archiver.extract import extract_links
 from archiver.models import Citation, Link, Post
 from archiver.sources import PostData, detect_kind, read_posts
 from archiver.sources.wxr import read_wxr
+from tests.conftest import RawSite, make_settings
+from tests.test_override import report
 
 
 def _posts(archive: Archive) -> list[str]:
@@ -553,3 +555,37 @@ def test_a_post_page_naming_the_blogs_feed_is_still_one_post(site: Site,
     assert (source.kind, source.location) == ("page", site.url("/link-rot/"))
     assert not discover(archive).errors
     assert _posts(archive) == [site.url("/link-rot/")]
+
+
+def test_a_post_page_cut_short_keeps_the_links_it_cites(tmp_path: Path) -> None:
+    """A single-post source.  On a later discovery the server drops the connection halfway
+    through the post's HTML.  A cut body is now kept as if whole, so the post is taken as
+    changed, its citations are replaced by those of the first half, and the links of the
+    second half are "no longer cited": left out of ``archiver report`` and its CI exit status
+    although the author never removed them.  Before, the read failed and nothing changed."""
+    first_half = (b"<html><head><title>Reading list</title></head><body><article>"
+                  b"<h1>Reading list</h1><p>See <a href='https://early.example/one'>one</a>.</p>"
+                  + b"<p>" + b"A paragraph of the post. " * 200 + b"</p>")
+    html = first_half + (b"<p>And <a href='https://late.example/two'>two</a>.</p>"
+                         b"</article></body></html>")
+    mode = {"cut": False}
+
+    def answer(method: str, path: str) -> bytes:
+        head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+                b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(html))
+        return head + (first_half if mode["cut"] else html)
+
+    server = RawSite(answer)
+    settings = make_settings(tmp_path / "data")
+    initialise(settings)
+    try:
+        with Archive.open(settings) as archive:
+            add_source(archive, server.url("/2009/06/reading-list"))
+            discover(archive)
+            assert report(archive)[1]["https://late.example/two"]["cited"] is True
+            mode["cut"] = True
+            discover(archive)
+            rows = report(archive)[1]
+    finally:
+        server.close()
+    assert rows["https://late.example/two"]["cited"] is True, rows["https://late.example/two"]

@@ -485,3 +485,38 @@ def test_bad_inputs_are_refused_and_leave_nothing(archive: Archive, refs: Site,
 
     code, _, err = invoke(archive, "import", str(good))
     assert code == 0 and "1 files imported" in err, err
+
+
+def test_reindex_reads_on_after_a_bad_sector_at_the_start_of_a_gzipped_file(
+        archive: Archive, site: Site) -> None:
+    """The first 4 KB of a ``.warc.gz`` are unreadable (zeroed: a bad sector, a torn copy).
+    ``reindex`` promises to read on "at the next whole record after unreadable bytes" in a
+    ``.warc.gz``, but it decides whether a file is gzipped by its first two bytes: this one
+    is then read as uncompressed WARC, nothing is resynced, and every record of the file
+    (all but the first few) is dropped from the index."""
+    from archiver.errors import StorageError
+    from archiver.net.client import HttpClient
+    from archiver.warc.indexer import reindex
+
+    client = HttpClient(archive.settings)
+    for number in range(40):
+        site.page(f"/doc{number}", os.urandom(600), content_type="application/octet-stream")
+    locations = [archive.store.write_exchange(client.fetch(site.url(f"/doc{n}")).final)
+                 for n in range(40)]
+    client.close()
+    archive.store.close()
+    [name] = {location.warc_file for location in locations}
+    path = archive.store.path_of(name)
+    assert name.endswith(".warc.gz")
+    data = bytearray(path.read_bytes())
+    data[:4096] = bytes(4096)
+    path.write_bytes(bytes(data))
+    with pytest.raises(StorageError):
+        reindex(archive)
+    with archive.db.session() as session:
+        from sqlalchemy import select
+
+        from archiver.models import Capture
+        indexed = set(session.scalars(select(Capture.offset)))
+    whole_after = {location.offset for location in locations if location.offset > 4096}
+    assert whole_after <= indexed, (len(whole_after), len(indexed))

@@ -80,8 +80,11 @@ def fetch_document(client: HttpClient, url: str) -> Document:
     final = result.final
     if not 200 <= final.status < 300:
         raise SourceError(f"cannot read {url}: HTTP {final.status} {final.reason}".rstrip())
+    if final.truncated in {"disconnect", "time"}:  # half a post would lose its citations
+        raise SourceError(f"cannot read {url}: the body was cut short ({final.truncated})")
     if final.truncated:
-        log.warning("%s: body cut short (%s); reading what arrived", url, final.truncated)
+        log.warning("%s: body cut short (%s limit); reading what arrived", url,
+                    final.truncated)
     try:
         body = undo_content_encoding(final.body, final.header("Content-Encoding") or "",
                                      client.max_body_bytes)

@@ -570,7 +570,7 @@ def scan_warc(path: Path, *, unchecked: frozenset[int] = frozenset(),
     by record.
     """
     with open(path, "rb") as handle:
-        gzipped = handle.read(2) == GZIP_MAGIC
+        gzipped = _gzipped(path, handle)
         handle.seek(start)
         if gzipped:
             yield from _scan_gzipped(handle, unchecked, check, start)
@@ -608,9 +608,16 @@ def resume_point(path: Path, damage: int) -> int | None:
     """Where whole records begin again after unreadable bytes at ``damage`` in a gzipped
     WARC file; None when none follow, or the file is not gzipped (nothing to resync to)."""
     with open(path, "rb") as handle:
-        if handle.read(2) != GZIP_MAGIC:
+        if not _gzipped(path, handle):
             return None
         return next_whole_member(handle, damage)
+
+
+def _gzipped(path: Path, handle: BinaryIO) -> bool:
+    """Whether a WARC file is gzipped: by its first bytes, or by its name when they are
+    damaged (a bad sector at its start must not make the rest of it unreadable)."""
+    start = handle.read(5)
+    return start[:2] == GZIP_MAGIC or (path.name.endswith(".gz") and start != b"WARC/")
 
 
 def _scan_gzipped(handle: Readable, unchecked: frozenset[int],

@@ -379,6 +379,14 @@ class WarcStore:
             if len(self._digests) > DIGEST_MEMORY:
                 self._digests.pop(next(iter(self._digests)))
 
+    def forget(self, locations: list[RecordLocation]) -> None:
+        """Forget payloads noted by :meth:`remember` at these locations (their index rows will
+        not exist: a revisit of them could not be replayed)."""
+        with self._digest_lock:
+            for location in locations:
+                if self._digests.get(location.payload_digest or "") == location:
+                    del self._digests[location.payload_digest or ""]
+
     def written(self, digest: str) -> RecordLocation | None:
         """A response this process wrote with that payload digest, if it remembers one."""
         with self._digest_lock:
