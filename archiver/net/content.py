@@ -19,6 +19,25 @@ _AS_BROWSERS_READ = {"iso8859-1": "cp1252", "ascii": "cp1252", "gb2312": "gbk",
                      "euc_kr": "cp949", "iso8859-9": "cp1254", "tis-620": "cp874"}
 
 
+# The errors= handler that decodes as browsers do: a byte a single-byte (charmap) codec lacks
+# in 0x80-0x9F is the C1 control of that number, as in the Encoding Standard's windows-125x
+# indexes (Python's cp1252 lacks 0x81, 0x8D, 0x8F, 0x90 and 0x9D); any other is U+FFFD.
+AS_BROWSERS = "archiver-as-browsers"
+
+
+def _as_browsers(exc: UnicodeError) -> tuple[str | bytes, int]:
+    """Decode error handler (``AS_BROWSERS``)."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    if exc.encoding != "charmap":
+        return codecs.replace_errors(exc)
+    bad = exc.object[exc.start:exc.end]
+    return "".join(chr(byte) if 0x80 <= byte <= 0x9F else "\ufffd" for byte in bad), exc.end
+
+
+codecs.register_error(AS_BROWSERS, _as_browsers)
+
+
 class ContentError(ValueError):
     """A body that cannot be decoded (bad compression, unknown coding, over the size cap)."""
 
@@ -95,18 +114,28 @@ def codec_of(charset: str | None) -> str:
 
 
 def decode_text(body: bytes, charset: str | None = None) -> str:
-    """Decode for reading (lossy): BOM, then ``charset``, then <meta charset>, then UTF-8."""
+    """Decode for reading (lossy, as browsers decode): BOM, then ``charset``, then <meta
+    charset>, then UTF-8."""
     for bom, name in _BOMS:
         if body.startswith(bom):
-            return body[len(bom):].decode(name, errors="replace")
+            return body[len(bom):].decode(name, errors=AS_BROWSERS)
     meta = charset_of("", body)
     for candidate in (charset, meta):
         if candidate:
             try:
-                return body.decode(candidate, errors="replace")
+                return body.decode(candidate, errors=AS_BROWSERS)
             except LookupError:
                 continue
-    return body.decode("utf-8", errors="replace")
+    return body.decode("utf-8", errors=AS_BROWSERS)
+
+
+def c1_byte(char: str, codec: str) -> bytes | None:
+    """The byte a browser writes ``char`` as in ``codec`` when it is a C1 control that Python's
+    table of the codec lacks (U+0081 is 0x81 in windows-1252), else None."""
+    if not "\x80" <= char <= "\x9f":
+        return None
+    byte = bytes([ord(char)])
+    return byte if byte.decode(codec, errors=AS_BROWSERS) == char else None
 
 
 def decode_reversibly(body: bytes, charset: str | None) -> tuple[str, str]:

@@ -17,6 +17,7 @@ from html import unescape as _html_unescape
 from html.entities import html5 as _HTML5_ENTITIES
 from urllib.parse import urlsplit
 
+from archiver.net.content import c1_byte
 from archiver.urls import resolve
 
 __all__ = ["EMBED", "NAV", "UrlRewriter", "rewrite_css", "rewrite_html"]
@@ -643,7 +644,8 @@ _TAB_OR_NEWLINE = dict.fromkeys(map(ord, "\t\n\r"))
 def query_encoded(reference: str, codec: str) -> str:
     """``reference`` with its query percent-encoded in ``codec``, as a browser asks for it from
     a document in that encoding (the URL standard's query encoding; the path is always UTF-8).
-    A character the encoding lacks is sent as ``&#N;``, percent-encoded, as browsers do."""
+    A character the encoding lacks is sent as ``&#N;``, percent-encoded, as browsers do; a C1
+    control Python's table lacks (see ``c1_byte``) as its byte."""
     head, hash_, fragment = reference.partition("#")
     path, question, query = head.partition("?")
     if not question or query.isascii() or codec in _UTF8_CODECS:
@@ -657,7 +659,9 @@ def query_encoded(reference: str, codec: str) -> str:
             break
         except UnicodeEncodeError as exc:
             out.append(_percent_encoded(rest[: exc.start].encode(codec)))
-            out += [f"%26%23{ord(char)}%3B" for char in rest[exc.start : exc.end]]
+            for char in rest[exc.start : exc.end]:
+                byte = c1_byte(char, codec)
+                out.append(_percent_encoded(byte) if byte else f"%26%23{ord(char)}%3B")
             rest = rest[exc.end :]
     return f"{path}?{''.join(out)}{hash_}{fragment}"
 
