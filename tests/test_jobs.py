@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -138,22 +140,31 @@ def test_stored_checks_write_only_what_changed(archive: Archive) -> None:
                         (failing_id, "server_error", {})]
 
 
-def test_a_stop_during_a_check_run_leaves_the_links_not_begun(tmp_path: Path,
-                                                              site: Site) -> None:
+@contextmanager
+def stopping_at_the_second(tmp_path: Path, site: Site) -> Iterator[tuple[Archive, list[int]]]:
+    """An archive with ten due links /0../9 on one host with one slot (four threads), whose
+    site sets the archive's stop, as a SIGTERM would, when /2 is asked for; anything else
+    (robots.txt, soft-404 probes) is a 404."""
     settings = make_settings(tmp_path / "data", fetch__per_host_concurrency=1,
                              fetch__concurrency=4)
     initialise(settings)
+    pages = {f"/{n}" for n in range(10)}
     with Archive.open(settings) as archive:
 
         def stop_at_the_second(request: Request) -> Response:
             if request.path == "/2":
-                archive.stopping.set()  # as a SIGTERM would, while /2 is being checked
-            if request.path not in {f"/{n}" for n in range(10)}:  # the soft-404 probe
+                archive.stopping.set()
+            if request.path not in pages:
                 return Response("no", status=404)
             return Response("<p>fine</p>", content_type="text/html")
 
         site.fallback = stop_at_the_second
-        ids = add_links(archive, [site.url(f"/{n}") for n in range(10)])
+        yield archive, add_links(archive, [site.url(f"/{n}") for n in range(10)])
+
+
+def test_a_stop_during_a_check_run_leaves_the_links_not_begun(tmp_path: Path,
+                                                              site: Site) -> None:
+    with stopping_at_the_second(tmp_path, site) as (archive, ids):
         summary = run_due(archive, WorkKind.CHECK)
         # One host, one slot: the checks go one by one, and none starts after the stop.
         assert summary.outcomes == {"ok": 3, "stopped": 7}, summary.outcomes
@@ -173,20 +184,7 @@ def test_a_stop_abandons_the_captures_waiting_for_their_hosts_turn(tmp_path: Pat
     """Captures begun before a stop but still queued behind their host's one slot used to run
     to the end, one by one, after it (minutes on a busy host, past a container's stop grace):
     now only the page being fetched is finished."""
-    settings = make_settings(tmp_path / "data", fetch__per_host_concurrency=1,
-                             fetch__concurrency=4)
-    initialise(settings)
-    with Archive.open(settings) as archive:
-
-        def stop_at_the_second(request: Request) -> Response:
-            if request.path == "/2":
-                archive.stopping.set()  # as a SIGTERM would, while /2 is being fetched
-            if not request.path.removeprefix("/").isdigit():  # robots.txt
-                return Response("no", status=404)
-            return Response("<p>fine</p>", content_type="text/html")
-
-        site.fallback = stop_at_the_second
-        ids = add_links(archive, [site.url(f"/{n}") for n in range(10)])
+    with stopping_at_the_second(tmp_path, site) as (archive, ids):
         summary = run_due(archive, WorkKind.CAPTURE)
         fetched = [int(path[1:]) for path in site.hits if path[1:].isdigit()]
         # /2 and those before it (the slot is not handed out in order); the other threads'
