@@ -967,9 +967,8 @@ def test_iframe_one_level_with_its_own_css_and_fonts(archive: Archive, site: Sit
 def test_a_robots_txt_cut_short_does_not_let_a_disallowed_page_be_captured(
         tmp_path: Path) -> None:
     """robots.txt says ``User-agent: *`` / ``Disallow: /private/``, but the connection drops
-    after its first line.  Since a cut body is now kept ("disconnect") instead of failing,
-    the robots policy parses the half that came, which allows everything, and the page the
-    site disallows is archived.  Before, the unreadable robots.txt held the capture back
+    after its first line.  A cut body is kept ("disconnect"), but rules cut short may allow
+    what the rest forbids: such a robots.txt is unreadable, which holds the capture back
     (retried soon), as RFC 9309 asks for an unreachable one."""
     robots = b"User-agent: *\nDisallow: /private/\n"
 
@@ -996,11 +995,10 @@ def test_a_robots_txt_cut_short_does_not_let_a_disallowed_page_be_captured(
 def test_after_a_failed_write_a_later_page_still_replays_the_style_sheet_it_shares(
         archive: Archive, client: object, site: Site) -> None:
     """A capture writes its page and style sheet, then its large image hits the full disk
-    (WriteError): nothing of that capture is indexed.  But the capturer has already noted the
-    style sheet as captured (``capture.requisite_reuse``) and the store its payload as
-    written, so the next page of the site, captured once there is room again, neither fetches
-    nor stores the style sheet: the archived copy of that page replays without it."""
-    from tests.test_capture import served, stamp_of
+    (WriteError): nothing of that capture is indexed.  The capturer had noted the style sheet
+    as captured (``capture.requisite_reuse``) and the store its payload as written, so the
+    next page of the site, captured once there was room again, neither fetched nor stored
+    the style sheet and replayed without it; a failed capture now forgets them."""
 
     css = "body { color: #333; font-family: Georgia, serif; } h1 { color: #900; }"
     site.page("/static/site.css", css, content_type="text/css")

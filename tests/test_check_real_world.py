@@ -429,9 +429,9 @@ def test_a_removed_page_behind_an_error_redirect_carrying_its_path_ends_dead(
         tmp_path: Path, site: Site, landing: str, param: str) -> None:
     """ASP.NET's customErrors (and many CMS 404 handlers) answer a missing page with a 302 to
     ``/Error.aspx?aspxerrorpath=/the/missing/page.aspx`` and a 200 "sorry" page.  That is a
-    soft 404 (the probe lands on the same "sorry" page), but ``is_wall`` sees a redirect
-    whose query carries the path asked for and calls it ``blocked``: the link is "unknown"
-    for ever and never reported dead.  So is a removed page sent home with its old path
+    soft 404 (the probe lands on the same "sorry" page), but ``is_wall`` used to see a
+    redirect whose query carries the path asked for and call it ``blocked``: the link was
+    "unknown" for ever and never reported dead.  So is a removed page sent home with its old path
     (``/?redirect_from=/old-page``)."""
     def answer(request: Request) -> Response:
         if request.path == landing:
@@ -453,9 +453,9 @@ def test_a_removed_page_behind_an_error_redirect_carrying_its_path_ends_dead(
 def test_a_consent_wall_that_adds_to_the_continue_url_is_still_a_wall(
         tmp_path: Path, site: Site) -> None:
     """YouTube's EU consent wall (consent.youtube.com/m?continue=…) carries the address asked
-    for with a parameter of its own appended (``…watch?v=ID&cbrd=1``), so ``is_wall``, which
-    wants the value to equal a hop's URL exactly, misses it.  The probe lands on the same
-    wall, the texts match, and the live video is a ``soft_404``: dead after three checks."""
+    for with a parameter of its own appended (``…watch?v=ID&cbrd=1``), which ``is_wall`` once missed
+    (it wanted the value to equal a hop's URL exactly): the probe landed on the same wall,
+    the texts matched, and the live video was a ``soft_404``, dead after three checks."""
     def answer(request: Request) -> Response:
         if request.path == "/m":
             return Response(CONSENT, content_type="text/html")
@@ -477,9 +477,9 @@ def test_a_consent_wall_that_adds_to_the_continue_url_is_still_a_wall(
 def test_a_get_cut_off_after_a_redirect_hop_does_not_undo_the_heads_success(
         tmp_path: Path) -> None:
     """HEAD follows ``/old`` -> ``/new`` and gets 200; the page's ETag changed, so the body is
-    read by GET, and the GET's connection drops before ``/new`` answers.  The fix keeps the
-    HEAD's success only when the failed GET has no HTTP status at all; here the status of the
-    redirect hop (301) is kept as the GET's, so ``connection_error`` wins and a page whose
+    read by GET, and the GET's connection drops before ``/new`` answers.  A first fix kept the
+    HEAD's success only when the failed GET had no HTTP status at all; here the status of
+    the redirect hop (301) is the GET's, so ``connection_error`` won and a page whose
     ETag changes on every request (common) fails every check but its first."""
     def answer(method: str, path: str) -> bytes:
         if path == "/old":
@@ -518,10 +518,9 @@ def _paginated_topic(site: Site) -> None:
 
 def test_the_last_page_of_a_paginated_topic_is_not_a_soft_404(tmp_path: Path,
                                                               site: Site) -> None:
-    """``?page=3``, the topic's last page, is cited.  The probe now keeps the number's shape
-    (``?page=9xxxxxxx``), which a paginator clamps to the last page: the very page cited, so
-    the live page is called a ``soft_404``.  The old probe (``?page=zz…``) got the first page,
-    a different text."""
+    """``?page=3``, the topic's last page, is cited.  The probe keeps the number's shape
+    (``?page=9xxxxxxx``), which a paginator clamps to the last page: the very page cited,
+    which must not make the live page a ``soft_404`` (it is as first archived)."""
     _paginated_topic(site)
     client, settings = checker(tmp_path)
     outcome = check_url(client, site.url("/forum/topic/77/?page=3"), settings,
@@ -550,8 +549,8 @@ def _discourse_like(site: Site) -> None:
 
 def test_a_post_of_a_short_forum_topic_is_not_a_soft_404(tmp_path: Path, site: Site) -> None:
     """A link to post 3 of a Discourse topic.  The probe ``/t/…/4242/9xxxxxxx`` is shown the
-    same topic (Discourse jumps to the last post), so the live post is a ``soft_404`` and
-    ends dead; the old ``zz…`` probe got the router's 404 and the link was alive."""
+    same topic (Discourse jumps to the last post), which must not make the live post a
+    ``soft_404``."""
     _discourse_like(site)
     client, settings = checker(tmp_path)
     outcome = check_url(client, site.url("/t/packaging-the-archiver/4242/3"), settings,
@@ -563,10 +562,10 @@ def test_a_post_of_a_short_forum_topic_is_not_a_soft_404(tmp_path: Path, site: S
 @pytest.mark.parametrize("path", ["/index.xml", "/index.json"])
 def test_a_removed_feed_named_index_redirected_home_is_redirect_to_root(
         tmp_path: Path, site: Site, path: str) -> None:
-    """``_is_root`` takes any top-level ``index.*``/``default.*`` for the home page, so a cited
-    Hugo feed (``/index.xml``) or API document (``/index.json``) that is gone and redirected
-    home is a plain ``redirect`` (alive), not ``redirect_to_root``.  Only a document's own
-    file names (``index.html``, ``.htm``, ``.php``, ``.asp(x)``...) are the home page."""
+    """A cited Hugo feed (``/index.xml``) or API document (``/index.json``) that is gone and
+    redirected home is ``redirect_to_root``, not a plain ``redirect`` (alive).  Only a
+    document's own file names (``index.html``, ``.htm``, ``.php``, ``.asp(x)``...) are the
+    home page."""
     site.page("/", "<h1>Home</h1><p>Welcome.</p>")
     site.redirect(path, "/", 301)
     client, settings = checker(tmp_path)

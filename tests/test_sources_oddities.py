@@ -559,10 +559,9 @@ def test_a_post_page_naming_the_blogs_feed_is_still_one_post(site: Site,
 
 def test_a_post_page_cut_short_keeps_the_links_it_cites(tmp_path: Path) -> None:
     """A single-post source.  On a later discovery the server drops the connection halfway
-    through the post's HTML.  A cut body is now kept as if whole, so the post is taken as
-    changed, its citations are replaced by those of the first half, and the links of the
-    second half are "no longer cited": left out of ``archiver report`` and its CI exit status
-    although the author never removed them.  Before, the read failed and nothing changed."""
+    through the post's HTML.  Read as if whole, the post would lose the citations of its
+    second half, left out of ``archiver report`` and its CI exit status although the author
+    never removed them: a body cut short is a source error, and nothing changes."""
     first_half = (b"<html><head><title>Reading list</title></head><body><article>"
                   b"<h1>Reading list</h1><p>See <a href='https://early.example/one'>one</a>.</p>"
                   + b"<p>" + b"A paragraph of the post. " * 200 + b"</p>")

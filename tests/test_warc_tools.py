@@ -491,9 +491,8 @@ def test_reindex_reads_on_after_a_bad_sector_at_the_start_of_a_gzipped_file(
         archive: Archive, site: Site) -> None:
     """The first 4 KB of a ``.warc.gz`` are unreadable (zeroed: a bad sector, a torn copy).
     ``reindex`` promises to read on "at the next whole record after unreadable bytes" in a
-    ``.warc.gz``, but it decides whether a file is gzipped by its first two bytes: this one
-    is then read as uncompressed WARC, nothing is resynced, and every record of the file
-    (all but the first few) is dropped from the index."""
+    ``.warc.gz``; deciding by the first two bytes alone read this one as uncompressed WARC,
+    resynced nothing, and dropped every record of the file from the index."""
     from archiver.errors import StorageError
     from archiver.net.client import HttpClient
     from archiver.warc.indexer import reindex
