@@ -792,6 +792,28 @@ def test_an_svg_document_embedded_with_object_brings_its_images(
     assert served(client, stamp, site.url("/sprites.svg"))[0] == 200
 
 
+def test_an_svg_documents_absolute_image_is_loaded_from_the_archive(
+        archive: Archive, site: Site, client: FlaskClient) -> None:
+    """The SVG document is rewritten as XHTML is: an absolute ``<image href>`` in it would
+    name the live web (which the replay CSP blocks): captured, never shown. Only the URL
+    changes; every other byte is as archived."""
+    site.page("/photo.png", PNG + b"svg-photo", content_type="image/png")
+    document = ('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+                f'<image href="{site.url("/photo.png")}" width="10" height="10"/></svg>')
+    site.page("/diagram.svg", document, content_type="image/svg+xml")
+    site.page("/p", '<html><body><object data="/diagram.svg" type="image/svg+xml">'
+              "</object></body></html>")
+    assert capture(archive, site.url("/p")) == "archived"
+    assert site.url("/photo.png") in captured_urls(archive)
+    stamp = stamp_of(client, site.url("/p"))
+    svg = client.get(f"/web/{stamp}mp_/{site.url('/diagram.svg')}",
+                     headers={"Sec-Fetch-Dest": "object"})
+    assert svg.status_code == 200
+    rewritten = f"/web/{stamp}mp_/{site.url('/photo.png')}"
+    assert f'href="{rewritten}"'.encode() in svg.data, svg.data
+    assert svg.data.decode().replace(rewritten, site.url("/photo.png")) == document
+
+
 @pytest.fixture
 def xhtml_page(site: Site) -> str:
     """A page served as application/xhtml+xml whose first script is self-closed."""

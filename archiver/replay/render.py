@@ -47,7 +47,9 @@ _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 # is read while it is sent, never held: an imported video of gigabytes replays in a few KB.
 STREAM_ABOVE = 4 * 1024 * 1024
 STREAM_CHUNK = 1 << 16
-REWRITTEN_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/css"})
+MARKUP_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml"})
+XML_TYPES = frozenset({"application/xhtml+xml", "image/svg+xml"})  # parsed as XML
+REWRITTEN_TYPES = MARKUP_TYPES | {"text/css"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +211,8 @@ def render_capture(session: Session, store: WarcStore, capture: Capture,
                    prefix: str = "/web/", *, rewrite: bool = True, scripts: bool = False,
                    origin: str = "", max_bytes: int = DEFAULT_MAX_DECODED,
                    modifier: str = "") -> ArchivedResponse:
-    """The reader's response for ``capture``, with HTML and CSS rewritten into the archive.
+    """The reader's response for ``capture``, with HTML, SVG and CSS rewritten into the
+    archive.
 
     ``rewrite=False`` gives the archived bytes as they are (pywb's ``id_``); ``origin`` is
     the only place the document may load from (the archive itself). A body that decodes to
@@ -253,9 +256,10 @@ def render_capture(session: Session, store: WarcStore, capture: Capture,
     media = content_type.split(";", 1)[0].strip().lower()
     if stream is not None or not rewrite:
         pass
-    elif media in {"text/html", "application/xhtml+xml"} or (not media and body[:1] == b"<"):
+    elif media in MARKUP_TYPES or (not media and body[:1] == b"<"):
+        # an SVG document loads what it names too (<image href>, <use>, style sheets)
         text, charset = decode_reversibly(body, charset_of(content_type, body))
-        body = rewrite_html(text, rewriter, media == "application/xhtml+xml").encode(
+        body = rewrite_html(text, rewriter, media in XML_TYPES).encode(
             charset, "xmlcharrefreplace")
         if not media:  # rewritten as HTML: say so, as nosniff keeps the browser from guessing
             headers.append(("Content-Type", f"text/html; charset={charset}"))
