@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import multiprocessing
 import os
@@ -34,10 +35,11 @@ from archiver.net.content import css_charset
 from archiver.sketch_pool import SketchPool
 from archiver.urls import host_of, url_key
 from archiver.warc.store import payload_digest
-from tests.conftest import RawSite, make_settings
+from tests.conftest import RawSite, Server, make_settings
 from tests.test_jobs import add_links
 from tests.test_notify import closed_port
 from tests.test_warc import warcio_check, writes_fail_past
+from web import create_app
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
                     "0000000d49444154789c63f8cfc0f01f0005000201e0a7d5b50000000049454e44ae426082")
@@ -847,6 +849,47 @@ def test_an_xhtml_page_replays_past_a_self_closed_script(
     assert capture(archive, xhtml_page) == "archived"
     stamp, html = replayed_page(client, xhtml_page)
     assert f'src="/web/{stamp}mp_/{site.url("/i.png")}"' in html
+
+
+def live_and_replayed(archive: Archive, browser: Any, url: str, probe: str) -> tuple[Any, Any]:
+    """``probe`` evaluated in Chromium on the live page, then on its latest capture replayed
+    by the app on a real socket."""
+    app = create_app(archive.settings, archive)
+    stamp = stamp_of(app.test_client(), url)
+    with Server(app) as server:
+        page = browser.new_page()
+        try:
+            page.goto(url)
+            live = page.evaluate(probe)
+            page.goto(server.url(f"/web/{stamp}mp_/{url}"))
+            return live, page.evaluate(probe)
+        finally:
+            page.close()
+
+
+@pytest.mark.parametrize("lead", [b"\n", b"\r\n\t<!-- made by a template -->", codecs.BOM_UTF8])
+def test_an_html_page_without_content_type_is_shown_as_the_live_one_was(
+        archive: Archive, browser: Any, lead: bytes) -> None:
+    """A page archived without a Content-Type is sent with nosniff, so replay sniffs it as the
+    browser did on the live site: HTML after whitespace (PHP templates start with a newline)
+    or a comment is rewritten and labelled text/html, not shown as its source; after a BOM
+    Chromium shows text, and so does replay."""
+    body = lead + b"<!DOCTYPE html><html><body><p id='x'>hello</p></body></html>"
+
+    def answer(_method: str, _path: str) -> bytes:
+        return (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+                % len(body) + body)
+
+    raw = RawSite(answer)
+    try:
+        url = raw.url("/p")
+        assert capture(archive, url) == "archived"
+        live, replayed = live_and_replayed(
+            archive, browser, url, "[document.contentType, !!document.getElementById('x')]")
+    finally:
+        raw.close()
+    assert live == (["text/plain", False] if lead == codecs.BOM_UTF8 else ["text/html", True])
+    assert replayed == live, replayed
 
 
 def test_modern_markup_requisites_replay_from_the_archive(archive: Archive, site: Site,

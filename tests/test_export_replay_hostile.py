@@ -201,6 +201,12 @@ def test_archived_headers_whose_names_are_no_names_are_dropped(
 @pytest.mark.parametrize(("body", "content_type"), [
     (b"<p>x</p>", "text/html; charset=utf-8"),  # rewritten as HTML: says so
     (b"%PDF-1.4 <html>", None),  # nothing says what it is, and the browser must not guess
+    # sniffed as browsers sniff: after whitespace, HTML signatures (prefixes in Chromium)
+    (b"\n\t<!DOCTYPE html><p>x</p>", "text/html; charset=utf-8"),
+    (b"\r\n<!-- header.php --><pre>x</pre>", "text/html; charset=utf-8"),
+    (b"<pre>x</pre>", "text/html; charset=utf-8"),
+    (b"\xef\xbb\xbf<p>x</p>", None),  # after a BOM: text
+    (b"<x>not a tag browsers know</x>", None),
 ])
 def test_an_archived_answer_without_a_content_type_is_not_sniffed(
         archive: Archive, client: FlaskClient, tmp_path: Path, body: bytes,

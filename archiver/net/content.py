@@ -19,6 +19,14 @@ _AS_BROWSERS_READ = {"iso8859-1": "cp1252", "ascii": "cp1252", "gb2312": "gbk",
                      "euc_kr": "cp949", "iso8859-9": "cp1254", "tis-620": "cp874"}
 
 
+# A body without Content-Type that browsers take for HTML: after ASCII whitespace, one of the
+# MIME Sniffing Standard's HTML signatures (7.1). Chromium matches them as prefixes ("<pre"
+# is "<p"); the Standard wants a space or '>' after the tag, a subset of Chromium's.
+_HTML_SIGNATURE = re.compile(
+    rb"[\t\n\x0b\x0c\r ]*<(?:!doctype html|html|head|script|iframe|h1|div|font|table|a"
+    rb"|style|title|b|body|br|p|!--)", re.IGNORECASE)
+SNIFF_BYTES = 1024  # what Chromium sniffs of a body
+
 # The errors= handler that decodes as browsers do: a byte a single-byte (charmap) codec lacks
 # in 0x80-0x9F is the C1 control of that number, as in the Encoding Standard's windows-125x
 # indexes (Python's cp1252 lacks 0x81, 0x8D, 0x8F, 0x90 and 0x9D); any other is U+FFFD.
@@ -102,6 +110,13 @@ def css_charset(content_type: str, body: bytes, referrer: str | None = None) -> 
         # a sheet whose bytes say @charset in ASCII is not UTF-16, whatever it claims
         return "utf-8" if name.lower().startswith("utf-16") else name
     return referrer
+
+
+def sniffs_as_html(body: bytes) -> bool:
+    """True when a browser takes a body without Content-Type for HTML: leading whitespace
+    skipped, one of the HTML signatures (a BOM first makes it text, in the Standard and in
+    Chromium)."""
+    return _HTML_SIGNATURE.match(body, 0, SNIFF_BYTES) is not None
 
 
 def codec_of(charset: str | None) -> str:

@@ -22,7 +22,7 @@ from warcio.archiveiterator import ArchiveIterator
 from archiver.clock import warc_timestamp
 from archiver.errors import StorageError
 from archiver.models import Capture
-from archiver.net.content import charset_of, decode_reversibly
+from archiver.net.content import charset_of, decode_reversibly, sniffs_as_html
 from archiver.replay.lookup import original_response
 from archiver.replay.rewrite import UrlRewriter, rewrite_css, rewrite_html
 from archiver.warc.records import RecordError, status_code
@@ -256,7 +256,7 @@ def render_capture(session: Session, store: WarcStore, capture: Capture,
     media = content_type.split(";", 1)[0].strip().lower()
     if stream is not None or not rewrite:
         pass
-    elif media in MARKUP_TYPES or (not media and body[:1] == b"<"):
+    elif media in MARKUP_TYPES or (not media and sniffs_as_html(body)):
         # an SVG document loads what it names too (<image href>, <use>, style sheets)
         text, charset = decode_reversibly(body, charset_of(content_type, body))
         body = rewrite_html(text, rewriter, media in XML_TYPES).encode(
