@@ -892,6 +892,26 @@ def test_an_html_page_without_content_type_is_shown_as_the_live_one_was(
     assert replayed == live, replayed
 
 
+def test_an_xhtml_page_with_a_srcdoc_iframe_replays_as_well_formed_xml(
+        archive: Archive, site: Site, browser: Any) -> None:
+    """A srcdoc is rewritten by decoding it, rewriting the document and escaping it again; in
+    XHTML its '<' must go back as &lt;: written raw it is a fatal XML error, and Chromium
+    shows "This page contains the following errors" and drops everything after the iframe."""
+    site.page("/i.png", PNG, content_type="image/png")
+    doc = ('<?xml version="1.0" encoding="utf-8"?>\n<html xmlns="http://www.w3.org/1999/xhtml">'
+           '<head><title>t</title></head><body><p id="x">hello</p>'
+           '<iframe srcdoc="&lt;p&gt;in&lt;/p&gt;&lt;img src=&quot;/i.png&quot;&gt;"></iframe>'
+           '<p id="after">after</p></body></html>')
+    site.page("/x.xhtml", doc, content_type="application/xhtml+xml; charset=utf-8")
+    url = site.url("/x.xhtml")
+    assert capture(archive, url) == "archived"
+    live, replayed = live_and_replayed(
+        archive, browser, url, "[document.getElementsByTagName('parsererror').length,"
+                               " !!document.getElementById('after')]")
+    assert live == [0, True]
+    assert replayed == live, replayed
+
+
 def test_modern_markup_requisites_replay_from_the_archive(archive: Archive, site: Site,
                                                           cdn: Site,
                                                           client: FlaskClient) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from html import escape
+from xml.etree import ElementTree
 
 import pytest
 from ada_url import join_url, normalize_url
@@ -418,6 +419,18 @@ def test_xml_documents_self_close_their_scripts() -> None:
         "http://ex.com/a.js", "http://ex.com/s.css", "http://ex.com/i.png", "http://ex.com/b.js"]
     # As HTML, the slash means nothing: the rest is the script's text, as a browser reads it.
     assert embedded_urls_html(doc, "http://ex.com/") == ["http://ex.com/a.js"]
+
+
+def test_an_xml_documents_srcdoc_is_escaped_again_as_xml_wants() -> None:
+    """In XHTML a srcdoc's '<' must be written &lt; (raw, it is a fatal XML error and the
+    browser drops what follows); an HTML document keeps its raw '<' as it was."""
+    doc = ('<html xmlns="http://www.w3.org/1999/xhtml"><body><iframe srcdoc="&lt;p&gt;in'
+           '&lt;/p&gt;&lt;img src=&quot;i.png&quot;&gt;"></iframe><p>after</p></body></html>')
+    out = rewrite_html(doc, RW, xml=True)
+    assert out == _rewrite_html(doc, RW, xml=True)
+    assert out == doc.replace("i.png", f"{MP}http://ex.com/dir/i.png").replace("&gt;", ">")
+    ElementTree.fromstring(out)  # well-formed
+    assert html(doc).startswith(doc[:doc.index("srcdoc=")] + 'srcdoc="<p>in</p><img')
 
 
 def test_unclosed_script_runs_to_eof() -> None:

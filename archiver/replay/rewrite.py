@@ -248,9 +248,12 @@ def _unescape_attr(raw: str) -> str:
     return _CHARREF.sub(_charref, raw) if "&" in raw else raw
 
 
-def _escape_attr(value: str, quote: str) -> str:
-    """Minimal re-escaping of a rewritten attribute value for its original quoting style."""
+def _escape_attr(value: str, quote: str, xml: bool = False) -> str:
+    """Minimal re-escaping of a rewritten attribute value for its original quoting style;
+    with ``xml``, '<' too, which XML forbids raw in a value (a srcdoc in XHTML holds markup)."""
     value = value.replace("&", "&amp;")
+    if xml:
+        value = value.replace("<", "&lt;")
     if quote == '"':
         return value.replace('"', "&quot;")
     if quote == "'":
@@ -470,7 +473,7 @@ class _HtmlPass:
         else:
             new = _rewrite_refresh(value, self.rewriter)
         if new != value:
-            self.emit(start, end, _escape_attr(new, _QUOTE_OF_GROUP[group]))
+            self.emit(start, end, _escape_attr(new, _QUOTE_OF_GROUP[group], self.xml))
 
     def set_base(self, match: re.Match[str]) -> None:
         """Adopt the first <base href> as the base for resolving the rest of the document."""
