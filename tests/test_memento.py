@@ -26,6 +26,7 @@ from archiver.replay.render import ArchivedResponse
 from archiver.urls import canonicalize
 from tests.conftest import RawSite, response
 from tests.test_capture import PNG, add_link
+from tests.test_web import archived_link_href
 from web import create_app
 
 DAYS = [datetime(2008, 6, 14, 18, 30), datetime(2012, 3, 1, 9, 0), datetime(2020, 1, 5, 12, 0)]
@@ -435,6 +436,41 @@ def test_an_archived_page_with_a_cyrillic_address_opens(archive: Archive, site: 
         assert status == 200, status
         assert body.decode() == "<p>статья</p>"
         assert f"<{url}>; rel=\"original\"" in headers["Link"]
+
+
+def test_an_address_with_a_latin1_escape_in_its_path_opens(
+        archive: Archive, client: FlaskClient, quiet_app: Flask) -> None:
+    """Old sites spell 'café' as /caf%E9. The capture fetches it as is, and the link's page
+    offers its archived copy at /web/<ts>/http://host/caf%E9; the server decodes the path as
+    UTF-8 ('caf\\ufffd'), so replay reads the address from the raw request (REQUEST_URI)."""
+    def answer(_method: str, path: str) -> bytes:
+        return response(b"200 OK", body=f"<p>{path}</p>".encode())
+
+    raw = RawSite(answer)
+    try:
+        url = raw.url("/caf%E9")
+        link_id = add_link(archive, url)
+        assert capture_link(archive, link_id) == "archived"
+    finally:
+        raw.close()
+    href = archived_link_href(client, link_id)
+    assert href.endswith("/caf%E9"), href
+    document = href.replace("/http", "mp_/http", 1)
+    with waitress_serving(quiet_app) as port:
+        status, headers, _ = fetch(port, href)
+        assert status == 200, status
+        assert f'<{url}>; rel="original"' in headers["Link"]
+        status, _, body = fetch(port, document)
+        assert status == 200 and body == b"<p>/caf%E9</p>", (status, body)
+        status, headers, _ = fetch(port, f"/web/{url}")  # the TimeGate
+        assert (status, headers["Location"]) == (302, href), (status, headers)
+    assert client.get(document).data == b"<p>/caf%E9</p>"  # werkzeug passes it too
+
+
+def test_the_replay_origin_redirect_keeps_a_latin1_escape(split_app: Flask) -> None:
+    path = "/web/20120301090000mp_/http://a.example/caf%E9"
+    moved = split_app.test_client().get(path, base_url="http://archive.test")
+    assert moved.headers["Location"] == f"http://replay.test{path}"
 
 
 def test_timemap_uris_are_percent_encoded(archive: Archive, site: Site,

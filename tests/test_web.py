@@ -193,6 +193,9 @@ def test_an_address_with_an_encoded_question_mark_hash_or_percent_replays(
     assert document.data == b"<p>the article</p>"
     gate = client.get(f"/web/{url}")  # the TimeGate, and its redirect
     assert gate.headers["Location"].endswith(f"/{url}")
+    # A server that passes no raw request (REQUEST_URI, RAW_URI): the decoded path will do.
+    assert client.get(href, environ_overrides={"REQUEST_URI": "", "RAW_URI": ""}).status_code \
+        == 200
 
 
 def test_ui_security_headers(client: FlaskClient) -> None:

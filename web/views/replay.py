@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 from flask import (
     Blueprint,
@@ -48,6 +48,10 @@ from web.views import archive, settings
 blueprint = Blueprint("replay", __name__)
 _STAMPED = re.compile(r"^(\d{1,14})([a-z]{2}_)?/(.*)$", re.S)
 _SCHEME_SLASH = re.compile(r"^(https?):/+", re.I)
+_UNPRINTABLE = re.compile(rb"[^\x21-\x7e]")
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 BARE_MODIFIERS = frozenset({"mp_", "id_", "if_", "im_", "js_", "cs_", "oe_"})
 # What a page loads (Sec-Fetch-Dest) rather than shows: answered with the nearest capture
 # directly (its exact address in Content-Location), not with a redirect to its timestamp, as
@@ -67,11 +71,61 @@ def _undecoded(path: str) -> str:
     return path.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
 
 
-def _original_url(raw: str) -> str:
-    """The archived URL from the path plus the request's own query string; only http(s) URLs
-    are archived, and pages link to the URL they were asked for (``javascript:`` must not
-    reach an ``href``)."""
-    url = _SCHEME_SLASH.sub(lambda m: m.group(1).lower() + "://", _undecoded(raw))
+def _raw_path() -> str | None:
+    """The request's path as the client sent it, its bytes beyond printable ASCII
+    percent-encoded; None when the server does not pass it (REQUEST_URI or RAW_URI, which
+    waitress, gunicorn and werkzeug set)."""
+    raw = request.environ.get("REQUEST_URI") or request.environ.get("RAW_URI")
+    if not raw:
+        return None
+    try:
+        target = raw.encode("latin-1")  # WSGI gives the bytes as Latin-1 text
+    except UnicodeEncodeError:
+        return None
+    path = re.split(rb"[?#]", target, maxsplit=1)[0]
+    if not path.startswith(b"/"):  # absolute-form (as to a proxy): what follows the authority
+        path = b"/" + path.partition(b"://")[2].partition(b"/")[2]
+    return _UNPRINTABLE.sub(lambda m: b"%%%02X" % m[0][0], path).decode("ascii")
+
+
+def _after_bytes(raw: str, count: int) -> str | None:
+    """What of a percent-encoded ASCII path follows its first ``count`` decoded bytes."""
+    at = 0
+    while count > 0 and at < len(raw):
+        at += 3 if _ESCAPE.match(raw, at) else 1
+        count -= 1
+    return raw[at:] if count == 0 else None
+
+
+def _readable(raw: str) -> str:
+    """A raw path with its escapes of UTF-8 text decoded, as the server decodes them, but
+    with what that would lose kept encoded: '%', '?', '#' (see ``_undecoded``) and bytes that
+    are no UTF-8 (an old site's Latin-1 'caf%E9', which decodes to U+FFFD)."""
+    def run(match: re.Match[str]) -> str:
+        text = unquote_to_bytes(match[0]).decode("utf-8", "surrogateescape")
+        return "".join(f"%{ord(char) - 0xDC00:02X}" if "\udc80" <= char <= "\udcff"
+                       else _undecoded(char) for char in text)
+    return _ESCAPES.sub(run, _LONE_PERCENT.sub("%25", raw))
+
+
+def _address(rest: str) -> str:
+    """What follows the route's prefix (``/web/``...) in the request path, as ``_readable``
+    gives it from the raw request, else (no raw request, or one that does not match) the
+    decoded ``rest`` encoded again where decoding made it ambiguous."""
+    raw, path = _raw_path(), request.script_root + request.path
+    if raw is None or not path.endswith(rest):
+        return _undecoded(rest)
+    tail = _after_bytes(raw, len(path[: len(path) - len(rest)].encode()))
+    if tail is None or unquote(tail, errors="replace") != rest:
+        return _undecoded(rest)
+    return _readable(tail)
+
+
+def _original_url(address: str) -> str:
+    """The archived URL from the path (see ``_address``) plus the request's own query
+    string; only http(s) URLs are archived, and pages link to the URL they were asked for
+    (``javascript:`` must not reach an ``href``)."""
+    url = _SCHEME_SLASH.sub(lambda m: m.group(1).lower() + "://", address)
     if "://" not in url:
         url = "http://" + url
     if scheme_of(url) not in FETCHABLE_SCHEMES:
@@ -114,9 +168,10 @@ def _memento_headers(response: Response, url: str, captures: list[Capture],
 @blueprint.get("/web/<path:rest>")
 def replay(rest: str) -> Any:
     """Frame page, bare document or TimeGate, depending on the path."""
-    match = _STAMPED.match(rest)
+    address = _address(rest)
+    match = _STAMPED.match(address)
     if match is None:
-        return timegate(_original_url(rest))
+        return timegate(_original_url(address))
     stamp, modifier, url = match.group(1), match.group(2) or "", _original_url(match.group(3))
     if modifier and modifier not in BARE_MODIFIERS:
         abort(400, f"unknown replay modifier {modifier!r}")
@@ -130,8 +185,8 @@ def replay(rest: str) -> Any:
     bare = bool(modifier) or destination != "document" or on_replay_origin()
     if bare and replay_origin() and not on_replay_origin():
         query = request.query_string.decode("latin-1")
-        return redirect(replay_origin() + _undecoded(request.path) + (f"?{query}" if query else ""),
-                        code=302)
+        path = request.path.removesuffix(rest) + address
+        return redirect(replay_origin() + path + (f"?{query}" if query else ""), code=302)
     with archive().db.session() as session:
         captures = captures_of(session, url)
         if not captures:
@@ -217,7 +272,7 @@ def timegate(url: str) -> Any:
 @blueprint.get("/timemap/<any(link, json):form>/<path:rest>")
 def timemap(form: str, rest: str) -> Any:
     """Every memento of a URL, in application/link-format or as JSON."""
-    url = _original_url(rest)
+    url = _original_url(_address(rest))
     with archive().db.session() as session:
         captures = captures_of(session, url)  # rows read inside the session
         if not captures:
