@@ -122,6 +122,20 @@ def url_key(url: str) -> str:
         return url.lower()
 
 
+def ascii_host(url: str) -> str:
+    """``url`` with a non-ASCII host IDNA-encoded after UTS 46 mapping, as browsers do (an
+    A-label: ``xn--bcher-kva.example``); ValueError when IDNA cannot write that host."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    host, colon, port = hostport.partition(":")
+    if host.isascii():
+        return url
+    import idna  # only for URLs with non-ASCII hosts
+
+    host = idna.encode(host, uts46=True).decode("ascii")  # IDNAError is a ValueError
+    return parts._replace(netloc=f"{userinfo}{at}{host}{colon}{port}").geturl()
+
+
 def host_of(url: str) -> str:
     """The authority that politeness limits apply to: lower-case host plus explicit port."""
     parts = urlsplit(url)

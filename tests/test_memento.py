@@ -487,10 +487,23 @@ def test_timemap_uris_are_percent_encoded(archive: Archive, site: Site,
     assert data["original_uri"] == url and data["mementos"]["list"][0]["uri"].endswith(url)
 
 
+def test_the_link_header_names_an_idn_host_by_its_a_label(client: FlaskClient) -> None:
+    """The TimeGate of http://bücher.example/ says rel="original" is the URI
+    http://xn--bcher-kva.example/, not http://b%C3%BCcher.example/, a host no resolver
+    outside a browser finds."""
+    gate = client.get("/web/http://bücher.example/buch")
+    assert gate.status_code == 404
+    link = gate.headers["Link"]
+    assert link.startswith('<http://xn--bcher-kva.example/buch>; rel="original"'), link
+
+
 @pytest.mark.parametrize(("iri", "uri"), [
     ("http://k.example/Köln", "http://k.example/K%C3%B6ln"),  # Latin-1: sent, but as 0xF6
     ("http://a.example/a>b <c>", "http://a.example/a%3Eb%20%3Cc%3E"),
     ("http://a.example/%3F?q=1&r=%20", "http://a.example/%3F?q=1&r=%20"),  # a URI stays one
+    # a host by its IDNA A-label (RFC 3986 3.2.2), as the archive's own key names it
+    ("http://Bücher.example:8080/Bücher", "http://xn--bcher-kva.example:8080/B%C3%BCcher"),
+    ("http://bü_x.example/", "http://b%C3%BC_x.example/"),  # none: percent-encoded
 ])
 def test_link_header_and_timemap_hold_uris(iri: str, uri: str) -> None:
     link = link_header(iri, [], None)

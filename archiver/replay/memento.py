@@ -7,12 +7,14 @@ URI-R is the original URL, URI-M a memento (``/web/<timestamp>/<url>``), URI-G t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
 from archiver.replay.lookup import replay_path
+from archiver.urls import ascii_host
 
 TIMEGATE_PREFIX = "/web/"
 TIMEMAP_LINK_PREFIX = "/timemap/link/"
@@ -51,9 +53,12 @@ def parse_accept_datetime(text: str) -> datetime:
 
 
 def as_uri(url: str) -> str:
-    """``url`` as a URI: non-ASCII characters (an IRI's, or a decoded request path's) and the
-    ASCII ones no URI holds (space, ``<``, ``>``, quotes, braces...) percent-encoded, as RFC 3987
-    maps an IRI to a URI. Headers are sent as Latin-1, and link-format ends a URI at ``>``."""
+    """``url`` as a URI: a non-ASCII host as its IDNA A-label (RFC 3986 3.2.2), other non-ASCII
+    characters (an IRI's, or a decoded request path's) and the ASCII ones no URI holds (space,
+    ``<``, ``>``, quotes, braces...) percent-encoded, as RFC 3987 maps an IRI to a URI. Headers
+    are sent as Latin-1, and link-format ends a URI at ``>``."""
+    with suppress(ValueError):  # a host IDNA cannot write is percent-encoded with the rest
+        url = ascii_host(url)
     return quote(url, safe=_URI_SAFE)
 
 
