@@ -25,7 +25,7 @@ from archiver.replay.memento import http_date, link_header, parse_accept_datetim
 from archiver.replay.render import ArchivedResponse
 from archiver.urls import canonicalize
 from tests.conftest import RawSite, response
-from tests.test_capture import PNG, add_link
+from tests.test_capture import PNG, add_link, stamp_of
 from tests.test_web import archived_link_href
 from web import create_app
 
@@ -192,6 +192,20 @@ def test_a_very_long_address_is_not_archived(client: FlaskClient, history: str) 
         assert client.get(path).status_code == 404, path[:40]
 
 
+def test_a_long_address_with_a_tracking_parameter_is_still_found_fuzzily(
+        archive: Archive, site: Site, client: FlaskClient) -> None:
+    """The fuzzy LIKE is skipped only above MAX_URL_LENGTH (8192): a link just under it, asked
+    for with utm_source added, is still matched to its capture."""
+    path = "/a/" + "x" * 8000
+    site.page(path, "<p>long</p>")
+    url = site.url(path)
+    assert capture_link(archive, add_link(archive, url)) == "archived"
+    gate = client.get(f"/web/{url}?utm_source=feed")
+    assert gate.status_code == 302, gate.status_code
+    document = client.get(gate.headers["Location"].replace("/http", "mp_/http", 1))
+    assert (document.status_code, document.data) == (200, b"<p>long</p>")
+
+
 def test_fuzzy_matching_keeps_meaningful_parameters() -> None:
     assert fuzzy_url("https://v.org/watch?v=abc&utm_source=x") == "https://v.org/watch?v=abc"
     assert fuzzy_url("https://a.org/p?id=7&t=1700000000") == "https://a.org/p?id=7"
@@ -308,6 +322,63 @@ def test_an_archived_redirect_to_a_raw_utf8_location_replays_to_its_target(
         target = client.get(target.headers["Location"])
     assert target.status_code == 200
     assert target.data == b"<p>target</p>"
+
+
+@pytest.mark.parametrize("location", [b"/caf\xe9", "/wiki/Köln?q=Köln".encode(), b"/a b?x=1 2",
+                                      b"/p?q=%E9", b"/a\tb", "/x?q=д#frag".encode()])
+def test_an_archived_redirect_with_an_odd_location_leads_to_its_capture(
+        archive: Archive, client: FlaskClient, location: bytes) -> None:
+    """Whatever bytes a Location held, the archived redirect leads to the target the capture
+    fetched (raw Latin-1, raw UTF-8 in the path and query, spaces, a tab)."""
+    def answer(_method: str, path: str) -> bytes:
+        if path == "/moved":
+            return response(b"301 Moved Permanently", b"Location: " + location + b"\r\n")
+        return response(b"200 OK", body=b"<p>target</p>")
+
+    raw = RawSite(answer)
+    try:
+        url = raw.url("/moved")
+        assert capture_link(archive, add_link(archive, url)) == "archived"
+    finally:
+        raw.close()
+    moved = client.get(f"/web/{stamp_of(client, url)}mp_/{url}")
+    assert moved.status_code == 301
+    target = client.get(moved.headers["Location"])
+    if target.status_code == 302:  # to the exact timestamp of the target's capture
+        target = client.get(target.headers["Location"])
+    assert (target.status_code, target.data) == (200, b"<p>target</p>")
+
+
+@pytest.mark.parametrize("head", [
+    b"Content-Type:text/html;charset=windows-1251\r\n",  # no spaces
+    b"Content-Type: text/html;\r\n charset=windows-1251\r\n",  # folded (obs-fold)
+    b'content-type: TEXT/HTML; charset="windows-1251"\r\n',
+    b"Content-Type: text/html; charset=windows-1251\r\nX-Lat: caf\xe9\r\nX-Nul: a\x00b\r\n",
+    # a raw Latin-1 byte; a NUL in a value (http.client drops what follows a NUL in a name)
+])
+def test_odd_archived_heads_replay_rewritten_in_their_charset(
+        archive: Archive, client: FlaskClient, head: bytes) -> None:
+    """A head stored as it came (no spaces, folded, quoted, odd bytes in other headers): the
+    page is rewritten in its charset and says it, and no header goes out with a NUL."""
+    body = "<p>Привет</p><a href='/x'>x</a>".encode("cp1251")
+
+    def answer(_method: str, _path: str) -> bytes:
+        return (b"HTTP/1.1 200 OK\r\nConnection: close\r\n" + head
+                + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    raw = RawSite(answer)
+    try:
+        url = raw.url("/p")
+        assert capture_link(archive, add_link(archive, url)) == "archived"
+    finally:
+        raw.close()
+    page = client.get(f"/web/{stamp_of(client, url)}mp_/{url}")
+    assert page.status_code == 200
+    assert "windows-1251" in page.headers["Content-Type"].lower()
+    assert b"/web/" in page.data and "Привет".encode("cp1251") in page.data
+    assert not any("\x00" in name + value for name, value in page.headers.items())
+    if b"X-Lat" in head:
+        assert page.headers["X-Archive-Orig-X-Lat"] == "caf%C3%A9"
 
 
 def test_cached_memento_still_names_newer_captures(client: FlaskClient, archive: Archive,
