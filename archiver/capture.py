@@ -40,7 +40,7 @@ from archiver.net.content import (
     undo_content_encoding,
 )
 from archiver.replay.rewrite import embedded_urls_css, embedded_urls_html
-from archiver.robots import RobotsPolicy, forbids_archiving
+from archiver.robots import RobotsPolicy, forbids_archiving, passing_problem
 from archiver.settings import Settings
 from archiver.sketch_pool import Pending, SketchPool
 from archiver.warc.records import RecordLocation
@@ -58,11 +58,6 @@ XML_DOCUMENT_TYPES = frozenset({"application/xhtml+xml", SVG_TYPE})  # parsed as
 # The last_capture_error of an archived capture retried soon for a requisite: the capture
 # after it is not retried soon again (a CDN answering 503 to bots for good costs one retry).
 RETRIED_SOON = "captured again soon: a requisite's robots.txt could not be read"
-# Why a robots.txt could not be read (RobotsPolicy.unreachable: "HTTP <status>" or
-# "<verdict>: <message>") that passes: a server error, a timeout, a reset. A refused
-# connection, an unknown name or an address the guard refuses does not come back in hours.
-_PASSING_PROBLEMS = ("HTTP 5", "timeout:", "connection_error:", "server_error:",
-                     "rate_limited:")
 
 log = logging.getLogger(__name__)
 
@@ -515,7 +510,7 @@ class Capturer:
 def _passing(skipped: Skipped) -> bool:
     """True when a requisite was held back by a robots.txt unreadable for a passing reason."""
     return (skipped.reason is SkipReason.ROBOTS_UNREACHABLE
-            and (skipped.detail or "").startswith(_PASSING_PROBLEMS))
+            and passing_problem(skipped.detail or ""))
 
 
 def _held_back(robots: RobotsPolicy, url: str) -> Skipped:

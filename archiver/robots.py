@@ -98,6 +98,20 @@ class RobotsPolicy:
         return self._entry(url)[2]
 
 
+# Why a robots.txt could not be read, as RobotsPolicy.unreachable says it ("HTTP <status>",
+# "<verdict>: <message>", or a cut short one), when the cause passes: a server error, a
+# timeout, a reset. A refused connection, an unknown name or an address the guard refuses
+# does not come back in hours.
+_PASSING_PROBLEMS = ("HTTP 5", "timeout:", "connection_error:", "server_error:",
+                     "rate_limited:", "robots.txt cut short")
+
+
+def passing_problem(problem: str) -> bool:
+    """Whether a robots.txt unreadable for ``problem`` (RobotsPolicy.unreachable) may be
+    readable again in hours."""
+    return problem.startswith(_PASSING_PROBLEMS)
+
+
 def forbids_archiving(exchange: Exchange, html_head: str = "") -> bool:
     """True when the response says "noarchive" (X-Robots-Tag header or robots meta tag)."""
     for name, value in exchange.headers:

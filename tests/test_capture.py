@@ -1077,6 +1077,17 @@ def test_a_robots_txt_cut_short_does_not_let_a_disallowed_page_be_captured(
     assert outcome != "archived", outcome
 
 
+@pytest.mark.parametrize(("problem", "passing"), [
+    ("HTTP 503", True), ("timeout: read timed out", True),
+    ("robots.txt cut short (disconnect)", True), ("HTTP 404", False),
+    ("connection_refused: refused", False), ("dns_error: no such host", False),
+    ("forbidden_address: loopback address refused", False),
+])
+def test_which_unreadable_robots_txt_may_be_readable_in_hours(problem: str,
+                                                              passing: bool) -> None:
+    assert robots_module.passing_problem(problem) is passing
+
+
 def test_after_a_failed_write_a_later_page_still_replays_the_style_sheet_it_shares(
         archive: Archive, client: object, site: Site) -> None:
     """A capture writes its page and style sheet, then its large image hits the full disk

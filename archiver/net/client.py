@@ -51,7 +51,7 @@ from archiver.net.cookies import SiteCookies
 from archiver.net.guard import AddressPolicy, parse_networks, refusal_message
 from archiver.net.politeness import HostLimiter, TurnAbandoned
 from archiver.settings import Settings
-from archiver.urls import FETCHABLE_SCHEMES, host_of, resolve
+from archiver.urls import FETCHABLE_SCHEMES, ascii_host, host_of, resolve
 from archiver.verdicts import Verdict
 
 READ_CHUNK = 64 * 1024
@@ -665,19 +665,12 @@ def _basic_auth(parts: SplitResult) -> dict[str, str]:
 
 
 def _ascii_host(url: str) -> str:
-    """``url`` with a non-ASCII host IDNA-encoded after UTS 46 mapping, as browsers do."""
-    import idna  # only for URLs with non-ASCII characters
-
-    parts = urlsplit(url)
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    host, colon, port = hostport.partition(":")
-    if host.isascii():
-        return url
+    """``url`` with a non-ASCII host IDNA-encoded (:func:`archiver.urls.ascii_host`); a host
+    IDNA cannot write is a LocationParseError, as urllib3 reports a bad URL."""
     try:
-        host = idna.encode(host, uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
-        raise LocationParseError(f"invalid host name {host!r}: {exc}") from exc
-    return parts._replace(netloc=f"{userinfo}{at}{host}{colon}{port}").geturl()
+        return ascii_host(url)
+    except ValueError as exc:
+        raise LocationParseError(f"invalid host name in {url!r}: {exc}") from exc
 
 
 def _describe(exc: BaseException) -> str:
