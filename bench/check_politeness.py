@@ -74,9 +74,10 @@ class SlowSite:
     (``reset`` is called between runs, when nothing is in flight).
     """
 
-    def __init__(self, address: str, latency: float, opt_in: bool) -> None:
+    def __init__(self, address: str, latency: float, opt_in: bool, pages: int) -> None:
         self.address = address
         self.latency = latency
+        self.pages = pages  # /ref/0 .. /ref/<pages - 1> exist
         self.headers = {"Content-Type": "text/html; charset=utf-8",
                         **(LINKCHECKER_OPT_IN if opt_in else {})}
         self.base = ""  # http://address:port once served
@@ -109,8 +110,9 @@ class SlowSite:
 
     async def answer(self, method: str, path: str,
                      _headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-        """Wait ``latency``, then a page for /ref/<number> and a real 404 for anything else
-        (a checker's random-URL probe, say), as on a well-behaved site."""
+        """Wait ``latency``, then a page for each /ref/<number> it has and a real 404 for
+        anything else (a checker's random-URL probe, say, a random number included), as on a
+        well-behaved site."""
         started = time.monotonic()
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
@@ -124,7 +126,8 @@ class SlowSite:
             self.in_flight -= 1
             self.last_end = time.monotonic()
             self.spans.append((started, self.last_end))
-        if path.rpartition("/")[2].isdigit():
+        number = path.rpartition("/")[2]
+        if path.startswith("/ref/") and number.isdigit() and int(number) < self.pages:
             return 200, self.headers, PAGE % path.encode()
         return 404, self.headers, b"<h1>Not Found</h1>"
 
@@ -492,8 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     concurrency = args.concurrency or args.hosts * args.per_host
     timeout = args.timeout or max(60.0, 20 * bound)
 
-    sites = [SlowSite(f"127.0.0.{i + 1}", args.latency, not args.no_linkchecker_opt_in)
-             for i in range(args.hosts)]
+    sites = [SlowSite(f"127.0.0.{i + 1}", args.latency, not args.no_linkchecker_opt_in,
+                      max(per_site)) for i in range(args.hosts)]
     server = LoopbackSites()
     try:
         server.start()
