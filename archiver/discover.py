@@ -26,6 +26,8 @@ from archiver.urls import FETCHABLE_SCHEMES, host_of, scheme_of, site_or_empty, 
 from archiver.verdicts import Verdict
 
 log = logging.getLogger(__name__)
+# Mixed into the hash of a summary-only entry stored without its page's references.
+_PAGE_UNREAD = "page unread"
 
 
 @dataclass
@@ -124,7 +126,8 @@ def _link_for(session: Session, found: ExtractedLink, settings: Settings) -> tup
 
 def store_post(archive: Archive, session: Session, source: Source, data: PostData,
                summary: DiscoverSummary) -> None:
-    """Insert or update one post and replace its citations when its content changed."""
+    """Insert or update one post and replace its citations when its content changed; a
+    summary-only entry whose page cannot be read leaves a stored post as it was."""
     digest = content_hash(data.html)
     # Stored under the address listed for it (a feed's /posts/a, the page at /posts/a/), it
     # keeps that name: one post, whichever source read it first.
@@ -132,6 +135,17 @@ def store_post(archive: Archive, session: Session, source: Source, data: PostDat
                            .order_by(Post.url != data.url, Post.id)).first()
     if post is not None and post.content_hash == digest:
         return
+    html = data.html
+    if data.summary_only:
+        whole = _whole_post(archive, data)
+        if whole is None and post is not None:
+            return  # kept as read before: the summary has only some of its references
+        if whole is None:
+            # Stored with the summary's references, under a hash no entry has: the page is
+            # asked for again at the next run.
+            digest = content_hash(f"{_PAGE_UNREAD}\n{data.html}")
+        else:
+            html = whole
     if post is None:
         post = Post(source_id=source.id, url=data.url, content_hash=digest)
         session.add(post)
@@ -148,7 +162,6 @@ def store_post(archive: Archive, session: Session, source: Source, data: PostDat
         session.flush()
     post.title = data.title
     post.published_at = data.published_at
-    html = _whole_post(archive, data) if data.summary_only else data.html
     seen: set[tuple[int, str]] = set()
     for found in extract_links(html, data.url, source.site_url):
         link, created = _link_for(session, found, archive.settings)
@@ -161,15 +174,15 @@ def store_post(archive: Archive, session: Session, source: Source, data: PostDat
                                         anchor_text=found.anchor_text, context=found.context))
 
 
-def _whole_post(archive: Archive, data: PostData) -> str:
+def _whole_post(archive: Archive, data: PostData) -> str | None:
     """A summary-only feed entry as a whole post: its page's content, then the summary (a
-    link-blog entry's cited link is there); the summary alone when the page cannot be read.
+    link-blog entry's cited link is there); None when the page cannot be read.
     Only new or changed entries come here, so an unchanged feed costs no page requests."""
     try:
         page = read_page(archive.client(), data.url)
     except SourceError as exc:
-        log.warning("%s: only the feed's summary is read: %s", data.url, exc)
-        return data.html
+        log.warning("%s: the post's page is read again at the next run: %s", data.url, exc)
+        return None
     content = page.html
     if not content.startswith("<base"):  # the page's own base, or where the page was
         content = f'<base href="{html_lib.escape(page.url, quote=True)}">{content}'

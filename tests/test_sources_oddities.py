@@ -16,6 +16,7 @@ from archiver.models import Citation, Link, Post
 from archiver.sources import PostData, detect_kind, read_posts
 from archiver.sources.wxr import read_wxr
 from tests.conftest import RawSite, make_settings
+from tests.test_dashboard_review import kill
 from tests.test_override import report
 
 
@@ -141,6 +142,69 @@ Zittrain</a>; the fix is <a href="https://perma.example.cc/">a permanent copy</a
     assert site.hits["/posts/link-rot/"] == 1
     assert discover(archive).posts_changed == 0  # the entry unchanged: its page not asked
     assert site.hits["/posts/link-rot/"] == 1
+
+
+def _summary_feed(base: str, description: str, link: str | None = None) -> str:
+    """An RSS feed of one summary-only entry (Hugo's default template)."""
+    return f"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>Hugo blog</title>
+<link>{base}/</link><description>Recent content</description>
+<item><title>On link rot</title><link>{link or base + '/posts/link-rot/'}</link>
+<pubDate>Mon, 01 Jan 2024 00:00:00 +0000</pubDate>
+<description>{description}</description></item></channel></rss>"""
+
+
+SUMMARY = ("&lt;p&gt;Pew found that &lt;a href=\"https://pew.example.org/report\"&gt;38% of "
+           "pages&lt;/a&gt; are gone.&lt;/p&gt;")
+WHOLE_POST = """<!doctype html><html><head><title>On link rot</title></head><body><article>
+<h1>On link rot</h1>
+<p>Pew found that <a href="https://pew.example.org/report">38% of pages</a> are gone.</p>
+<p>Half the links in court opinions fail, says <a href="https://law.example.edu/zittrain">
+Zittrain</a>; the fix is <a href="https://perma.example.cc/">a permanent copy</a>.</p>
+</article></body></html>"""
+ALL_THREE = ["https://law.example.edu/zittrain", "https://perma.example.cc/",
+             "https://pew.example.org/report"]
+
+
+def test_a_summary_entry_whose_page_failed_once_is_read_whole_later(site: Site,
+                                                                   archive: Archive) -> None:
+    """The post's page answers 503 during the first discovery (a deploy, a busy host): the
+    summary's references are stored for now, and the page is asked for again at the next
+    run, so the references further down the post are found once the site is back."""
+    site.page("/index.xml", _summary_feed(site.base_url, SUMMARY),
+              content_type="application/rss+xml")
+    site.page("/posts/link-rot/", "<h1>Service Unavailable</h1>", status=503)
+    add_source(archive, site.url("/index.xml"))
+    discover(archive)
+    assert _cited(archive) == ["https://pew.example.org/report"]
+    site.page("/posts/link-rot/", WHOLE_POST)  # the site is back
+    discover(archive)
+    discover(archive)
+    assert sorted(_cited(archive)) == ALL_THREE, (
+        f"the page was never read again ({site.hits.get('/posts/link-rot/')} requests)")
+    assert site.hits["/posts/link-rot/"] == 2  # once failed, once read: then left alone
+
+
+def test_a_changed_summary_entry_whose_page_fails_keeps_the_posts_citations(
+        site: Site, archive: Archive) -> None:
+    """A summary-only entry read whole (three references); the author fixes a typo in the
+    summary, and at that run the page answers 503.  The post keeps its three citations, so
+    its dead reference still fails ``archiver report``'s CI gate (as a page cut short
+    changes nothing, see test_a_post_page_cut_short_keeps_the_links_it_cites)."""
+    site.page("/index.xml", _summary_feed(site.base_url, SUMMARY),
+              content_type="application/rss+xml")
+    site.page("/posts/link-rot/", WHOLE_POST)
+    add_source(archive, site.url("/index.xml"))
+    discover(archive)
+    assert sorted(_cited(archive)) == ALL_THREE
+    kill(archive, "https://law.example.edu/zittrain")
+    site.page("/index.xml", _summary_feed(site.base_url, SUMMARY.replace("gone", "gone!")),
+              content_type="application/rss+xml")
+    site.page("/posts/link-rot/", "<h1>Service Unavailable</h1>", status=503)
+    discover(archive)
+    assert sorted(_cited(archive)) == ALL_THREE
+    code, rows = report(archive)
+    assert (code, rows["https://law.example.edu/zittrain"]["cited"]) == (1, True)
 
 
 def test_atom_xml_base_is_the_base_of_relative_links_in_content(site: Site, archive: Archive,
