@@ -136,7 +136,7 @@ def store_post(archive: Archive, session: Session, source: Source, data: PostDat
     if post is not None and post.content_hash == digest:
         return
     html = data.html
-    if data.summary_only:
+    if data.summary_only and _on_own_site(data.url, source):
         whole = _whole_post(archive, data)
         if whole is None and post is not None:
             return  # kept as read before: the summary has only some of its references
@@ -172,6 +172,12 @@ def store_post(archive: Archive, session: Session, source: Source, data: PostDat
         seen.add(key)
         post.citations.append(Citation(link=link, href=found.href, element=found.element,
                                         anchor_text=found.anchor_text, context=found.context))
+
+
+def _on_own_site(url: str, source: Source) -> bool:
+    """Whether a post's page is on the blog's own site, when the source says which it is
+    (the feed reader has checked the feed's own site already)."""
+    return not source.site_url or site_or_empty(url) == site_or_empty(source.site_url)
 
 
 def _whole_post(archive: Archive, data: PostData) -> str | None:

@@ -6,6 +6,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from archiver.archive import Archive, initialise
@@ -205,6 +206,65 @@ def test_a_changed_summary_entry_whose_page_fails_keeps_the_posts_citations(
     assert sorted(_cited(archive)) == ALL_THREE
     code, rows = report(archive)
     assert (code, rows["https://law.example.edu/zittrain"]["cited"]) == (1, True)
+
+
+def test_a_summary_entry_linking_to_another_site_does_not_read_that_site(
+        site: Site, archive: Archive) -> None:
+    """A links feed (bookmarks, a link blog without permalinks on the blog): each entry's
+    <link> is the article on another site, its description the blogger's note.  That article
+    is not the post's page: its links (its ads, its own sources) are not the blogger's
+    references, and it is not fetched."""
+    other = Site("other").start()
+    try:
+        other.page("/article", """<html><head><title>Their article</title></head><body>
+<article><p>Sponsored by <a href="https://ads.example.net/buy">a shop</a> and citing
+<a href="https://their-source.example.org/x">their source</a>.</p></article></body></html>""")
+        note = "Worth reading, via &lt;a href=\"https://via.example.org/\"&gt;via&lt;/a&gt;."
+        site.page("/links.xml", _summary_feed(site.base_url, note, link=other.url("/article")),
+                  content_type="application/rss+xml")
+        add_source(archive, site.url("/links.xml"))
+        assert not discover(archive).errors
+        assert _cited(archive) == ["https://via.example.org/"]
+        assert other.hits.get("/article", 0) == 0, "another site's article was fetched"
+    finally:
+        other.stop()
+
+
+def test_a_full_text_rss_description_is_not_taken_for_a_summary(site: Site,
+                                                                archive: Archive) -> None:
+    """RSS 2.0 has no content element: Blogger, most static generators and hand-written feeds
+    put the whole post in <description> (feedparser's ``summary``).  Such an entry is the
+    post: its page is not read, so the share bar every theme puts inside <article> is not
+    taken for the post's references."""
+    whole = WHOLE_POST.split("<article>", 1)[1].split("</article>", 1)[0]
+    site.page("/rss.xml", _summary_feed(
+        site.base_url, whole.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")),
+        content_type="application/rss+xml")
+    site.page("/posts/link-rot/", WHOLE_POST.replace("</article>", (
+        '<div class="sharedaddy"><a href="https://twitter.com/intent/tweet?url=x">Tweet</a>'
+        '<a href="https://www.facebook.com/sharer/sharer.php?u=x">Share</a></div></article>')))
+    add_source(archive, site.url("/rss.xml"))
+    assert not discover(archive).errors
+    assert sorted(_cited(archive)) == ALL_THREE
+    assert site.hits.get("/posts/link-rot/", 0) == 0
+
+
+@pytest.mark.parametrize("description", [
+    "&lt;p&gt;" + "A long first paragraph that goes on. " * 12 + "Pew found that&#8230;&lt;/p&gt;",
+    "&lt;p&gt;Pew found that [&amp;#8230;]&lt;/p&gt;",
+    "&lt;p&gt;Pew found.&lt;/p&gt;&lt;p&gt;Half the links fail. &lt;a href=\"/posts/link-rot/"
+    "\"&gt;Continue reading &amp;#8220;On link rot&amp;#8221;&lt;/a&gt;&lt;/p&gt;",
+])
+def test_an_rss_description_cut_short_is_a_summary(site: Site, archive: Archive,
+                                                    description: str) -> None:
+    """An RSS description that ends in an ellipsis, WordPress's "[…]" or a "Continue
+    reading" link is a summary, however long: the post's page is read."""
+    site.page("/rss.xml", _summary_feed(site.base_url, description),
+              content_type="application/rss+xml")
+    site.page("/posts/link-rot/", WHOLE_POST)
+    add_source(archive, site.url("/rss.xml"))
+    assert not discover(archive).errors
+    assert set(ALL_THREE) <= set(_cited(archive))
 
 
 def test_atom_xml_base_is_the_base_of_relative_links_in_content(site: Site, archive: Archive,

@@ -27,6 +27,14 @@ _PROLOG_END_RE = re.compile(rb"<[A-Za-z_]")
 MAX_FEED_PAGES = 20  # older pages read per feed, the first included
 # RFC 5005: a paged feed names its next page, an archived feed its previous archive.
 _OLDER_PAGE_RELS = ("next", "prev-archive")
+# An RSS description this short, in one paragraph, is a summary (Hugo cuts at 70 words,
+# WordPress's excerpts at 55); a cut-off one ends in an ellipsis or a link to read on.
+SUMMARY_WORDS = 70
+_BLOCKS = "p, h1, h2, h3, h4, h5, h6, li, blockquote, pre, table"
+_ELLIPSIS_END_RE = re.compile(r"(?:\u2026|\.\.\.)\W*$")
+_READ_ON_RE = re.compile(r"\b(?:continue reading|read more|read the rest|keep reading)\b",
+                         re.IGNORECASE)
+_READ_ON_TAIL = 120  # characters: "Continue reading <the post's title>" ends the text
 
 
 def read_feed(client: HttpClient, url: str) -> Iterator[PostData]:
@@ -71,8 +79,9 @@ def _parse(data: bytes, url: str, content_type: str) -> tuple[list[PostData], st
     parsed: Any = feedparser.parse(io.BytesIO(data), response_headers=headers,
                                    resolve_relative_uris=False, sanitize_html=False)
     posts = []
+    atom = str(parsed.get("version") or "").startswith("atom")
     for entry in parsed.get("entries") or []:
-        post = _post(entry, url, str((parsed.get("feed") or {}).get("link") or ""))
+        post = _post(entry, url, str((parsed.get("feed") or {}).get("link") or ""), atom)
         if post is not None:
             posts.append(post)
     # A broken document can still yield a half-entry; without a usable post it is no feed.
@@ -95,7 +104,7 @@ def _next_page(feed: Any, url: str) -> str | None:
     return None
 
 
-def _post(entry: Any, feed_url: str, blog_url: str) -> PostData | None:
+def _post(entry: Any, feed_url: str, blog_url: str, atom: bool) -> PostData | None:
     # FeedBurner's origLink is the post's own URL; its <link> is a redirector's.
     link = str(entry.get("feedburner_origlink") or entry.get("link") or "").strip()
     if not link:
@@ -111,7 +120,10 @@ def _post(entry: Any, feed_url: str, blog_url: str) -> PostData | None:
         log.warning("%s: skipping an entry with a malformed link %r", feed_url, link)
         return None
     title = _plain(str(entry.get("title") or ""), (entry.get("title_detail") or {}).get("type"))
-    html, base, summary_only = _content(entry)
+    html, base, from_summary = _content(entry)
+    # An RSS <description> is the whole post as often as a summary (RSS has no content
+    # element): only one that looks cut is; an Atom <summary> without <content> always is.
+    summary_only = from_summary and (atom or _looks_cut(html))
     html = _with_base(html, base, feed_url)
     permalink = _permalink_on_blog(entry, link, blog_url)
     if permalink is not None:
@@ -119,6 +131,10 @@ def _post(entry: Any, feed_url: str, blog_url: str) -> PostData | None:
         cited = html_lib.escape(link, quote=True)
         html = f'<p><a href="{cited}">{html_lib.escape(title or link)}</a></p>{html}'
         link = permalink
+    # Its page is read only on the blog's own site: a links feed's entry names another
+    # site's article, whose links are that site's, not the blogger's.
+    summary_only = summary_only and site_or_empty(link) in {
+        site for site in (site_or_empty(blog_url), site_or_empty(feed_url)) if site}
     return PostData(url=canonical_or_raw(link), title=title,
                     published_at=_published(entry), html=html, summary_only=summary_only)
 
@@ -161,6 +177,17 @@ def _content(entry: Any) -> tuple[str, str, bool]:
     text = str(value)
     return ((text if "html" in kind else html_lib.escape(text)), str(detail.get("base") or ""),
             chosen is None)
+
+
+def _looks_cut(html: str) -> bool:
+    """Whether an RSS description is a summary: a teaser (one paragraph of at most
+    SUMMARY_WORDS words, as Hugo's and WordPress's summaries are) or text cut off with an
+    ellipsis, "[…]" or a "Continue reading" / "Read more" link."""
+    tree = LexborHTMLParser(html)
+    text = " ".join(tree.text(deep=True).split())
+    if _ELLIPSIS_END_RE.search(text) or _READ_ON_RE.search(text[-_READ_ON_TAIL:]):
+        return True
+    return len(tree.css(_BLOCKS)) <= 1 and len(text.split()) <= SUMMARY_WORDS
 
 
 def _with_base(html: str, base: str, feed_url: str) -> str:
