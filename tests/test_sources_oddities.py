@@ -681,6 +681,76 @@ def test_a_post_page_naming_the_blogs_feed_is_still_one_post(site: Site,
     assert _posts(archive) == [site.url("/link-rot/")]
 
 
+COMMENTS_FEED = """<?xml version="1.0"?><rss version="2.0"><channel>
+<title>Comments on: Link rot</title><link>{base}/link-rot/</link><description>c</description>
+<item><title>By: Troll</title><link>{base}/link-rot/#comment-7</link>
+<description>Buy &lt;a href="https://spam.example.net/pills"&gt;pills&lt;/a&gt;</description>
+</item></channel></rss>"""
+
+
+def _head_links(*feeds: tuple[str, str]) -> str:
+    """<link rel="alternate"> elements for (title, href) pairs, ending the <head>."""
+    return "".join(f'<link rel="alternate" type="application/rss+xml" title="{title}" '
+                   f'href="{href}">' for title, href in feeds) + "</head>"
+
+
+@pytest.mark.parametrize("body_class", ["post-template-default single single-post", "post"])
+def test_a_post_page_naming_only_its_comments_feed_is_still_that_post(
+        site: Site, archive: Archive, body_class: str) -> None:
+    """A WordPress theme without ``automatic-feed-links``: a post's page names no blog feed,
+    only the post's own comments feed (/link-rot/feed/), below the post's folder.  Taken for
+    the home page, the post would be registered as its comments feed and cite the spam in
+    them.  WordPress marks a post's page (``single``) and titles the feed "... Comments
+    Feed": either says it is a post."""
+    _wordpress(site)
+    base = site.base_url
+    site.page("/link-rot/", _wp_page("Link rot", (
+        '<article class="post"><h1>Link rot</h1><p>A <a href="https://study.example.org/rot">'
+        'study</a>.</p></article>'), body_class).replace("</head>", _head_links(
+            ("Field Notes &raquo; Link rot Comments Feed", f"{base}/link-rot/feed/"))))
+    site.page("/link-rot/feed/", COMMENTS_FEED.format(base=base),
+              content_type="application/rss+xml")
+    source, _new = add_source(archive, site.url("/link-rot/"))
+    assert (source.kind, source.location) == ("page", site.url("/link-rot/"))
+    discover(archive)
+    assert _cited(archive) == ["https://study.example.org/rot"]
+
+
+def test_a_home_page_naming_its_comments_feed_first_registers_the_posts_feed(
+        site: Site, archive: Archive) -> None:
+    """Every <link rel="alternate"> is looked at, comments feeds passed over."""
+    _wordpress(site)
+    base = site.base_url
+    site.page("/", _wp_page("Field Notes", "<h1>Field Notes</h1>", "home blog").replace(
+        "</head>", _head_links(("Field Notes &raquo; Comments Feed", f"{base}/comments/feed/"),
+                               ("Field Notes &raquo; Feed", f"{base}/feed/"))))
+    site.page("/comments/feed/", COMMENTS_FEED.format(base=base),
+              content_type="application/rss+xml")
+    source, _new = add_source(archive, site.url("/"))
+    assert (source.kind, source.location) == ("feed", site.url("/feed/"))
+
+
+def test_a_home_page_naming_its_feed_on_a_feed_service_registers_that_feed(
+        site: Site, archive: Archive) -> None:
+    """An older blog's home page names its FeedBurner feed (another host), the only feed it
+    names.  A page at the site's root is the home page wherever its feed is: not one "post"
+    of excerpts titled with the blog's name."""
+    feeds = Site("feeds").start()
+    try:
+        base = site.base_url
+        feeds.page("/FieldNotes", f"""<?xml version="1.0"?><rss version="2.0"><channel>
+<title>Field Notes</title><link>{base}/</link><description>d</description>
+<item><title>Link rot</title><link>{base}/link-rot/</link><description>A
+&lt;a href="https://study.example.org/rot"&gt;study&lt;/a&gt;.</description></item>
+</channel></rss>""", content_type="application/rss+xml")
+        site.page("/", _wp_page("Field Notes", "<h1>Field Notes</h1>", "home").replace(
+            "</head>", _head_links(("Field Notes", feeds.url("/FieldNotes")))))
+        source, _new = add_source(archive, site.url("/"))
+        assert (source.kind, source.location) == ("feed", feeds.url("/FieldNotes"))
+    finally:
+        feeds.stop()
+
+
 def test_a_post_page_cut_short_keeps_the_links_it_cites(tmp_path: Path) -> None:
     """A single-post source.  On a later discovery the server drops the connection halfway
     through the post's HTML.  Read as if whole, the post would lose the citations of its

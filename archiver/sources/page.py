@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html as html_lib
+import re
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -27,15 +28,19 @@ CONTENT_SELECTORS = ("article", "main", "[itemprop=articleBody]", ".entry-conten
                      ".post-content", ".post", "#content")
 # Page furniture dropped when only ``body`` is left, so blogrolls and menus are not taken.
 _FURNITURE = "nav, aside, header, footer, script, style, template"
+_COMMENTS_RE = re.compile(r"\bcomments\b", re.IGNORECASE)
 _LATIN1_NAMES = frozenset({"iso-8859-1", "iso8859-1", "latin-1", "latin1", "l1",
                            "windows-1252", "cp1252", "us-ascii", "ascii"})
 
 
 def feed_of_home_page(document: Document) -> str | None:
-    """The feed a blog's home page names (its first <link rel="alternate"> of an RSS or Atom
-    type), when the page is the blog's home: the feed lives at or below the page's folder
-    (https://blog.example/ and /feed/; a post page at /a-post/ names the blog's /feed/)."""
+    """The posts feed a blog's home page names (a <link rel="alternate"> of an RSS or Atom
+    type; comments feeds passed over), when the page is the blog's home: the site's root,
+    whatever host its feed is on (FeedBurner's), or the folder the feed lives in
+    (https://blog.example/blog/ and /blog/feed/; a post page at /a-post/ names /feed/)."""
     tree = LexborHTMLParser(_decode(document.body, document.charset))
+    if _is_single_post(tree):
+        return None
     for node in tree.css("link[rel][href][type]"):
         attributes = node.attributes
         rels = (attributes.get("rel") or "").lower().split()
@@ -45,17 +50,38 @@ def feed_of_home_page(document: Document) -> str | None:
         try:
             feed = resolve((attributes.get("href") or "").strip(), document.url)
         except ValueError:
-            return None
+            continue
+        if _is_comments_feed(feed, attributes.get("title") or ""):
+            continue
         return feed if _is_home_of(document.url, feed) else None
     return None
 
 
+def _is_single_post(tree: LexborHTMLParser) -> bool:
+    """Whether WordPress marks the page as one post (``<body class="single ...">``): its
+    own comments feed, at /the-post/feed/, looks like a blog's at /blog/feed/."""
+    body = tree.body
+    return body is not None and "single" in (body.attributes.get("class") or "").split()
+
+
+def _is_comments_feed(feed: str, title: str) -> bool:
+    """Whether a feed carries comments, not posts: WordPress titles each "... Comments Feed"
+    (the site's at /comments/feed/, a post's at /the-post/feed/), Blogger's live under
+    /feeds/comments/."""
+    segments = urlsplit(feed).path.lower().split("/")
+    return _COMMENTS_RE.search(title) is not None or "comments" in segments
+
+
 def _is_home_of(page: str, feed: str) -> bool:
-    """Whether ``page`` is the folder ``feed`` lives in, on the same host."""
-    if scheme_of(feed) not in FETCHABLE_SCHEMES or host_of(page) != host_of(feed):
+    """Whether ``page`` is the blog's home for ``feed``: the root of its site (a feed service
+    may serve the feed from another host), or the folder the feed lives in on the same host."""
+    if scheme_of(feed) not in FETCHABLE_SCHEMES:
         return False
     folder = urlsplit(page).path or "/"
-    return folder.endswith("/") and urlsplit(feed).path.startswith(folder)
+    if folder == "/":
+        return True
+    return host_of(page) == host_of(feed) and folder.endswith("/") and (
+        urlsplit(feed).path.startswith(folder))
 
 
 def read_page(client: HttpClient, url: str) -> PostData:
