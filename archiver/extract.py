@@ -83,6 +83,8 @@ _TRAILING = "?!.,:;*_~'\"\u201d\u2019\u2026\u00bb\u203a"  # ASCII and typographi
 # blog's own site is spelled as links are (IDNA) and, at a path, owns only what is under it.
 EXTRACTION_RULES = 3
 _SPACE_RE = re.compile(r"\s+")
+# A path's last segment that names a page file rather than a folder (index.html, blog.php).
+_PAGE_FILE_RE = re.compile(r"\.(?:s?html?|xhtml|php\d?|aspx?|jsp|cgi|pl)$", re.IGNORECASE)
 _SENTENCE_END_RE = re.compile(r"[.!?\u2026](?=[\s\"'\u201d\u2019)\]]*\s)")
 _START, _END = "\ue000", "\ue001"  # private-use marks around the link while collapsing
 
@@ -276,7 +278,14 @@ def _own_site(address: str) -> _OwnSite:
         canonical = canonicalize(address)
     except InvalidURL:  # a post read from a file: file:///..., no site of its own
         return _OwnSite(site_or_empty(address), "")
-    return _OwnSite(site_of(canonical), urlsplit(canonical).path.rstrip("/"))
+    return _OwnSite(site_of(canonical), _folder_of(urlsplit(canonical).path))
+
+
+def _folder_of(path: str) -> str:
+    """The folder a blog's address names, without its final slash: ``/~alice/index.html``,
+    the address a browser shows for a shared host's user folder, is ``/~alice``."""
+    head, _slash, last = path.rpartition("/")
+    return head if _PAGE_FILE_RE.search(last) else path.rstrip("/")
 
 
 def _target(href: str, base: str, own_site: _OwnSite) -> tuple[str | None, str | None] | None:

@@ -86,6 +86,26 @@ def test_site_with_a_path_does_not_swallow_the_whole_host(tmp_path: Path,
                                "https://www.cs.example.edu/~alicia/"]
 
 
+@pytest.mark.parametrize("address", ["https://www.cs.example.edu/~alice/index.html",
+                                     "https://www.cs.example.edu/~alice/blog.php"])
+def test_a_site_given_as_its_index_page_still_owns_its_folder(tmp_path: Path,
+                                                              archive: Archive,
+                                                              address: str) -> None:
+    """``--site https://www.cs.example.edu/~alice/index.html``, the address in the browser's
+    bar for a shared host's user folder: the blog is the folder, /~alice/, so a link to
+    Alice's other pages is no reference, and a colleague's page still is."""
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    (posts / "p.html").write_text(
+        '<html><head><title>P</title></head><body><article>'
+        '<a href="https://www.cs.example.edu/~alice/2009/other.html">my older post</a> '
+        '<a href="https://www.cs.example.edu/~bob/">Bob</a></article></body></html>',
+        encoding="utf-8")
+    add_source(archive, str(posts), address)
+    discover(archive)
+    assert _cited(archive) == ["https://www.cs.example.edu/~bob/"]
+
+
 @pytest.mark.parametrize("site", ["myblog.example", "ftp://myblog.example/", "https://", " "])
 def test_a_site_that_is_no_web_address_is_refused(tmp_path: Path, archive: Archive,
                                                   site: str) -> None:
