@@ -36,12 +36,12 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, or_, select, update
+from sqlalchemy import ColumnElement, Select, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from archiver.archive import Archive
 from archiver.clock import utcnow
-from archiver.models import Link, LinkState, link_is_ignored
+from archiver.models import Citation, Link, LinkState, link_is_ignored
 from archiver.net.client import FetchError
 from archiver.settings import Settings
 from archiver.wording import plural
@@ -131,7 +131,8 @@ def send_dead_link_notifications(archive: Archive, *,
 
 
 def pending_query(limit: int = MAX_LINKS_PER_ROUND) -> Select[Any]:
-    """Dead links not yet reported, not marked "not broken", not on an ignored domain."""
+    """Dead links not yet reported, not marked "not broken", not on an ignored domain, cited
+    by a post."""
     return select(Link).where(*_pending()).order_by(Link.id).limit(limit)
 
 
@@ -142,8 +143,11 @@ def notice_lease(settings: Settings) -> timedelta:
 
 
 def _pending() -> tuple[ColumnElement[bool], ...]:
+    # Cited by a post, as ``archiver report`` lists links: one the author removed from every
+    # post is nothing for them to fix.
     return (Link.state == LinkState.DEAD, Link.dead_notified_at.is_(None),
-            Link.override_response.is_(None), ~link_is_ignored())
+            Link.override_response.is_(None), ~link_is_ignored(),
+            exists().where(Citation.link_id == Link.id))
 
 
 def _unreported(archive: Archive, limit: int) -> NotifySummary:

@@ -17,16 +17,16 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from sqlalchemy import select
+from sqlalchemy import select, update
 from werkzeug.wrappers import Request, Response
 
 from archiver.archive import Archive, initialise
 from archiver.clock import utcnow
 from archiver.demo.fixtureweb import Site
-from archiver.models import Capture, Citation, IgnoredDomain, Link, Post, Source
+from archiver.models import Capture, Citation, IgnoredDomain, Link, LinkState, Post, Source
 from archiver.notify import NotifySummary, send_dead_link_notifications
 from archiver.urls import host_of, url_key
-from tests.conftest import make_settings
+from tests.conftest import discover_posts, make_settings, post
 
 # -- receivers -------------------------------------------------------------------------------
 
@@ -197,6 +197,19 @@ def add_link(archive: Archive, url: str, *, state: str = "dead", verdict: str = 
         return link.id
 
 
+def uncited_dead_link(archive: Archive, folder: Path) -> str:
+    """A dead link the author removed from their only post (a folder post, discovered with
+    the link, then without it) before it died; its URL."""
+    dead = "https://gone.example.org/page"
+    discover_posts(archive, folder, post("Lost", "https://blog.example/1", f"[x]({dead})"))
+    discover_posts(archive, folder, post("Lost", "https://blog.example/1", "It is gone."))
+    with archive.db.session() as session:
+        session.execute(update(Link).where(Link.url == dead).values(
+            state=LinkState.DEAD, last_verdict="not_found", http_status=404,
+            consecutive_failures=3))
+    return dead
+
+
 def notified_at(archive: Archive, link_id: int) -> datetime | None:
     with archive.db.session() as session:
         link = session.get(Link, link_id)
@@ -282,6 +295,24 @@ def test_overridden_notified_and_living_links_are_skipped(open_archive: Callable
         "https://notignored.example/z"]
     assert notified_at(archive, already) == told
     assert notified_at(archive, reported) is not None
+
+
+def test_a_dead_link_no_post_cites_is_not_reported(open_archive: Callable[..., Archive],
+                                                   hook: Hook, tmp_path: Path) -> None:
+    """The author took the link out of their post, then it died: ``archiver report`` leaves
+    it out and its CI gate passes, and no notice tells them a cited link is dead either."""
+    archive = open_archive(notify__webhook_url=hook.url)
+    uncited = uncited_dead_link(archive, tmp_path / "posts")
+    add_link(archive, "https://gone.example/cited")
+
+    summary = send_dead_link_notifications(archive)
+
+    assert summary.links == 1
+    assert [link["url"] for link in hook.calls[0]["json"]["links"]] == [
+        "https://gone.example/cited"]
+    with archive.db.session() as session:
+        link = session.scalars(select(Link).where(Link.url == uncited)).one()
+        assert link.dead_notified_at is None
 
 
 def test_at_most_limit_links_per_round_in_id_order(open_archive: Callable[..., Archive],
