@@ -1,4 +1,4 @@
-"""The dashboard's figures: links by state, totals and the posts with most broken references.
+"""The dashboard's figures: cited links by state, totals and the posts with most broken references.
 
 Counting them is cheap for a blog and about half a second for a million links on PostgreSQL
 (every link by state, every capture, every broken link's citations), which is too slow for a
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, select
+from sqlalchemy import ColumnElement, and_, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from archiver.clock import utcnow
@@ -82,7 +82,10 @@ def change_mark(session: Session) -> list[int]:
 def count(session: Session) -> Figures:
     """Count the figures now (what a large archive's scheduler does after each round)."""
     started = time.perf_counter()
-    states = {str(state): int(number) for state, number in session.execute(state_counts())}
+    # Cited links only, as ``archiver report`` lists them: one the author removed from every
+    # post stays in the archive but is none of the blog's references.
+    cited = state_counts().where(exists().where(Citation.link_id == Link.id))
+    states = {str(state): int(number) for state, number in session.execute(cited)}
     totals = {"posts": session.scalar(select(func.count(Post.id))) or 0,
               "links": sum(states.values()),
               "captures": session.scalar(select(func.count(Capture.id))) or 0}

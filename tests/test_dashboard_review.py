@@ -20,7 +20,7 @@ from archiver.history import snapshot_state_counts
 from archiver.models import Link, LinkState
 from tests.conftest import discover_posts, post
 from tests.test_author import author_app, browser, log_in, token  # noqa: F401 (fixtures)
-from tests.test_notify import add_link
+from tests.test_notify import add_link, uncited_dead_link
 
 HUGE = "99999999999999999999"  # more than a 64-bit integer
 
@@ -72,6 +72,21 @@ def bar_title(html: str, day: str) -> str:
     found = re.search(rf"<title>{day}: ([^<]*)</title>", html)
     assert found, f"no bar for {day}"
     return found.group(1)
+
+
+def test_the_dashboard_counts_only_cited_links_as_the_report_does(archive: Archive,
+                                                                  client: FlaskClient,
+                                                                  tmp_path: Path) -> None:
+    """A dead link the author removed from their only post is left out of ``archiver
+    report`` and its CI gate; the dashboard's cards and totals leave it out too, and the
+    list of dead links, which still shows it, says no post cites it."""
+    dead = uncited_dead_link(archive, tmp_path / "posts")
+    html = client.get("/").get_data(as_text=True)
+    assert "1 posts cite 0 links" in html
+    assert re.search(r'state-dead">\s*<a[^>]*>\s*<span class="count">0<', html)
+    listing = client.get("/links?state=dead").get_data(as_text=True)
+    row = listing.split(dead, 1)[1].split("</tr>", 1)[0]
+    assert "no post cites it now" in row
 
 
 def test_todays_bar_shows_the_counts_of_the_cards(archive: Archive,
