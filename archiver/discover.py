@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from archiver import figures
 from archiver.archive import Archive
 from archiver.clock import utcnow
 from archiver.errors import ArchiverError, SourceError
@@ -21,6 +22,7 @@ from archiver.health import apply_verdict
 from archiver.models import Citation, Link, Post, Source, SourceKind
 from archiver.settings import Settings
 from archiver.sources import PostData, detect_source, read_posts
+from archiver.sources.folder import Draft
 from archiver.sources.page import read_page
 from archiver.urls import FETCHABLE_SCHEMES, host_of, scheme_of, site_or_empty, url_key
 from archiver.verdicts import Verdict
@@ -38,6 +40,7 @@ class DiscoverSummary:
     posts_new: int = 0
     posts_changed: int = 0
     posts_reread: int = 0  # unchanged, read again because the extraction rules changed
+    posts_unpublished: int = 0  # removed: their files are drafts again
     links_new: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -45,8 +48,11 @@ class DiscoverSummary:
         """One-line human summary."""
         reread = (f", {self.posts_reread} read again under new extraction rules"
                   if self.posts_reread else "")
+        unpublished = (f", {self.posts_unpublished} drafts again (removed)"
+                       if self.posts_unpublished else "")
         text = (f"discover: {self.sources} sources, {self.posts_new} new posts, "
-                f"{self.posts_changed} changed{reread}, {self.links_new} new links")
+                f"{self.posts_changed} changed{reread}{unpublished}, "
+                f"{self.links_new} new links")
         return text + (f", {len(self.errors)} sources failed" if self.errors else "")
 
 
@@ -195,6 +201,19 @@ def _whole_post(archive: Archive, data: PostData) -> str | None:
     return content + data.html
 
 
+def _unpublish(session: Session, source: Source, draft: Draft,
+               summary: DiscoverSummary) -> None:
+    """Remove the post a file stood for before it turned back into a draft (an embargo, a
+    legal request): a draft's title is not shown and its links are no references.  Its
+    links stay in the archive, cited by no post, as a link taken out of a post does."""
+    for post in session.scalars(select(Post).where(Post.source_id == source.id,
+                                                   Post.url.in_(draft.names))):
+        log.info("%s: %s is a draft again: removed", source.location, post.url)
+        session.delete(post)
+        summary.posts_unpublished += 1
+        figures.forget(session)  # a post and its citations gone: no new row says so
+
+
 def discover(archive: Archive,
              progress: Callable[[int, int], None] | None = None) -> DiscoverSummary:
     """Read every source once; one failing source is reported and does not stop the others."""
@@ -213,6 +232,11 @@ def discover(archive: Archive,
             try:
                 for data in read_posts(SourceKind(source.kind), source.location,
                                        archive.client()):
+                    if isinstance(data, Draft):
+                        if not data.names & read_urls:
+                            _unpublish(session, source, data, summary)
+                            session.commit()
+                        continue
                     if data.names & read_urls:
                         log.info("%s: %s was already read in this run", source.location,
                                  data.url)

@@ -7,9 +7,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from archiver.archive import Archive, initialise
+from archiver.cli import cli
 from archiver.demo.fixtureweb import Site
 from archiver.discover import add_source, discover
 from archiver.extract import extract_links
@@ -39,6 +42,13 @@ def _citing(archive: Archive, url: str) -> list[str]:
         return sorted(session.scalars(
             select(Post.url).join(Citation, Citation.post_id == Post.id)
             .join(Link, Link.id == Citation.link_id).where(Link.url == url)))
+
+
+def _ci_gate(archive: Archive) -> int:
+    """The exit status of ``archiver report`` (1: a cited link is dead)."""
+    env = {"ARCHIVER_DATA_DIR": str(archive.settings.data_dir),
+           "ARCHIVER_LOG_LEVEL": "WARNING"}
+    return CliRunner().invoke(cli, ["-q", "report"], env=env).exit_code
 
 
 PAGE = """<!doctype html><html><head><title>A</title></head>
@@ -204,8 +214,8 @@ def test_a_changed_summary_entry_whose_page_fails_keeps_the_posts_citations(
     site.page("/posts/link-rot/", "<h1>Service Unavailable</h1>", status=503)
     discover(archive)
     assert sorted(_cited(archive)) == ALL_THREE
-    code, rows = report(archive)
-    assert (code, rows["https://law.example.edu/zittrain"]["cited"]) == (1, True)
+    assert report(archive)[1]["https://law.example.edu/zittrain"]["cited"] is True
+    assert _ci_gate(archive) == 1
 
 
 def test_a_summary_entry_linking_to_another_site_does_not_read_that_site(
@@ -531,6 +541,50 @@ def test_draft_posts_in_a_folder_are_not_archived(tmp_path: Path, archive: Archi
     discover(archive)
     assert _posts(archive) == ["https://myblog.example/live/"]
     assert _cited(archive) == ["https://public.example.org/a"]
+
+
+def test_draft_flags_written_in_other_ways(tmp_path: Path, archive: Archive) -> None:
+    """Quoted words, YAML 1.1 words and the flags' opposites: only the real drafts drop."""
+    folder = tmp_path / "posts"
+    folder.mkdir()
+    flags = {"a": 'draft: "true"', "b": "draft: 'yes'", "c": "draft: no", "d": "draft: false",
+             "e": 'published: "false"', "f": "published: 2024-01-01", "g": 'draft: "false"',
+             "h": "published: true", "i": "draft: on", "j": "published: off"}
+    for name, flag in flags.items():
+        (folder / f"{name}.md").write_text(
+            f"---\ntitle: {name}\nurl: https://blog.example/{name}/\n{flag}\n---\n"
+            f"[r](https://ref.example.org/{name})\n", encoding="utf-8")
+    add_source(archive, str(folder))
+    discover(archive)
+    assert _posts(archive) == [f"https://blog.example/{name}/" for name in "cdfgh"]
+
+
+def test_a_post_turned_back_into_a_draft_is_no_longer_the_blogs(archive: Archive,
+                                                                client: FlaskClient,
+                                                                tmp_path: Path) -> None:
+    """A post published, then unpublished (``draft: true`` put back: an embargo, a legal
+    request) is removed like any draft: its title leaves /posts and its links are cited by no
+    post, so its dead link no longer fails the author's CI gate.  Published again, it is a
+    new post."""
+    folder = tmp_path / "posts"
+    folder.mkdir()
+    page = "---\ntitle: Embargoed launch\nurl: https://blog.example/launch/\n{extra}---\n" \
+           "[the product](https://product.example.org/launch)\n"
+    (folder / "launch.md").write_text(page.format(extra=""), encoding="utf-8")
+    add_source(archive, str(folder))
+    discover(archive)
+    assert _cited(archive) == ["https://product.example.org/launch"]
+    kill(archive, "https://product.example.org/launch")
+    assert "Embargoed launch" in client.get("/posts").get_data(as_text=True)
+    (folder / "launch.md").write_text(page.format(extra="draft: true\n"), encoding="utf-8")
+    assert discover(archive).posts_unpublished == 1
+    assert (_posts(archive), _cited(archive)) == ([], [])
+    assert "Embargoed launch" not in client.get("/posts").get_data(as_text=True)
+    assert report(archive)[1]["https://product.example.org/launch"]["cited"] is False
+    assert _ci_gate(archive) == 0
+    (folder / "launch.md").write_text(page.format(extra=""), encoding="utf-8")
+    assert discover(archive).posts_new == 1
+    assert _cited(archive) == ["https://product.example.org/launch"]
 
 
 def test_link_blog_entry_is_the_blog_post_and_cites_the_linked_article(

@@ -7,6 +7,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,15 @@ class _TomlFrontMatter(BaseHandler):
 _TOML = _TomlFrontMatter()
 
 
+@dataclass(frozen=True)
+class Draft(PostData):
+    """A post file marked unpublished: no post of the blog, but named, so that a post
+    stored before it turned back into a draft is taken off the archive's pages."""
+
+
 def read_folder(root: Path) -> Iterator[PostData]:
-    """Yield a post per HTML or Markdown file below ``root``, in sorted path order."""
+    """Yield a post per HTML or Markdown file below ``root``, in sorted path order; a file
+    marked as a draft is yielded as a :class:`Draft` (its address alone)."""
     for path in post_files(root):
         post = read_file(path)
         if post is not None:
@@ -76,7 +84,8 @@ def post_files(root: Path) -> list[Path]:
 
 
 def read_file(path: Path) -> PostData | None:
-    """One post file as a post, or None (with a warning) when it cannot be read."""
+    """One post file as a post (a :class:`Draft` when unpublished), or None (with a warning)
+    when it cannot be read."""
     try:
         size = path.stat().st_size
         if size > MAX_POST_BYTES:
@@ -94,7 +103,8 @@ def read_file(path: Path) -> PostData | None:
         return None
     if _is_draft(metadata):
         log.info("skipping %s: a draft, not published", path)
-        return None
+        return Draft(url=_url(metadata.get("url"), path), title=None, published_at=None,
+                     html="")
     url = _url(metadata.get("url"), path)
     title = _title(metadata.get("title"))
     published = to_utc(metadata.get("date")) or _date_from_name(path)
