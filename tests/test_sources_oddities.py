@@ -706,6 +706,29 @@ def test_wordpress_sitemap_archives_are_not_posts(site: Site, archive: Archive) 
     assert _citing(archive, "https://film.example.org/") == [site.url("/soviet-story/")]
 
 
+def test_sitemaps_whose_names_merely_contain_tag_or_author_are_read(site: Site,
+                                                                    archive: Archive) -> None:
+    """A sitemap whose name merely contains "tag", "author" or "vintage" is read; the
+    archives' own (Yoast's post_tag- and category-sitemaps in any case, WordPress's users)
+    are passed over."""
+    base = site.base_url
+    names = ("post-sitemap-tagged.xml", "authorship-sitemap.xml", "vintage-sitemap.xml",
+             "post_tag-sitemap.xml", "wp-sitemap-users-1.xml", "Category-Sitemap2.xml")
+    site.page("/sitemap_index.xml", '<sitemapindex xmlns="http://www.sitemaps.org/schemas/'
+              'sitemap/0.9">' + "".join(f"<sitemap><loc>{base}/{name}</loc></sitemap>"
+                                        for name in names) + "</sitemapindex>",
+              content_type="application/xml")
+    for number, name in enumerate(names):
+        site.page(f"/{name}", '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                  f"<url><loc>{base}/p{number}/</loc></url></urlset>",
+                  content_type="application/xml")
+        site.page(f"/p{number}/", f"<html><body><article><a href=\"https://r.example.org/"
+                  f"{number}\">r</a></article></body></html>")
+    add_source(archive, site.url("/sitemap_index.xml"))
+    assert not discover(archive).errors
+    assert _posts(archive) == [site.url(f"/p{number}/") for number in range(3)]
+
+
 def test_adding_the_blog_address_reads_the_blogs_posts(site: Site, archive: Archive) -> None:
     """The address a blogger knows is the blog's own: https://myblog.example/.  Its home page
     names its feed (<link rel="alternate" type="application/rss+xml">), as every blog engine
