@@ -83,14 +83,20 @@ def undo_content_encoding(body: bytes, encoding: str, limit: int, *,
     return body[:limit] if head else body
 
 
-def charset_of(content_type: str, body: bytes = b"") -> str | None:
-    """Charset from a BOM, the Content-Type header, or a <meta> tag near the top."""
+def _bom_or_header(content_type: str, body: bytes) -> str | None:
+    """The charset a BOM, else the Content-Type header, names: what outranks the document."""
     for bom, name in _BOMS:
         if body.startswith(bom):
             return name
     match = _CHARSET_RE.search(content_type)
-    if match:
-        return match.group(1)
+    return match.group(1) if match else None
+
+
+def charset_of(content_type: str, body: bytes = b"") -> str | None:
+    """Charset from a BOM, the Content-Type header, or a <meta> tag near the top."""
+    named = _bom_or_header(content_type, body)
+    if named:
+        return named
     meta = _META_CHARSET_RE.search(body[:4096])
     return meta.group(1).decode("ascii", "replace") if meta else None
 
@@ -98,12 +104,9 @@ def charset_of(content_type: str, body: bytes = b"") -> str | None:
 def css_charset(content_type: str, body: bytes, referrer: str | None = None) -> str | None:
     """A style sheet's charset as a browser finds it (CSS Syntax 3.2): BOM, the Content-Type
     header, a leading ``@charset``, then the encoding of the document that loaded it."""
-    for bom, name in _BOMS:
-        if body.startswith(bom):
-            return name
-    match = _CHARSET_RE.search(content_type)
-    if match:
-        return match.group(1)
+    named = _bom_or_header(content_type, body)
+    if named:
+        return named
     declared = _CSS_CHARSET_RE.match(body)
     if declared:
         name = declared.group(1).decode("ascii")
