@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -64,6 +65,15 @@ def checks(archive: Archive, times: int, *, everything: bool = False) -> None:
         run_due(archive, WorkKind.CHECK, everything=everything)
 
 
+def after_three_checks(archive: Archive, url: str) -> tuple[int, dict[str, Any]]:
+    """Add ``url`` as a link, check it three times as the scheduler does, and read it back
+    through ``archiver report --format json``: the report's exit code and the link's row."""
+    add_links(archive, [url])
+    checks(archive, 3)
+    code, rows = report(archive)
+    return code, rows[url]
+
+
 def checker(tmp_path: Path, **overrides: object) -> tuple[HttpClient, Settings]:
     values: dict[str, object] = {"fetch__timeout": "2s", "health__retries": 0, **overrides}
     settings = make_settings(tmp_path / "c", **values)
@@ -80,12 +90,9 @@ def test_an_index_page_redirected_to_the_root_is_not_a_removed_page(
     that was cited, yet the link is called ``redirect_to_root`` and ends dead."""
     site.page("/", "<h1>The project</h1><p>Welcome to the project's home page.</p>")
     site.redirect(index, "/", 301)
-    url = site.url(index)
-    add_links(quick, [url])
-    checks(quick, 3)
-    code, rows = report(quick)
-    assert rows[url]["verdict"] != "redirect_to_root", rows[url]["verdict"]
-    assert rows[url]["state"] != "dead" and code == 0
+    code, row = after_three_checks(quick, site.url(index))
+    assert row["verdict"] != "redirect_to_root", row["verdict"]
+    assert row["state"] != "dead" and code == 0
 
 
 SPA_SHELL = ('<!doctype html><html><head><title>Docs</title><script src="/static/app.js">'
@@ -426,7 +433,7 @@ def _words(topic: str, count: int = 60) -> str:
 @pytest.mark.parametrize(("landing", "param"), [("/Error.aspx", "aspxerrorpath"),
                                                 ("/", "redirect_from")])
 def test_a_removed_page_behind_an_error_redirect_carrying_its_path_ends_dead(
-        tmp_path: Path, site: Site, landing: str, param: str) -> None:
+        quick: Archive, site: Site, landing: str, param: str) -> None:
     """ASP.NET's customErrors (and many CMS 404 handlers) answer a missing page with a 302 to
     ``/Error.aspx?aspxerrorpath=/the/missing/page.aspx`` and a 200 "sorry" page.  That is a
     soft 404 (the probe lands on the same "sorry" page), but ``is_wall`` used to see a
@@ -440,18 +447,14 @@ def test_a_removed_page_behind_an_error_redirect_carrying_its_path_ends_dead(
             "Location": f"{landing}?{param}=" + quote(request.path)})
 
     site.fallback = answer
-    url = site.url("/news/2009/council-budget-vote.aspx")
-    with fast_archive(tmp_path) as archive:
-        add_links(archive, [url])
-        checks(archive, 3)
-        code, rows = report(archive)
-    assert rows[url]["state"] == "dead", \
-        (rows[url]["verdict"], rows[url]["evidence"].get("error"), rows[url]["final_url"])
+    code, row = after_three_checks(quick, site.url("/news/2009/council-budget-vote.aspx"))
+    assert row["state"] == "dead", \
+        (row["verdict"], row["evidence"].get("error"), row["final_url"])
     assert code == 1
 
 
 def test_a_consent_wall_that_adds_to_the_continue_url_is_still_a_wall(
-        tmp_path: Path, site: Site) -> None:
+        quick: Archive, site: Site) -> None:
     """YouTube's EU consent wall (consent.youtube.com/m?continue=…) carries the address asked
     for with a parameter of its own appended (``…watch?v=ID&cbrd=1``), which ``is_wall`` once missed
     (it wanted the value to equal a hop's URL exactly): the probe landed on the same wall,
@@ -464,13 +467,9 @@ def test_a_consent_wall_that_adds_to_the_continue_url_is_still_a_wall(
             "Location": "/m?continue=" + quote(target, safe="") + "&gl=DE&m=0&pc=yt&hl=de"})
 
     site.fallback = answer
-    url = site.url("/watch?v=dQw4w9WgXcQ")
-    with fast_archive(tmp_path) as archive:
-        add_links(archive, [url])
-        checks(archive, 3)
-        code, rows = report(archive)
-    assert rows[url]["state"] != "dead", (rows[url]["verdict"], rows[url]["final_url"])
-    assert rows[url]["verdict"] == "blocked", rows[url]["verdict"]
+    code, row = after_three_checks(quick, site.url("/watch?v=dQw4w9WgXcQ"))
+    assert row["state"] != "dead", (row["verdict"], row["final_url"])
+    assert row["verdict"] == "blocked", row["verdict"]
     assert code == 0
 
 

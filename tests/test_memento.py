@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
+from werkzeug.test import TestResponse
 
 from archiver.archive import Archive
 from archiver.clock import warc_timestamp
@@ -302,26 +303,39 @@ def test_an_archived_redirect_to_a_raw_utf8_location_replays_to_its_target(
     """A site redirects with ``Location: /wiki/Советская`` in raw UTF-8: the capture follows
     it as browsers do, to /wiki/%D0%A1..., and the archived 301 must lead there (its Location
     was stored percent-encoded from its Latin-1 reading, another address)."""
-    def answer(_method: str, path: str) -> bytes:
-        if path == "/moved":
-            return response(b"301 Moved Permanently", f"Location: {CYRILLIC_ROUTE}\r\n".encode())
-        return response(b"200 OK", body=b"<p>target</p>")
-
-    site = RawSite(answer)
-    try:
-        url = site.url("/moved")
-        assert capture_link(archive, add_link(archive, url)) == "archived"
-    finally:
-        site.close()
+    site = captured_redirect(archive, CYRILLIC_ROUTE.encode())
+    url = site.url("/moved")
     stamp = client.get(f"/web/{url}").headers["Location"].split("/")[2]
     moved = client.get(f"/web/{stamp}mp_/{url}")
     assert moved.status_code == 301
     assert moved.headers["Location"] == f"/web/{stamp}mp_/{site.url(CYRILLIC_PATH)}"
-    target = client.get(moved.headers["Location"])
-    if target.status_code == 302:  # to the exact timestamp of the target's capture
-        target = client.get(target.headers["Location"])
+    target = redirected_to(client, moved.headers["Location"])
     assert target.status_code == 200
     assert target.data == b"<p>target</p>"
+
+
+def captured_redirect(archive: Archive, location: bytes) -> RawSite:
+    """A site whose /moved answers 301 with ``location`` as its raw Location bytes (anything
+    else: ``<p>target</p>``), captured from /moved; the site is closed, its URLs still good."""
+    def answer(_method: str, path: str) -> bytes:
+        if path == "/moved":
+            return response(b"301 Moved Permanently", b"Location: " + location + b"\r\n")
+        return response(b"200 OK", body=b"<p>target</p>")
+
+    site = RawSite(answer)
+    try:
+        assert capture_link(archive, add_link(archive, site.url("/moved"))) == "archived"
+    finally:
+        site.close()
+    return site
+
+
+def redirected_to(client: FlaskClient, location: str) -> TestResponse:
+    """The archived answer at ``location``, through the 302 to its capture's exact time."""
+    target = client.get(location)
+    if target.status_code == 302:
+        target = client.get(target.headers["Location"])
+    return target
 
 
 @pytest.mark.parametrize("location", [b"/caf\xe9", "/wiki/Köln?q=Köln".encode(), b"/a b?x=1 2",
@@ -330,22 +344,10 @@ def test_an_archived_redirect_with_an_odd_location_leads_to_its_capture(
         archive: Archive, client: FlaskClient, location: bytes) -> None:
     """Whatever bytes a Location held, the archived redirect leads to the target the capture
     fetched (raw Latin-1, raw UTF-8 in the path and query, spaces, a tab)."""
-    def answer(_method: str, path: str) -> bytes:
-        if path == "/moved":
-            return response(b"301 Moved Permanently", b"Location: " + location + b"\r\n")
-        return response(b"200 OK", body=b"<p>target</p>")
-
-    raw = RawSite(answer)
-    try:
-        url = raw.url("/moved")
-        assert capture_link(archive, add_link(archive, url)) == "archived"
-    finally:
-        raw.close()
+    url = captured_redirect(archive, location).url("/moved")
     moved = client.get(f"/web/{stamp_of(client, url)}mp_/{url}")
     assert moved.status_code == 301
-    target = client.get(moved.headers["Location"])
-    if target.status_code == 302:  # to the exact timestamp of the target's capture
-        target = client.get(target.headers["Location"])
+    target = redirected_to(client, moved.headers["Location"])
     assert (target.status_code, target.data) == (200, b"<p>target</p>")
 
 
